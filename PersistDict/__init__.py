@@ -1,0 +1,48 @@
+"""PersistDict: a dict on disk, shared safely by every thread and process on a host."""
+
+from loguru import logger
+
+from . import serializers
+from ._core import Metadata, PersistDict
+from ._keys import canonical_key_serializer, canonical_key_unserializer
+from .exceptions import (
+    AlreadyCalledError,
+    ClosedError,
+    CodecError,
+    CodecMismatchError,
+    CorruptedDatabaseError,
+    CorruptedRecordError,
+    DatabasePermissionError,
+    KeyEncodingError,
+    NotADatabaseDirectoryError,
+    PersistDictError,
+    StorageError,
+    StorageFullError,
+    TransactionError,
+)
+
+# A library logs under its own name and stays quiet unless the user opts in.
+logger.disable("PersistDict")
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "AlreadyCalledError",
+    "ClosedError",
+    "CodecError",
+    "CodecMismatchError",
+    "CorruptedDatabaseError",
+    "CorruptedRecordError",
+    "DatabasePermissionError",
+    "KeyEncodingError",
+    "Metadata",
+    "NotADatabaseDirectoryError",
+    "PersistDict",
+    "PersistDictError",
+    "StorageError",
+    "StorageFullError",
+    "TransactionError",
+    "canonical_key_serializer",
+    "canonical_key_unserializer",
+    "serializers",
+]

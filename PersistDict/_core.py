@@ -1,0 +1,780 @@
+"""PersistDict: the public mapping. It composes the key codec, the value codec,
+the front cache, the storage and the maintenance thread.
+
+Data flows one way: public method -> key codec -> (front cache) -> storage
+transaction -> record codec. Serializers run outside write transactions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pickle
+import threading
+import time
+import weakref
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from beartype import BeartypeConf, beartype
+from loguru import logger
+
+from . import _table
+from ._frontcache import CachedEntry, FrontCache
+from ._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer, is_hashed_slot
+from ._maintenance import Maintenance, sweep
+from ._records import KIND_BYTES, KIND_SERIALIZED, KIND_STR, Record
+from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
+from .exceptions import (
+    AlreadyCalledError,
+    ClosedError,
+    CodecError,
+    CodecMismatchError,
+    CorruptedRecordError,
+)
+
+typechecked = beartype(conf=BeartypeConf(violation_type=TypeError))
+
+_MISSING: Any = object()
+# Keys whose Python equality is exactly the canonical codec's equality: the
+# front cache can be keyed by the object itself and skip encoding on a hit.
+_PLAIN_KEY_TYPES = frozenset({str, bytes, int})
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """When an entry was created and last read or written (timezone-aware UTC)."""
+
+    ctime: datetime
+    atime: datetime
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+
+
+def _key_text(key: Any) -> str:
+    text = repr(key)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# id -> instance, for the flush at exit (instances are unhashable, like dict)
+_live_instances: weakref.WeakValueDictionary[int, PersistDict] = weakref.WeakValueDictionary()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for instance in list(_live_instances.values()):
+        try:
+            instance.close()
+        except Exception:  # exit must not fail because one database cannot be written
+            pass
+
+
+class PersistDict(MutableMapping[Any, Any]):
+    """A dict on disk, shared by every thread and process on the host.
+
+    See the README for the guarantees. Every public method is thread-safe.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        database_path: str | os.PathLike[str],
+        expiration_days: int | float = 0,
+        key_serializer: Callable[[Any], str | bytes] | None = canonical_key_serializer,
+        key_unserializer: Callable[[Any], Any] | None = canonical_key_unserializer,
+        key_size_limit: int = 511,
+        value_serializer: Callable[[Any], Any] | None = pickle.dumps,
+        value_unserializer: Callable[[Any], Any] | None = pickle.loads,
+        caching: bool = True,
+        verbose: bool = False,
+        background_thread: bool | Literal["disabled"] = True,
+        background_timeout: int | float = 30,
+        name: str | None = None,
+        *,
+        durability: Literal["full", "safe", "fast"] = "safe",
+        cache_max_entries: int = 10_000,
+        cache_max_bytes: int = 64 * 1024 * 1024,
+        maintenance_interval: int | float = 60,
+        atime_flush_interval: int | float = 10,
+        map_size: int = DEFAULT_MAP_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if (key_serializer is None) != (key_unserializer is None):
+            raise ValueError("key_serializer and key_unserializer must both be given or both be None")
+        if (value_serializer is None) != (value_unserializer is None):
+            raise ValueError("value_serializer and value_unserializer must both be given or both be None")
+        if key_size_limit < 1:
+            raise ValueError(f"key_size_limit must be at least 1, not {key_size_limit}")
+        if expiration_days < 0:
+            raise ValueError(f"expiration_days must be >= 0, not {expiration_days}")
+        if cache_max_entries < 1 or cache_max_bytes < 1:
+            raise ValueError("cache_max_entries and cache_max_bytes must be positive")
+        if maintenance_interval <= 0 or atime_flush_interval <= 0:
+            raise ValueError("maintenance_interval and atime_flush_interval must be positive")
+        if map_size < 1 << 20:
+            raise ValueError(f"map_size must be at least 1 MiB, not {map_size}")
+        path = os.path.abspath(os.fspath(database_path))
+        self._settings: dict[str, Any] = dict(
+            expiration_days=expiration_days, key_serializer=key_serializer, key_unserializer=key_unserializer,
+            key_size_limit=key_size_limit, value_serializer=value_serializer,
+            value_unserializer=value_unserializer, caching=caching, verbose=verbose,
+            background_thread=background_thread, background_timeout=background_timeout, name=name,
+            durability=durability, cache_max_entries=cache_max_entries, cache_max_bytes=cache_max_bytes,
+            maintenance_interval=maintenance_interval, atime_flush_interval=atime_flush_interval,
+            map_size=map_size, clock=clock,
+        )
+        self.path = path
+        self.name = name or Path(path).name
+        self.verbose = verbose
+        self.expiration_days = float(expiration_days)
+        self._clock = clock
+        self._keys = KeyCodec(key_serializer, key_unserializer, key_size_limit)
+        self._plain_cache_keys = self._keys.canonical
+        self._value_serializer = value_serializer
+        self._value_unserializer = value_unserializer
+        self._raw_values = value_serializer is None
+        self._loads_takes_buffer = value_unserializer is pickle.loads
+        self._lock = threading.RLock()
+        self._front = FrontCache(cache_max_entries, cache_max_bytes) if caching else None
+        self._touched: dict[int, float] = {}  # seq -> atime not yet written
+        self.counters = dict.fromkeys(("hits", "misses", "front_cache_hits", "sets", "deletes", "expired"), 0)
+        self._closed = True
+        self._storage = Storage.acquire(path, durability, map_size)
+        self._closed = False
+        try:
+            self._check_format()
+        except BaseException:
+            self._closed = True
+            self._storage.release()
+            raise
+        _live_instances[id(self)] = self
+        if verbose:
+            logger.enable("PersistDict")
+        self._log("opened {} (durability={})", path, durability)
+        self._maintenance = Maintenance(self, background_thread, max(5.0, float(background_timeout)),
+                                        float(maintenance_interval), float(atime_flush_interval))
+        self._maintenance.start()
+
+    # -- small helpers ----------------------------------------------------------
+
+    def _log(self, message: str, *args: Any) -> None:
+        if self.verbose:
+            logger.opt(depth=1).info(f"[{self.name}] " + message, *args)
+
+    def _check_open(self) -> Storage:
+        if self._closed:
+            raise ClosedError(f"PersistDict {self.path!r} is closed")
+        return self._storage
+
+    def _cache_key(self, key: Any, lookup: bytes | None) -> Any:
+        if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES:
+            return key
+        return (lookup,)
+
+    def _encode_value(self, value: Any) -> tuple[int, bytes]:
+        if self._raw_values:
+            if type(value) is str:
+                return KIND_STR, value.encode("utf-8", "surrogatepass")
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                return KIND_BYTES, bytes(value)
+            raise TypeError(
+                f"values must be str or bytes when value_serializer is None, not {type(value).__name__!r}"
+            )
+        payload = self._value_serializer(value)  # type: ignore[misc]
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"value_serializer must return bytes, not {type(payload).__name__!r}")
+        return KIND_SERIALIZED, bytes(payload)
+
+    def _decode_value(self, kind: int, payload: bytes | memoryview, key: Any = _MISSING) -> Any:
+        if kind == KIND_SERIALIZED:
+            if self._raw_values:
+                raise CodecMismatchError("this entry was serialized, but value_serializer is None")
+            try:
+                if self._loads_takes_buffer:
+                    return self._value_unserializer(payload)  # type: ignore[misc]
+                return self._value_unserializer(bytes(payload))  # type: ignore[misc]
+            except CodecError:
+                raise
+            except Exception as exc:
+                where = "" if key is _MISSING else f" of key {_key_text(key)}"
+                raise CodecError(f"cannot decode the value{where} with the configured value_unserializer") from exc
+        if kind == KIND_STR:
+            return bytes(payload).decode("utf-8", "surrogatepass")
+        if kind == KIND_BYTES:
+            return bytes(payload)
+        raise CorruptedRecordError(f"unknown value kind {kind}")
+
+    def _decode_cached(self, payload: bytes) -> Any:
+        return self._decode_value(KIND_SERIALIZED, payload) if not self._raw_values else self._raw_decode(payload)
+
+    def _raw_decode(self, payload: bytes) -> Any:
+        kind, body = payload[0], payload[1:]
+        return body.decode("utf-8", "surrogatepass") if kind == KIND_STR else body
+
+    def _cache_payload(self, kind: int, payload: bytes | memoryview) -> bytes:
+        # raw values keep their kind in the cached bytes so str stays str
+        return bytes((kind,)) + bytes(payload) if self._raw_values else bytes(payload)
+
+    def _record_key(self, record: Record) -> Any:
+        return self._keys.decode(record.lookup, record.exact)
+
+    def _is_live(self, expires: float, now: float) -> bool:
+        return not expires or expires > now
+
+    # -- reading ------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        with self._lock:
+            storage = self._check_open()
+            front = self._front
+            now = self._clock()
+            if front is not None and self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES \
+                    and not storage.txn_holders:
+                entry = front.get(key, storage.last_txnid())
+                if entry is not None and (not entry.expires or entry.expires > now):
+                    self._touched[entry.seq] = now
+                    self.counters["hits"] += 1
+                    self.counters["front_cache_hits"] += 1
+                    return entry.value(self._decode_cached)
+                return self._read(key, now, storage, cache_checked=True)
+            return self._read(key, now, storage)
+
+    def _read(self, key: Any, now: float, storage: Storage, cache_checked: bool = False) -> Any:
+        """The slow path of a read: encode, look in the cache, then in LMDB."""
+        lookup, _ = self._keys.encode(key)
+        front = self._front
+        cache_key = self._cache_key(key, lookup)
+        in_txn = bool(storage.txn_holders) and storage.current_write_txn() is not None
+        if front is not None and not in_txn and not cache_checked:
+            entry = front.get(cache_key, storage.last_txnid())
+            if entry is not None and (not entry.expires or entry.expires > now):
+                self._touched[entry.seq] = now
+                self.counters["hits"] += 1
+                self.counters["front_cache_hits"] += 1
+                return entry.value(self._decode_cached)
+        txn = storage.begin_read()
+        try:
+            record = _table.find(txn, lookup, self._keys.slot(lookup)).record
+            if record is None or (record.expires and record.expires <= now):
+                self.counters["misses"] += 1
+                raise KeyError(key)
+            value = self._decode_value(record.kind, record.payload, key)
+            if front is not None and not in_txn:
+                front.fill(cache_key, self._cache_payload(record.kind, record.payload),
+                           record.seq, record.expires, txn.id)
+        except CorruptedRecordError as exc:
+            raise CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}") from exc
+        finally:
+            storage.end(txn)
+        self._touched[record.seq] = now
+        self.counters["hits"] += 1
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        # Overridden: Mapping.get goes through __getitem__ and an exception on a miss.
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: Any) -> bool:
+        with self._lock:
+            storage = self._check_open()
+            now = self._clock()
+            lookup, _ = self._keys.encode(key)
+            front = self._front
+            in_txn = bool(storage.txn_holders) and storage.current_write_txn() is not None
+            if front is not None and not in_txn:
+                entry = front.get(self._cache_key(key, lookup), storage.last_txnid())
+                if entry is not None and (not entry.expires or entry.expires > now):
+                    return True
+            with storage.reading() as txn:
+                record = _table.find(txn, lookup, self._keys.slot(lookup)).record
+                return record is not None and self._is_live(record.expires, now)
+
+    def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
+        """Read several keys in one transaction; returns the ones found."""
+        encoded = [(key, self._keys.encode(key)[0]) for key in keys]
+        storage = self._check_open()
+        now = self._clock()
+        found: dict[Any, Any] = {}
+        raw: list[tuple[Any, int, int, bytes]] = []
+        with storage.reading() as txn:
+            for key, lookup in encoded:
+                record = _table.find(txn, lookup, self._keys.slot(lookup)).record
+                if record is not None and self._is_live(record.expires, now):
+                    raw.append((key, record.seq, record.kind, bytes(record.payload)))
+        with self._lock:
+            for key, seq, _, _ in raw:
+                self._touched[seq] = now
+        for key, _, kind, payload in raw:
+            found[key] = self._decode_value(kind, payload, key)
+        return found
+
+    def __len__(self) -> int:
+        with self._check_open().reading() as txn:
+            return txn.count()
+
+    def _snapshot(self, want_keys: bool, want_values: bool) -> list[Any]:
+        """Keys, values or (key, value) pairs in order, read in one transaction."""
+        storage = self._check_open()
+        now = self._clock()
+        out: list[Any] = []
+        decode_key = self._keys.decode
+        with storage.reading() as txn:
+            for entry in _table.iter_order(txn):
+                if entry.expires and entry.expires <= now:
+                    continue
+                if not want_values and entry.key_in_slot:
+                    out.append(decode_key(entry.slot, None))
+                    continue
+                record = _table.record_at(txn, entry.slot)
+                key = decode_key(record.lookup, record.exact) if want_keys else None
+                if not want_values:
+                    out.append(key)
+                    continue
+                value = self._decode_value(record.kind, record.payload, key if want_keys else _MISSING)
+                out.append((key, value) if want_keys else value)
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._snapshot(True, False))
+
+    def keys(self) -> KeysView[Any]:
+        return KeysView(self)
+
+    def values(self) -> ValuesView[Any]:
+        return _SnapshotValues(self)
+
+    def items(self) -> ItemsView[Any, Any]:
+        return _SnapshotItems(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]  # mutable mapping
+
+    def copy(self) -> dict[Any, Any]:
+        """A plain dict snapshot of the whole store."""
+        return dict(self.items())
+
+    def __or__(self, other: Any) -> dict[Any, Any]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        merged = self.copy()
+        merged.update(other)
+        return merged
+
+    def __ror__(self, other: Any) -> dict[Any, Any]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        merged = dict(other)
+        merged.update(self.items())
+        return merged
+
+    def __ior__(self, other: Any) -> PersistDict:
+        self.update(other)
+        return self
+
+    def metadata(self, key: Any) -> Metadata:
+        """Creation and last access time of ``key``; ``KeyError`` if missing."""
+        storage = self._check_open()
+        lookup, _ = self._keys.encode(key)
+        now = self._clock()
+        with storage.reading() as txn:
+            record = _table.find(txn, lookup, self._keys.slot(lookup)).record
+            if record is None or not self._is_live(record.expires, now):
+                raise KeyError(key)
+            atime = txn.atime(record.seq) or record.ctime
+        with self._lock:
+            atime = max(atime, self._touched.get(record.seq, 0.0))
+        return Metadata(_utc(record.ctime), _utc(atime))
+
+    # -- writing --------------------------------------------------------------------
+
+    def _commit(self, work: Callable[[Txn], Any]) -> tuple[Any, int, bool]:
+        """Run ``work`` in a write transaction; returns (result, txn id, inside transaction())."""
+        storage = self._check_open()
+
+        def run(txn: Txn) -> tuple[Any, int]:
+            return work(txn), txn.id
+
+        in_txn = storage.current_write_txn() is not None
+        result, txn_id = storage.write(run)
+        return result, txn_id, in_txn
+
+    def _after_commit(self, changes: list[tuple[Any, CachedEntry | None]], txn_id: int, in_txn: bool) -> None:
+        front = self._front
+        if front is None or in_txn:
+            return  # inside transaction(): the commit moves the txnid and resets the cache
+        with self._lock:
+            front.after_write(changes, txn_id)
+
+    def _prepare(self, key: Any, value: Any) -> tuple[Any, bytes, bytes | None, bytes, int, bytes]:
+        lookup, exact = self._keys.encode(key)
+        kind, payload = self._encode_value(value)
+        return key, lookup, exact, self._keys.slot(lookup), kind, payload
+
+    def _write_many(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]], expires: float,
+                    extra: Callable[[Txn], None] | None = None) -> None:
+        now = self._clock()
+
+        def work(txn: Txn) -> list[int]:
+            if extra is not None:
+                extra(txn)
+            return [_table.put(txn, lookup, exact, base, kind, payload, now, expires)[0]
+                    for _, lookup, exact, base, kind, payload in prepared]
+
+        seqs, txn_id, in_txn = self._commit(work)
+        self.counters["sets"] += len(prepared)
+        self._after_commit(
+            [(self._cache_key(key, lookup), CachedEntry(self._cache_payload(kind, payload), seq, expires))
+             for (key, lookup, _, _, kind, payload), seq in zip(prepared, seqs)],
+            txn_id, in_txn,
+        )
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._check_open()
+        self._write_many([self._prepare(key, value)], 0.0)
+
+    def set(self, key: Any, value: Any, ttl: float | None = None) -> None:
+        """``d[key] = value``, optionally expiring ``ttl`` seconds from now."""
+        if ttl is not None and ttl <= 0:
+            raise ValueError(f"ttl must be positive seconds, not {ttl}")
+        self._check_open()
+        expires = 0.0 if ttl is None else self._clock() + ttl
+        self._write_many([self._prepare(key, value)], expires)
+
+    def set_many(self, mapping: Mapping[Any, Any] | Iterable[tuple[Any, Any]], ttl: float | None = None) -> None:
+        """Write several entries in one transaction (all or nothing)."""
+        if ttl is not None and ttl <= 0:
+            raise ValueError(f"ttl must be positive seconds, not {ttl}")
+        pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
+        prepared = [self._prepare(key, value) for key, value in pairs]
+        if prepared:
+            self._write_many(prepared, 0.0 if ttl is None else self._clock() + ttl)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Like ``dict.update``, in one transaction."""
+        if isinstance(other, Mapping):
+            pairs = list(other.items())
+        elif hasattr(other, "keys"):
+            pairs = [(key, other[key]) for key in other.keys()]
+        else:
+            pairs = []
+            for item in other:
+                pair = tuple(item)
+                if len(pair) != 2:
+                    raise ValueError(f"update sequence element has length {len(pair)}; 2 is required")
+                pairs.append(pair)
+        pairs.extend(kwargs.items())
+        self.set_many(pairs)
+
+    def _delete(self, key: Any) -> Record | None:
+        lookup, _ = self._keys.encode(key)
+        base = self._keys.slot(lookup)
+        now = self._clock()
+
+        def work(txn: Txn) -> Record | None:
+            found = _table.find(txn, lookup, base)
+            if found.record is None:
+                return None
+            record = _table.remove(txn, found, base)
+            return None if record.expires and record.expires <= now else record
+
+        record, txn_id, in_txn = self._commit(work)
+        if record is not None:
+            self.counters["deletes"] += 1
+            with self._lock:
+                self._touched.pop(record.seq, None)
+        self._after_commit([(self._cache_key(key, lookup), None)], txn_id, in_txn)
+        return record
+
+    def __delitem__(self, key: Any) -> None:
+        if self._delete(key) is None:
+            raise KeyError(key)
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value, atomically."""
+        record = self._delete(key)
+        if record is None:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return self._decode_value(record.kind, record.payload, key)
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return the most recently inserted entry (LIFO, like dict)."""
+        storage = self._check_open()
+        now = self._clock()
+
+        def work(txn: Txn) -> Record | None:
+            for entry in _table.iter_order(txn, newest_first=True):
+                if self._is_live(entry.expires, now):
+                    break
+            else:
+                return None
+            slot = entry.slot
+            record = _table.record_at(txn, slot)
+            base = slot[: 1 + self._keys.hash_bytes] if is_hashed_slot(slot) else slot
+            found = _table.find(txn, record.lookup, base)
+            return _table.remove(txn, found, base)
+
+        record, txn_id, in_txn = self._commit(work)
+        if record is None:
+            raise KeyError("popitem(): PersistDict is empty")
+        key = self._record_key(record)
+        self.counters["deletes"] += 1
+        self._after_commit([(self._cache_key(key, record.lookup), None)], txn_id, in_txn)
+        del storage
+        return key, self._decode_value(record.kind, record.payload, key)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """Return ``d[key]``, first storing ``default`` if missing, atomically."""
+        key, lookup, exact, base, kind, payload = self._prepare(key, default)
+        now = self._clock()
+
+        def work(txn: Txn) -> tuple[int, bytes] | None:
+            record = _table.find(txn, lookup, base).record
+            if record is not None and self._is_live(record.expires, now):
+                return record.kind, bytes(record.payload)
+            if record is not None:  # expired: replace it as a new entry
+                _table.delete(txn, lookup, base)
+            _table.put(txn, lookup, exact, base, kind, payload, now, 0.0)
+            return None
+
+        existing, txn_id, in_txn = self._commit(work)
+        self._after_commit([(self._cache_key(key, lookup), None)], txn_id, in_txn)
+        if existing is None:
+            self.counters["sets"] += 1
+            return default
+        return self._decode_value(existing[0], existing[1], key)
+
+    def touch(self, key: Any, ttl: float | None = None) -> None:
+        """Mark ``key`` as used now; with ``ttl``, expire it ``ttl`` seconds from now (None: never)."""
+        if ttl is not None and ttl <= 0:
+            raise ValueError(f"ttl must be positive seconds, not {ttl}")
+        lookup, _ = self._keys.encode(key)
+        base = self._keys.slot(lookup)
+        now = self._clock()
+
+        def work(txn: Txn) -> bool:
+            found = _table.find(txn, lookup, base)
+            record = found.record
+            if record is None or not self._is_live(record.expires, now):
+                return False
+            _table.set_expiry(txn, found, 0.0 if ttl is None else now + ttl)
+            txn.put_atime(record.seq, now)
+            return True
+
+        ok, txn_id, in_txn = self._commit(work)
+        self._after_commit([(self._cache_key(key, lookup), None)], txn_id, in_txn)
+        if not ok:
+            raise KeyError(key)
+
+    def clear(self) -> None:
+        """Remove every entry; ``d(...)`` may be called again afterwards."""
+
+        def work(txn: Txn) -> None:
+            txn.clear_all()
+            txn.delete_meta(b"called")
+
+        _, txn_id, in_txn = self._commit(work)
+        with self._lock:
+            self._touched.clear()
+            if self._front is not None:
+                self._front.clear()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PersistDict:
+        """Initialise like ``dict(...)``; allowed once per database (until ``clear()``)."""
+        source: dict[Any, Any] = dict(*args, **kwargs)
+        prepared = [self._prepare(key, value) for key, value in source.items()]
+
+        def mark_called(txn: Txn) -> None:
+            if txn.meta(b"called") is not None:
+                raise AlreadyCalledError(
+                    "The __call__ method of PersistDict can only be called once. Just like a regular dict."
+                )
+            txn.put_meta(b"called", b"1")
+
+        self._write_many(prepared, 0.0, extra=mark_called)
+        return self
+
+    @contextmanager
+    def transaction(self) -> Iterator[PersistDict]:
+        """Make a group of reads and writes atomic and isolated across threads and processes.
+
+        Re-entrant in one thread. Rolls back if the block raises. Other writers
+        (threads and processes) wait until it ends, so keep it short.
+        """
+        storage = self._check_open()
+        with storage.transaction():
+            yield self
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def flush_atimes(self) -> int:
+        """Write the access times kept in memory; returns how many were written."""
+        with self._lock:
+            touched, self._touched = self._touched, {}
+        if not touched or self._closed:
+            return 0
+
+        def work(txn: Txn) -> int:
+            written = 0
+            for seq, when in touched.items():
+                stored = txn.atime(seq)
+                if stored is not None and stored < when:  # None: deleted meanwhile
+                    txn.put_atime(seq, when)
+                    written += 1
+            return written
+
+        return self._storage.write(work)
+
+    def expire(self) -> int:
+        """Remove entries past their TTL or unused for ``expiration_days`` now; returns how many."""
+        storage = self._check_open()
+        now = self._clock()
+        cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
+        with self._lock:
+            touched = dict(self._touched)
+        removed = sweep(storage, self._keys.hash_bytes, now, cutoff, touched,
+                        time.monotonic() + self._maintenance.timeout, time.monotonic)
+        if removed:
+            self.counters["expired"] += removed
+            self._log("expired {} entries", removed)
+        return removed
+
+    def run_maintenance(self) -> None:
+        """One maintenance pass: flush access times, expire, sync ('fast' durability)."""
+        self.flush_atimes()
+        self.expire()
+        if self._settings["durability"] == "fast":
+            self._storage.sync()
+
+    def close(self) -> None:
+        """Write pending access times, stop maintenance, release the database. Idempotent."""
+        if self._closed:
+            return
+        self._maintenance.stop()  # outside the lock: the thread may be waiting for it
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.flush_atimes()
+            finally:
+                self._closed = True
+                _live_instances.pop(id(self), None)
+                self._storage.release()
+                if self._front is not None:
+                    self._front.clear()
+        self._log("closed")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> PersistDict:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # An instance travels as its path and settings; the receiver opens its own.
+        return (_reopen, (self.path, self._settings))
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return f"PersistDict({self.path!r}, closed)"
+        return f"PersistDict({self.path!r}, entries={len(self)})"
+
+    # -- format record -------------------------------------------------------------
+
+    def _format(self) -> dict[str, Any]:
+        serializer = self._value_serializer
+        values = "raw" if serializer is None else (
+            getattr(serializer, "__qualname__", None) or type(serializer).__qualname__)
+        codec_name = getattr(getattr(serializer, "__self__", None), "name", None)
+        return {
+            "format": _FORMAT_VERSION,
+            "keys": self._keys.description,
+            "key_size_limit": self._keys.key_size_limit,
+            "values": codec_name or values,
+        }
+
+    def _check_format(self) -> None:
+        wanted = self._format()
+        storage = self._storage
+
+        def work(txn: Txn) -> dict[str, Any] | None:
+            stored = txn.meta(b"format")
+            if stored is None:
+                if txn.count() == 0:
+                    txn.put_meta(b"format", json.dumps(wanted).encode())
+                return None
+            return json.loads(stored)
+
+        with storage.reading() as txn:
+            stored_raw = txn.meta(b"format")
+        stored = json.loads(stored_raw) if stored_raw is not None else storage.write(work)
+        storage.mark_initialised()
+        if stored is None:
+            return
+        if stored.get("format") != _FORMAT_VERSION:
+            raise CodecMismatchError(f"database {self.path!r} has format {stored.get('format')}, "
+                                     f"this version reads format {_FORMAT_VERSION}")
+        if stored.get("keys") != wanted["keys"] or stored.get("key_size_limit") != wanted["key_size_limit"]:
+            raise CodecMismatchError(
+                f"database {self.path!r} was written with key encoding {stored.get('keys')!r} and "
+                f"key_size_limit={stored.get('key_size_limit')}; opening it with {wanted['keys']!r} and "
+                f"key_size_limit={wanted['key_size_limit']} would make its entries unreachable"
+            )
+        if stored.get("values") != wanted["values"]:
+            logger.warning(
+                "[{}] database {} was written with value codec {!r}, opened with {!r}: entries that the "
+                "new codec cannot decode raise CodecError on read and are reported by check()",
+                self.name, self.path, stored.get("values"), wanted["values"],
+            )
+
+
+def _reopen(path: str, settings: dict[str, Any]) -> PersistDict:
+    return PersistDict(path, **settings)
+
+
+class _SnapshotValues(ValuesView[Any]):
+    """values() as a consistent snapshot: read in one transaction."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._mapping._snapshot(False, True))  # type: ignore[attr-defined]
+
+    def __contains__(self, value: object) -> bool:
+        return any(v is value or v == value for v in self)
+
+
+class _SnapshotItems(ItemsView[Any, Any]):
+    """items() as a consistent snapshot: read in one transaction."""
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return iter(self._mapping._snapshot(True, True))  # type: ignore[attr-defined]
+

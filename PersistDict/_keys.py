@@ -1,0 +1,226 @@
+"""Key codec: canonical key encoding, hashing and cropping of long keys.
+
+A key becomes two byte strings:
+
+* the *lookup* encoding: equal keys (in the ``==`` and ``hash`` sense, so
+  ``1``, ``1.0`` and ``True`` alike) give the same bytes in every process,
+  whatever the object identity or ``PYTHONHASHSEED``;
+* the *exact* encoding: the same, but it keeps the key's type, so ``keys()``
+  gives back ``True`` rather than ``1``. It is stored only when it differs.
+
+The LMDB key ("slot") is the lookup encoding itself when it fits in
+``key_size_limit`` bytes, otherwise ``#`` + a cropped BLAKE2b hash (plus a probe
+suffix when cropped hashes collide; ``_core`` walks the probe chain and the
+record keeps the full lookup encoding, so two keys never share an entry).
+Every encoding starts with a type tag that is never ``#``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from .exceptions import KeyEncodingError
+
+LMDB_MAX_KEY_SIZE = 511
+HASHED_SLOT_MARK = b"#"
+MAX_HASH_BYTES = 32
+PROBE_SUFFIX_BYTES = 4
+
+KeySerializer = Callable[[Any], "str | bytes"]
+KeyUnserializer = Callable[[Any], Any]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = n = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return n, pos
+        shift += 7
+
+
+def _encode(key: Any, exact: bool) -> bytes:
+    kind = type(key)
+    if kind is str:
+        return b"s" + key.encode("utf-8", "surrogatepass")
+    if kind is bytes:
+        return b"b" + key
+    if key is None:
+        return b"N"
+    if kind is bool:
+        return (b"?1" if key else b"?0") if exact else (b"i1" if key else b"i0")
+    if kind is int:
+        return b"i%d" % key
+    if kind is float:
+        if key.is_integer():
+            return b"F" + repr(key).encode() if exact else b"i%d" % int(key)
+        return b"f" + repr(key).encode()
+    if kind is tuple:
+        parts = [_encode(item, exact) for item in key]
+        return b"(" + b"".join(_varint(len(p)) + p for p in parts)
+    if kind is frozenset:
+        # Set order depends on PYTHONHASHSEED: sort the element encodings.
+        parts = sorted(_encode(item, exact) for item in key)
+        return b"{" + b"".join(_varint(len(p)) + p for p in parts)
+    # Subclasses (str enums, named tuples...) and other hashables.
+    if isinstance(key, str):
+        return _encode(str(key), exact)
+    if isinstance(key, bytes):
+        return _encode(bytes(key), exact)
+    try:
+        hash(key)
+    except TypeError as exc:
+        raise KeyEncodingError(f"unhashable key type: {kind.__name__!r}") from exc
+    try:
+        return b"p" + pickle.dumps(key, protocol=5)
+    except Exception as exc:
+        raise KeyEncodingError(f"key of type {kind.__name__!r} cannot be encoded (not picklable)") from exc
+
+
+def _decode(data: bytes, pos: int, end: int) -> Any:
+    tag = data[pos]
+    body = data[pos + 1 : end]
+    if tag == 0x73:  # s
+        return body.decode("utf-8", "surrogatepass")
+    if tag == 0x62:  # b
+        return bytes(body)
+    if tag == 0x4E:  # N
+        return None
+    if tag == 0x3F:  # ?
+        return body == b"1"
+    if tag == 0x69:  # i
+        return int(body)
+    if tag in (0x66, 0x46):  # f, F
+        return float(body)
+    if tag in (0x28, 0x7B):  # ( {
+        items = []
+        cur = pos + 1
+        while cur < end:
+            size, cur = _read_varint(data, cur)
+            items.append(_decode(data, cur, cur + size))
+            cur += size
+        return tuple(items) if tag == 0x28 else frozenset(items)
+    if tag == 0x70:  # p
+        return pickle.loads(body)
+    raise KeyEncodingError(f"unknown key encoding tag {tag!r}")
+
+
+def canonical_key_serializer(key: Any) -> bytes:
+    """The default key serializer: a canonical, type-preserving encoding."""
+    return _encode(key, True)
+
+
+def canonical_key_unserializer(data: bytes) -> Any:
+    """Inverse of :func:`canonical_key_serializer`."""
+    return _decode(data, 0, len(data))
+
+
+class KeyCodec:
+    """Turns user keys into lookup/exact encodings and LMDB slots, and back."""
+
+    def __init__(
+        self,
+        key_serializer: KeySerializer | None,
+        key_unserializer: KeyUnserializer | None,
+        key_size_limit: int,
+    ) -> None:
+        self.canonical = key_serializer is canonical_key_serializer
+        self.serializer = key_serializer
+        self.unserializer = key_unserializer
+        self.key_size_limit = min(key_size_limit, LMDB_MAX_KEY_SIZE)
+        self.hash_bytes = min(self.key_size_limit, MAX_HASH_BYTES)
+
+    @property
+    def description(self) -> str:
+        """What is recorded in the database about the key encoding."""
+        if self.canonical:
+            return "canonical-v1"
+        if self.serializer is None:
+            return "raw"
+        return "custom:" + _callable_name(self.serializer)
+
+    def encode(self, key: Any) -> tuple[bytes, bytes | None]:
+        """Return (lookup encoding, exact encoding or None when identical)."""
+        if self.canonical:
+            if type(key) is str:  # the common case, kept short
+                return b"s" + key.encode("utf-8", "surrogatepass"), None
+            lookup = _encode(key, False)
+            exact = _encode(key, True)
+            return lookup, (None if exact == lookup else exact)
+        if self.serializer is None:
+            raw = key
+            if not isinstance(key, (str, bytes)):
+                raise KeyEncodingError(
+                    f"keys must be str or bytes when key_serializer is None, not {type(key).__name__!r}"
+                )
+        else:
+            try:
+                hash(key)
+            except TypeError as exc:
+                raise KeyEncodingError(f"unhashable key type: {type(key).__name__!r}") from exc
+            try:
+                raw = self.serializer(key)
+            except Exception as exc:
+                raise KeyEncodingError(
+                    f"key_serializer failed on a key of type {type(key).__name__!r}"
+                ) from exc
+        if isinstance(raw, str):
+            return b"c" + raw.encode("utf-8", "surrogatepass"), None
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            return b"y" + bytes(raw), None
+        raise KeyEncodingError(f"key_serializer must return str or bytes, not {type(raw).__name__!r}")
+
+    def decode(self, lookup: bytes, exact: bytes | None) -> Any:
+        data = exact if exact is not None else lookup
+        if self.canonical:
+            return _decode(data, 0, len(data))
+        body = data[1:]
+        raw: str | bytes = body.decode("utf-8", "surrogatepass") if data[:1] == b"c" else bytes(body)
+        if self.unserializer is None:
+            return raw
+        return self.unserializer(raw)
+
+    def slot(self, lookup: bytes) -> bytes:
+        """The LMDB key of the first probe position for this lookup encoding."""
+        if len(lookup) <= self.key_size_limit:
+            return lookup
+        digest = hashlib.blake2b(lookup, digest_size=MAX_HASH_BYTES).digest()
+        return HASHED_SLOT_MARK + digest[: self.hash_bytes]
+
+
+def probe_slot(base: bytes, index: int) -> bytes:
+    """The LMDB key of probe position ``index`` in a hashed slot's collision chain."""
+    return base if index == 0 else base + index.to_bytes(PROBE_SUFFIX_BYTES, "big")
+
+
+def is_hashed_slot(slot: bytes) -> bool:
+    return slot[:1] == HASHED_SLOT_MARK
+
+
+def _callable_name(func: Callable[..., Any]) -> str:
+    module = getattr(func, "__module__", None) or "?"
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{module}.{name}"
+
+
+__all__ = [
+    "KeyCodec",
+    "canonical_key_serializer",
+    "canonical_key_unserializer",
+    "probe_slot",
+    "is_hashed_slot",
+]

@@ -1,0 +1,61 @@
+"""The PersistDict exception hierarchy.
+
+Every error raised on purpose by the library derives from :class:`PersistDictError`
+and also from the builtin exception a caller would naturally catch, so
+``except PermissionError`` and ``except PersistDictError`` both work.
+A missing key is always a plain ``KeyError(key)``.
+"""
+
+from __future__ import annotations
+
+
+class PersistDictError(Exception):
+    """Root of every error raised on purpose by PersistDict."""
+
+
+class ClosedError(PersistDictError, ValueError):
+    """The instance was closed; open a new one to keep using the database."""
+
+
+class KeyEncodingError(PersistDictError, TypeError):
+    """A key cannot be encoded (unhashable, unpicklable, wrong type for the key codec)."""
+
+
+class CodecError(PersistDictError, ValueError):
+    """A value could not be serialized or deserialized by the configured codec."""
+
+
+class CodecMismatchError(CodecError):
+    """The database was written with different key or value codecs than the ones given."""
+
+
+class CorruptedRecordError(PersistDictError, ValueError):
+    """A record failed its checksum or could not be parsed; the key is named, never the value."""
+
+
+class StorageError(PersistDictError, OSError):
+    """The storage engine (LMDB) failed; the message names the database path."""
+
+
+class StorageFullError(StorageError):
+    """The disk (or the file size limit) is full; free space and retry."""
+
+
+class CorruptedDatabaseError(StorageError):
+    """The database files are damaged (truncated, overwritten, not LMDB)."""
+
+
+class DatabasePermissionError(StorageError, PermissionError):
+    """The process may not read or write the database directory or its files."""
+
+
+class NotADatabaseDirectoryError(StorageError, NotADirectoryError):
+    """The database path exists and is not a directory."""
+
+
+class TransactionError(PersistDictError, RuntimeError):
+    """A transaction was used wrongly (for example across threads) or had to be aborted."""
+
+
+class AlreadyCalledError(PersistDictError, RuntimeError):
+    """``d(...)`` was called a second time on the same database (see ``clear()``)."""
