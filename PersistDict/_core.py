@@ -34,10 +34,10 @@ from beartype import BeartypeConf, beartype
 from loguru import logger
 
 from . import _table
-from ._frontcache import CachedEntry, FrontCache
-from ._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer, is_hashed_slot
+from ._frontcache import _RECENT_LIMIT, SHARED, CachedEntry, FrontCache
+from ._keys import HASHED_SLOT_MARK, KeyCodec, canonical_key_serializer, canonical_key_unserializer, is_hashed_slot
 from ._maintenance import Maintenance, sweep
-from ._records import KIND_BYTES, KIND_SERIALIZED, KIND_STR, Record
+from ._records import HEADER_SIZE, KIND_BYTES, KIND_SERIALIZED, KIND_STR, Record, record_expires, unpack_value
 from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
 from .exceptions import (
     AlreadyCalledError,
@@ -54,6 +54,7 @@ _MISSING: Any = object()
 # front cache can be keyed by the object itself and skip encoding on a hit.
 _PLAIN_KEY_TYPES = frozenset({str, bytes, int})
 _FORMAT_VERSION = 1
+HASHED_SLOT_TAG = HASHED_SLOT_MARK[0]
 
 
 @dataclass(frozen=True)
@@ -240,74 +241,128 @@ class PersistDict(MutableMapping[Any, Any]):
 
     # -- reading ------------------------------------------------------------------
 
+    def _hot_entry(self, key: Any) -> CachedEntry | None:
+        """A live front-cache entry for ``key``, found without taking the lock, or None.
+
+        Valid only if the cache is current as of LMDB's last commit and no
+        mutation of the cache ran meanwhile (the seqlock ``stamp``).
+        """
+        front = self._front
+        if front is None or type(key) not in _PLAIN_KEY_TYPES or not self._plain_cache_keys:
+            return None
+        stamp = front.stamp
+        entry = front.hot.get(key)
+        if entry is None or stamp & 1:
+            return None
+        storage = self._storage
+        views = storage.txnid_views
+        if views is None or storage.txn_holders:
+            return None
+        first, second = views[0][0], views[1][0]
+        if front.valid_at != (first if first > second else second) or front.stamp != stamp:
+            return None
+        if entry.expires and entry.expires <= self._clock():
+            return None
+        recent = front.recent
+        recent[key] = entry
+        if len(recent) > _RECENT_LIMIT:
+            with self._lock:
+                self._apply_recent()
+        return entry
+
     def __getitem__(self, key: Any) -> Any:
+        entry = self._hot_entry(key)
+        if entry is not None:
+            mode, obj, _ = entry.state
+            return obj if mode == SHARED else entry.value(self._decode_cached)
+        return self._read(key)
+
+    def _read(self, key: Any) -> Any:
+        """The slow path of a read: encode, look in the cache, then in LMDB."""
+        keys = self._keys
+        lookup, _ = keys.encode(key)
+        slot = lookup if len(lookup) <= keys.key_size_limit else keys.slot(lookup)
         with self._lock:
             storage = self._check_open()
             front = self._front
-            now = self._clock()
-            if front is not None and self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES \
-                    and not storage.txn_holders:
-                entry = front.get(key, storage.last_txnid())
-                if entry is not None and (not entry.expires or entry.expires > now):
-                    self._touched[entry.seq] = now
+            if front is not None and not (storage.txn_holders and storage.current_write_txn() is not None):
+                cache_key = key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
+                entry = front.get(cache_key, storage.last_txnid())
+                if entry is not None and (not entry.expires or entry.expires > self._clock()):
                     self.counters["hits"] += 1
-                    self.counters["front_cache_hits"] += 1
-                    return entry.value(self._decode_cached)
-                return self._read(key, now, storage, cache_checked=True)
-            return self._read(key, now, storage)
-
-    def _read(self, key: Any, now: float, storage: Storage, cache_checked: bool = False) -> Any:
-        """The slow path of a read: encode, look in the cache, then in LMDB."""
-        lookup, _ = self._keys.encode(key)
-        front = self._front
-        cache_key = self._cache_key(key, lookup)
-        in_txn = bool(storage.txn_holders) and storage.current_write_txn() is not None
-        if front is not None and not in_txn and not cache_checked:
-            entry = front.get(cache_key, storage.last_txnid())
-            if entry is not None and (not entry.expires or entry.expires > now):
-                self._touched[entry.seq] = now
+                    entry_hit = entry
+                else:
+                    entry_hit = None
+            else:
+                front = entry_hit = None
+            if entry_hit is None:
+                try:
+                    seq, expires, kind, payload, snapshot = self._find_value(storage, key, lookup, slot)
+                except KeyError:
+                    self.counters["misses"] += 1
+                    raise
+                now = self._clock()
+                if expires and expires <= now:
+                    self.counters["misses"] += 1
+                    raise KeyError(key)
+                self._touched[seq] = now
                 self.counters["hits"] += 1
-                self.counters["front_cache_hits"] += 1
-                return entry.value(self._decode_cached)
-        txn = storage.begin_read()
+                if front is not None:
+                    front.fill(cache_key, self._cache_payload(kind, payload), seq, expires, snapshot)
+        if entry_hit is not None:
+            return entry_hit.value(self._decode_cached)
+        return self._decode_value(kind, payload, key)
+
+    def _find_value(self, storage: Storage, key: Any, lookup: bytes, slot: bytes) -> tuple[int, float, int, Any, int]:
+        """(seq, expires, kind, payload, snapshot txn id) of ``key``; KeyError if absent."""
         try:
-            record = _table.find(txn, lookup, self._keys.slot(lookup)).record
-            if record is None or (record.expires and record.expires <= now):
-                self.counters["misses"] += 1
-                raise KeyError(key)
-            value = self._decode_value(record.kind, record.payload, key)
-            if front is not None and not in_txn:
-                front.fill(cache_key, self._cache_payload(record.kind, record.payload),
-                           record.seq, record.expires, txn.id)
+            if slot[0] != HASHED_SLOT_TAG:
+                data, snapshot = storage.read_record(slot)
+                if data is None:
+                    raise KeyError(key)
+                return (*unpack_value(data), snapshot)
+            with storage.reading() as txn:
+                record = _table.find(txn, lookup, slot).record
+                if record is None:
+                    raise KeyError(key)
+                return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
         except CorruptedRecordError as exc:
             raise CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}") from exc
-        finally:
-            storage.end(txn)
-        self._touched[record.seq] = now
-        self.counters["hits"] += 1
-        return value
+
+    def _apply_recent(self) -> None:
+        """Apply buffered front-cache hits to the LRU order and the pending atimes."""
+        front = self._front
+        if front is None:
+            return
+        now = self._clock()
+        touched = self._touched
+        for entry in front.apply_recent():
+            touched[entry.seq] = now
 
     def get(self, key: Any, default: Any = None) -> Any:
         # Overridden: Mapping.get goes through __getitem__ and an exception on a miss.
+        entry = self._hot_entry(key)
+        if entry is not None:
+            mode, obj, _ = entry.state
+            return obj if mode == SHARED else entry.value(self._decode_cached)
         try:
-            return self[key]
+            return self._read(key)
         except KeyError:
             return default
 
     def __contains__(self, key: Any) -> bool:
-        with self._lock:
-            storage = self._check_open()
-            now = self._clock()
-            lookup, _ = self._keys.encode(key)
-            front = self._front
-            in_txn = bool(storage.txn_holders) and storage.current_write_txn() is not None
-            if front is not None and not in_txn:
-                entry = front.get(self._cache_key(key, lookup), storage.last_txnid())
-                if entry is not None and (not entry.expires or entry.expires > now):
-                    return True
-            with storage.reading() as txn:
-                record = _table.find(txn, lookup, self._keys.slot(lookup)).record
-                return record is not None and self._is_live(record.expires, now)
+        if self._hot_entry(key) is not None:
+            return True
+        storage = self._check_open()
+        lookup, _ = self._keys.encode(key)
+        slot = self._keys.slot(lookup)
+        now = self._clock()
+        if slot[0] != HASHED_SLOT_TAG:
+            header, _ = storage.read_record(slot, prefix=HEADER_SIZE)
+            return header is not None and self._is_live(record_expires(header), now)
+        with storage.reading() as txn:
+            record = _table.find(txn, lookup, slot).record
+            return record is not None and self._is_live(record.expires, now)
 
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """Read several keys in one transaction; returns the ones found."""
@@ -332,30 +387,47 @@ class PersistDict(MutableMapping[Any, Any]):
         with self._check_open().reading() as txn:
             return txn.count()
 
-    def _snapshot(self, want_keys: bool, want_values: bool) -> list[Any]:
-        """Keys, values or (key, value) pairs in order, read in one transaction."""
+    def _key_snapshot(self) -> list[Any]:
+        """Every live key in order, read in one transaction."""
+        storage = self._check_open()
+        now = self._clock()
+        with storage.reading(buffers=False) as txn:
+            rows = txn.order_rows()
+            encoded = [row for row in rows if row[0]]  # plain rows: the slot is the key
+            if len(encoded) != len(rows):  # some rows carry a TTL or need their record
+                encoded = []
+                for row in rows:
+                    expires, key_in_slot, slot = _table.unpack_order(row)
+                    if expires and expires <= now:
+                        continue
+                    if key_in_slot:
+                        encoded.append(slot)
+                    else:
+                        record = _table.record_at(txn, slot)
+                        encoded.append(record.exact or record.lookup)
+        return self._keys.decode_many(encoded)
+
+    def _item_snapshot(self, want_keys: bool) -> list[Any]:
+        """Every live (key, value) pair, or value, in order, read in one transaction."""
         storage = self._check_open()
         now = self._clock()
         out: list[Any] = []
         decode_key = self._keys.decode
         with storage.reading() as txn:
-            for entry in _table.iter_order(txn):
-                if entry.expires and entry.expires <= now:
+            for row in txn.order_rows():
+                expires, _, slot = _table.unpack_order(row)
+                if expires and expires <= now:
                     continue
-                if not want_values and entry.key_in_slot:
-                    out.append(decode_key(entry.slot, None))
-                    continue
-                record = _table.record_at(txn, entry.slot)
-                key = decode_key(record.lookup, record.exact) if want_keys else None
-                if not want_values:
-                    out.append(key)
-                    continue
-                value = self._decode_value(record.kind, record.payload, key if want_keys else _MISSING)
-                out.append((key, value) if want_keys else value)
+                record = _table.record_at(txn, slot)
+                if want_keys:
+                    key = decode_key(record.lookup, record.exact)
+                    out.append((key, self._decode_value(record.kind, record.payload, key)))
+                else:
+                    out.append(self._decode_value(record.kind, record.payload))
         return out
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._snapshot(True, False))
+        return iter(self._key_snapshot())
 
     def keys(self) -> KeysView[Any]:
         return KeysView(self)
@@ -404,7 +476,7 @@ class PersistDict(MutableMapping[Any, Any]):
             record = _table.find(txn, lookup, self._keys.slot(lookup)).record
             if record is None or not self._is_live(record.expires, now):
                 raise KeyError(key)
-            atime = txn.atime(record.seq) or record.ctime
+            atime = _table.atime_of(txn, record)
         with self._lock:
             atime = max(atime, self._touched.get(record.seq, 0.0))
         return Metadata(_utc(record.ctime), _utc(atime))
@@ -422,12 +494,12 @@ class PersistDict(MutableMapping[Any, Any]):
         result, txn_id = storage.write(run)
         return result, txn_id, in_txn
 
-    def _after_commit(self, changes: list[tuple[Any, CachedEntry | None]], txn_id: int, in_txn: bool) -> None:
+    def _after_commit(self, cache_keys: list[Any], txn_id: int, in_txn: bool) -> None:
         front = self._front
         if front is None or in_txn:
             return  # inside transaction(): the commit moves the txnid and resets the cache
         with self._lock:
-            front.after_write(changes, txn_id)
+            front.after_write(cache_keys, txn_id)
 
     def _prepare(self, key: Any, value: Any) -> tuple[Any, bytes, bytes | None, bytes, int, bytes]:
         lookup, exact = self._keys.encode(key)
@@ -438,19 +510,17 @@ class PersistDict(MutableMapping[Any, Any]):
                     extra: Callable[[Txn], None] | None = None) -> None:
         now = self._clock()
 
-        def work(txn: Txn) -> list[int]:
+        def work(txn: Txn) -> None:
             if extra is not None:
                 extra(txn)
-            return [_table.put(txn, lookup, exact, base, kind, payload, now, expires)[0]
-                    for _, lookup, exact, base, kind, payload in prepared]
+            seqs = _table.SeqAllocator(txn)
+            for _, lookup, exact, base, kind, payload in prepared:
+                _table.put(txn, seqs, lookup, exact, base, kind, payload, now, expires)
+            seqs.save()
 
-        seqs, txn_id, in_txn = self._commit(work)
+        _, txn_id, in_txn = self._commit(work)
         self.counters["sets"] += len(prepared)
-        self._after_commit(
-            [(self._cache_key(key, lookup), CachedEntry(self._cache_payload(kind, payload), seq, expires))
-             for (key, lookup, _, _, kind, payload), seq in zip(prepared, seqs)],
-            txn_id, in_txn,
-        )
+        self._after_commit([self._cache_key(key, lookup) for key, lookup, *_ in prepared], txn_id, in_txn)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check_open()
@@ -506,7 +576,7 @@ class PersistDict(MutableMapping[Any, Any]):
             self.counters["deletes"] += 1
             with self._lock:
                 self._touched.pop(record.seq, None)
-        self._after_commit([(self._cache_key(key, lookup), None)], txn_id, in_txn)
+        self._after_commit([self._cache_key(key, lookup)], txn_id, in_txn)
         return record
 
     def __delitem__(self, key: Any) -> None:
@@ -544,7 +614,7 @@ class PersistDict(MutableMapping[Any, Any]):
             raise KeyError("popitem(): PersistDict is empty")
         key = self._record_key(record)
         self.counters["deletes"] += 1
-        self._after_commit([(self._cache_key(key, record.lookup), None)], txn_id, in_txn)
+        self._after_commit([self._cache_key(key, record.lookup)], txn_id, in_txn)
         del storage
         return key, self._decode_value(record.kind, record.payload, key)
 
@@ -557,13 +627,13 @@ class PersistDict(MutableMapping[Any, Any]):
             record = _table.find(txn, lookup, base).record
             if record is not None and self._is_live(record.expires, now):
                 return record.kind, bytes(record.payload)
-            if record is not None:  # expired: replace it as a new entry
-                _table.delete(txn, lookup, base)
-            _table.put(txn, lookup, exact, base, kind, payload, now, 0.0)
+            seqs = _table.SeqAllocator(txn)
+            _table.put(txn, seqs, lookup, exact, base, kind, payload, now, 0.0)  # replaces an expired one
+            seqs.save()
             return None
 
         existing, txn_id, in_txn = self._commit(work)
-        self._after_commit([(self._cache_key(key, lookup), None)], txn_id, in_txn)
+        self._after_commit([self._cache_key(key, lookup)], txn_id, in_txn)
         if existing is None:
             self.counters["sets"] += 1
             return default
@@ -587,7 +657,7 @@ class PersistDict(MutableMapping[Any, Any]):
             return True
 
         ok, txn_id, in_txn = self._commit(work)
-        self._after_commit([(self._cache_key(key, lookup), None)], txn_id, in_txn)
+        self._after_commit([self._cache_key(key, lookup)], txn_id, in_txn)
         if not ok:
             raise KeyError(key)
 
@@ -635,6 +705,7 @@ class PersistDict(MutableMapping[Any, Any]):
     def flush_atimes(self) -> int:
         """Write the access times kept in memory; returns how many were written."""
         with self._lock:
+            self._apply_recent()
             touched, self._touched = self._touched, {}
         if not touched or self._closed:
             return 0
@@ -642,8 +713,10 @@ class PersistDict(MutableMapping[Any, Any]):
         def work(txn: Txn) -> int:
             written = 0
             for seq, when in touched.items():
+                if txn.order_slot(seq) is None:  # deleted meanwhile
+                    continue
                 stored = txn.atime(seq)
-                if stored is not None and stored < when:  # None: deleted meanwhile
+                if stored is None or stored < when:
                     txn.put_atime(seq, when)
                     written += 1
             return written
@@ -766,7 +839,7 @@ class _SnapshotValues(ValuesView[Any]):
     """values() as a consistent snapshot: read in one transaction."""
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._mapping._snapshot(False, True))  # type: ignore[attr-defined]
+        return iter(self._mapping._item_snapshot(False))  # type: ignore[attr-defined]
 
     def __contains__(self, value: object) -> bool:
         return any(v is value or v == value for v in self)
@@ -776,5 +849,5 @@ class _SnapshotItems(ItemsView[Any, Any]):
     """items() as a consistent snapshot: read in one transaction."""
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        return iter(self._mapping._snapshot(True, True))  # type: ignore[attr-defined]
+        return iter(self._mapping._item_snapshot(True))  # type: ignore[attr-defined]
 

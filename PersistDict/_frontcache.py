@@ -4,13 +4,21 @@ Coherence: the cache is valid as of one LMDB transaction id (``valid_at``).
 Any commit, by any instance or process, moves LMDB's last txnid; the next
 lookup sees the change and empties the cache, so a read never returns a value
 older than the last commit. A value read in a snapshot is only cached if that
-snapshot is ``valid_at``; our own writes keep the cache when nobody else
-committed in between (their txn id is ``valid_at + 1``).
+snapshot is ``valid_at``; our own writes evict the key and keep the rest of
+the cache when nobody else committed in between (their txn id is
+``valid_at + 1``).
 
-Aliasing: callers may mutate what they get or what they stored. Immutable
-values are shared; flat lists/dicts/sets of scalars and numpy arrays are
-copied (cheaper than decoding); anything else is decoded again from the
-serialized payload on each hit.
+Speed: hits are served without a lock from ``hot`` (a dict mirroring the
+cachetools LRU). Every mutation happens under the owner's lock and bumps
+``stamp`` before and after (a seqlock), so a lock-free reader that sees the
+same even stamp around its lookup saw a consistent state. Hits are noted in
+``recent`` and applied to the LRU order in batches, under the lock.
+Admission: an entry is cached on its second miss, so a one-pass scan does not
+flush the hot set (and a cold read does not pay for a cache insert).
+
+Aliasing: callers may mutate what they get. Immutable values are shared;
+flat lists/dicts/sets of scalars and numpy arrays are copied (cheaper than
+decoding); anything else is decoded again from the payload on each hit.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from cachetools import LRUCache
 
 SCALARS = frozenset({str, bytes, int, float, bool, type(None), complex})
 _ENTRY_OVERHEAD = 120  # rough bytes per cached entry beyond its payload
+_RECENT_LIMIT = 4096  # hits buffered before they are applied to the LRU order
+_SEEN_LIMIT = 100_000  # keys remembered for admission on second miss
 
 # how a cached entry gives out its value
 UNCLASSIFIED = 0  # holds the payload; decoded and classified on first hit
@@ -42,49 +52,68 @@ def _immutable(value: Any, depth: int = 0) -> bool:
 def _copier(value: Any) -> Callable[[Any], Any] | None:
     """A cheap, alias-free way to hand out ``value`` again, or None."""
     kind = type(value)
-    if kind is list or kind is set or kind is bytearray:
-        if kind is bytearray or set(map(type, value)) <= SCALARS:
-            return kind
-        return None
+    if kind is bytearray:
+        return kind
+    if kind is list or kind is set:
+        return kind if set(map(type, value)) <= SCALARS else None
     if kind is dict:
-        if set(map(type, value.values())) <= SCALARS:
-            return dict.copy
-        return None
+        return dict.copy if set(map(type, value.values())) <= SCALARS else None
     if kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not value.dtype.hasobject:
-        return kind.copy
+        return kind.copy  # type: ignore[no-any-return]
     return None
 
 
 class CachedEntry:
-    __slots__ = ("mode", "obj", "copier", "seq", "expires", "size")
+    """One cached value; ``state`` = (mode, object, copier) is replaced atomically."""
 
-    def __init__(self, payload: bytes, seq: int, expires: float) -> None:
-        self.mode = UNCLASSIFIED
-        self.obj: Any = payload
-        self.copier: Callable[[Any], Any] | None = None
+    __slots__ = ("key", "state", "seq", "expires", "size")
+
+    def __init__(self, key: Any, payload: bytes, seq: int, expires: float) -> None:
+        self.key = key
+        self.state: tuple[int, Any, Any] = (UNCLASSIFIED, payload, None)
         self.seq = seq
         self.expires = expires
         self.size = len(payload) + _ENTRY_OVERHEAD
 
     def value(self, decode: Callable[[bytes], Any]) -> Any:
-        mode = self.mode
+        mode, obj, copier = self.state
         if mode == SHARED:
-            return self.obj
+            return obj
         if mode == COPIED:
-            return self.copier(self.obj)  # type: ignore[misc]
+            return copier(obj)
         if mode == DECODED:
-            return decode(self.obj)
+            return decode(obj)
         # first hit: decode once, decide how to serve later hits
-        value = decode(self.obj)
+        value = decode(obj)
         if _immutable(value):
-            self.mode, self.obj = SHARED, value
-            return value
-        copier = _copier(value)
-        if copier is not None:
-            self.mode, self.obj, self.copier = COPIED, copier(value), copier
+            self.state = (SHARED, value, None)
         else:
-            self.mode = DECODED
+            copier = _copier(value)
+            if copier is not None:
+                self.state = (COPIED, copier(value), copier)
+            else:
+                self.state = (DECODED, obj, None)
         return value
+
+
+class _MirroredLRU(LRUCache):  # type: ignore[type-arg]
+    """cachetools' LRU, keeping a plain dict of its contents for lock-free reads."""
+
+    def __init__(self, maxsize: int, mirror: dict[Any, CachedEntry]) -> None:
+        super().__init__(maxsize=maxsize, getsizeof=_entry_size)
+        self.mirror = mirror
+
+    def __setitem__(self, key: Any, value: CachedEntry) -> None:
+        super().__setitem__(key, value)
+        self.mirror[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self.mirror.pop(key, None)
+
+    def clear(self) -> None:
+        super().clear()
+        self.mirror.clear()
 
 
 def _entry_size(entry: CachedEntry) -> int:
@@ -92,55 +121,99 @@ def _entry_size(entry: CachedEntry) -> int:
 
 
 class FrontCache:
-    """LRU of recently used entries, bounded by count and by payload bytes."""
+    """LRU of recently used entries, bounded by count and by payload bytes.
+
+    Every method except the owner's lock-free read of ``hot`` must be called
+    with the owner's lock held.
+    """
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.lru: LRUCache[Any, CachedEntry] = LRUCache(maxsize=max_bytes, getsizeof=_entry_size)
+        self.hot: dict[Any, CachedEntry] = {}
+        self.lru = _MirroredLRU(max_bytes, self.hot)
         self.valid_at = -1
+        self.stamp = 0  # odd while a mutation is in progress
+        self.recent: dict[Any, CachedEntry] = {}  # hits not yet applied to the LRU order
+        self.seen: dict[Any, None] = {}  # keys that missed once
         self.hits = 0
 
-    def get(self, key: Any, last_txnid: int) -> CachedEntry | None:
+    def _begin(self) -> None:
+        self.stamp += 1
+
+    def _end(self) -> None:
+        self.stamp += 1
+
+    def validate(self, last_txnid: int) -> None:
+        """Empty the cache if anything was committed since it was last valid."""
         if last_txnid != self.valid_at:
+            self._begin()
             self.lru.clear()
+            self.seen.clear()
             self.valid_at = last_txnid
-            return None
-        return self.lru.get(key)
+            self._end()
+
+    def get(self, key: Any, last_txnid: int) -> CachedEntry | None:
+        self.validate(last_txnid)
+        entry = self.hot.get(key)
+        if entry is not None:
+            self.note_hit(entry)
+        return entry
+
+    def note_hit(self, entry: CachedEntry) -> None:
+        recent = self.recent
+        recent[entry.key] = entry
+        if len(recent) > _RECENT_LIMIT:
+            self.apply_recent()
+
+    def apply_recent(self) -> list[CachedEntry]:
+        """Move buffered hits to the LRU's most-recent end; returns them (for atimes)."""
+        recent, self.recent = self.recent, {}
+        self.hits += len(recent)
+        lru = self.lru
+        for key, entry in recent.items():
+            if self.hot.get(key) is entry:
+                lru[key]  # cachetools moves it to the most-recent end
+        return list(recent.values())
 
     def fill(self, key: Any, payload: bytes, seq: int, expires: float, snapshot_id: int) -> None:
-        """Cache an entry read in transaction ``snapshot_id``, if the cache is valid there."""
-        if snapshot_id == self.valid_at:
-            self._store(key, CachedEntry(payload, seq, expires))
-
-    def after_write(self, changes: list[tuple[Any, CachedEntry | None]], txn_id: int) -> None:
-        """Record our own committed transaction ``txn_id``: (key, entry or None if deleted)."""
-        if txn_id == self.valid_at + 1:
-            self.valid_at = txn_id
-            for key, entry in changes:
-                if entry is None:
-                    self.lru.pop(key, None)
-                else:
-                    self._store(key, entry)
-        else:
-            for key, _ in changes:
-                self.lru.pop(key, None)
-
-    def discard(self, key: Any) -> None:
-        self.lru.pop(key, None)
-
-    def clear(self) -> None:
-        self.lru.clear()
-        self.valid_at = -1
-
-    def _store(self, key: Any, entry: CachedEntry) -> None:
-        if entry.size > self.max_bytes:
-            self.lru.pop(key, None)
+        """Cache an entry read in transaction ``snapshot_id`` on its second miss."""
+        if snapshot_id != self.valid_at:
             return
+        seen = self.seen
+        if key not in seen:
+            if len(seen) >= _SEEN_LIMIT:
+                seen.clear()
+            seen[key] = None
+            return
+        del seen[key]
+        entry = CachedEntry(key, payload, seq, expires)
+        if entry.size > self.max_bytes:
+            return
+        self._begin()
         lru = self.lru
         lru[key] = entry
         while len(lru) > self.max_entries:
             lru.popitem()
+        self._end()
+
+    def after_write(self, keys: list[Any], txn_id: int) -> None:
+        """Our own transaction ``txn_id`` committed changes to ``keys``."""
+        self._begin()
+        for key in keys:
+            self.lru.pop(key, None)
+            self.seen.pop(key, None)
+        if txn_id == self.valid_at + 1:
+            self.valid_at = txn_id
+        self._end()
+
+    def clear(self) -> None:
+        self._begin()
+        self.lru.clear()
+        self.seen.clear()
+        self.recent.clear()
+        self.valid_at = -1
+        self._end()
 
     def __len__(self) -> int:
         return len(self.lru)

@@ -194,6 +194,15 @@ class KeyCodec:
             return raw
         return self.unserializer(raw)
 
+    def decode_many(self, encodings: list[bytes]) -> list[Any]:
+        """Decode exact encodings (as stored in slots), with a fast path for str keys."""
+        if self.canonical:
+            return [
+                data[1:].decode("utf-8", "surrogatepass") if data[0] == 0x73 else _decode(data, 0, len(data))
+                for data in encodings
+            ]
+        return [self.decode(data, None) for data in encodings]
+
     def slot(self, lookup: bytes) -> bytes:
         """The LMDB key of the first probe position for this lookup encoding."""
         if len(lookup) <= self.key_size_limit:

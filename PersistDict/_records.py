@@ -1,12 +1,17 @@
-"""On-disk record layout: header, checksum, keys and value payload.
+"""On-disk record layout: header, keys, value payload and checksum.
 
-    crc32 u32 | version u8 | kind u8 | pad u16 | seq u64 | ctime f64 | expires f64
-    | lookup_len u32 | exact_len u32 | lookup key | exact key | payload
+    version u8 | kind u8 | pad u16 | seq u64 | ctime f64 | mtime f64 | expires f64
+    | lookup_len u32 | exact_len u32 | lookup key | exact key | payload | crc32 u32
 
-The CRC covers everything after itself, so a flipped byte anywhere in a
-record is detected on read instead of being returned as a wrong value.
+The CRC-32 (little-endian) covers everything before it, so a flipped byte
+anywhere in a record is detected on read instead of being returned as a wrong
+value. Placing it last lets the read path verify a record without slicing it:
+the CRC of a message followed by its own CRC is the constant ``_CRC_RESIDUE``.
+
 ``seq`` is the entry's position in insertion order (the ``order`` table's key).
-``expires`` is a UNIX time, 0.0 for "never" (per-key TTL).
+``mtime`` is the last write; reads are recorded apart (the ``atimes`` table)
+so that a read never rewrites a record. ``expires`` is a UNIX time, 0.0 for
+"never" (per-key TTL).
 """
 
 from __future__ import annotations
@@ -23,62 +28,87 @@ KIND_SERIALIZED = 0  # payload made by the value serializer
 KIND_STR = 1  # raw str (utf-8), for value_serializer=None
 KIND_BYTES = 2  # raw bytes, for value_serializer=None
 
+_HEADER = struct.Struct("<BBHQdddII")
+_READ_HEADER = struct.Struct("<BBxxQ16xdII")  # the fields the read path needs
 _CRC = struct.Struct("<I")
-_BODY = struct.Struct("<BBHQddII")
-HEADER_SIZE = _CRC.size + _BODY.size
+_CRC_RESIDUE = 0x2144DF1C
+HEADER_SIZE = _HEADER.size
+_LARGE = 4096  # above this, parse through a memoryview instead of copying slices
 
 
 class Record(NamedTuple):
     seq: int
     ctime: float
+    mtime: float
     expires: float
     kind: int
     lookup: bytes
     exact: bytes | None
-    payload: memoryview
+    payload: bytes | memoryview
 
 
 def pack_record(
     seq: int,
     ctime: float,
+    mtime: float,
     expires: float,
     kind: int,
     lookup: bytes,
     exact: bytes | None,
-    payload: bytes,
+    payload: bytes | memoryview,
 ) -> bytes:
     exact_bytes = exact or b""
-    body = _BODY.pack(RECORD_VERSION, kind, 0, seq, ctime, expires, len(lookup), len(exact_bytes))
-    crc = zlib.crc32(payload, zlib.crc32(exact_bytes, zlib.crc32(lookup, zlib.crc32(body))))
-    return b"".join((_CRC.pack(crc), body, lookup, exact_bytes, payload))
+    header = _HEADER.pack(RECORD_VERSION, kind, 0, seq, ctime, mtime, expires, len(lookup), len(exact_bytes))
+    body = b"".join((header, lookup, exact_bytes, payload))
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def _verify(data: bytes | memoryview) -> None:
+    if len(data) < HEADER_SIZE + 4 or zlib.crc32(data) != _CRC_RESIDUE:
+        raise CorruptedRecordError("record checksum mismatch")
+    if data[0] != RECORD_VERSION:
+        raise CorruptedRecordError(f"unknown record version {data[0]}")
 
 
 def unpack_record(data: bytes | memoryview) -> Record:
     """Parse and verify a record; raise CorruptedRecordError if it is damaged."""
-    view = memoryview(data)
-    if len(view) < HEADER_SIZE:
-        raise CorruptedRecordError("record shorter than its header")
-    (crc,) = _CRC.unpack_from(view, 0)
-    if zlib.crc32(view[_CRC.size :]) != crc:
+    _verify(data)
+    _, kind, _, seq, ctime, mtime, expires, lookup_len, exact_len = _HEADER.unpack_from(data)
+    start = HEADER_SIZE
+    lookup = bytes(data[start : start + lookup_len])
+    start += lookup_len
+    exact = bytes(data[start : start + exact_len]) if exact_len else None
+    view = memoryview(data) if len(data) > _LARGE else data
+    return Record(seq, ctime, mtime, expires, kind, lookup, exact, view[start + exact_len : -4])
+
+
+def unpack_value(data: bytes) -> tuple[int, float, int, bytes | memoryview]:
+    """Verify a record and return (seq, expires, kind, payload): the read path's fast parse."""
+    if zlib.crc32(data) != _CRC_RESIDUE or len(data) < HEADER_SIZE + 4:
         raise CorruptedRecordError("record checksum mismatch")
-    version, kind, _, seq, ctime, expires, lookup_len, exact_len = _BODY.unpack_from(view, _CRC.size)
+    version, kind, seq, expires, lookup_len, exact_len = _READ_HEADER.unpack_from(data)
     if version != RECORD_VERSION:
         raise CorruptedRecordError(f"unknown record version {version}")
-    start = HEADER_SIZE
-    lookup = bytes(view[start : start + lookup_len])
-    start += lookup_len
-    exact = bytes(view[start : start + exact_len]) if exact_len else None
-    return Record(seq, ctime, expires, kind, lookup, exact, view[start + exact_len :])
+    start = HEADER_SIZE + lookup_len + exact_len
+    if len(data) > _LARGE:
+        return seq, expires, kind, memoryview(data)[start:-4]
+    return seq, expires, kind, data[start:-4]
 
 
-def with_header(record: Record, *, seq: int | None = None, expires: float | None = None) -> bytes:
-    """Re-pack a record with some header fields changed (payload untouched)."""
+def record_expires(data: bytes | memoryview) -> float:
+    """The expiry time of a record, read without verifying it (for ``in``)."""
+    return _READ_HEADER.unpack_from(data)[3]  # type: ignore[no-any-return]
+
+
+def with_header(record: Record, *, expires: float | None = None) -> bytes:
+    """Re-pack a record with its expiry changed (payload untouched)."""
     return pack_record(
-        record.seq if seq is None else seq,
+        record.seq,
         record.ctime,
+        record.mtime,
         record.expires if expires is None else expires,
         record.kind,
         record.lookup,
         record.exact,
-        record.payload,  # type: ignore[arg-type]
+        record.payload,
     )

@@ -101,11 +101,12 @@ def translate_error(exc: BaseException, path: str) -> BaseException:
 class Txn:
     """An LMDB transaction seen as four tables of bytes."""
 
-    __slots__ = ("raw", "write", "_records", "_order", "_atimes", "_meta")
+    __slots__ = ("raw", "write", "buffers", "_records", "_order", "_atimes", "_meta")
 
-    def __init__(self, raw: lmdb.Transaction, dbs: tuple[Any, ...], write: bool) -> None:
+    def __init__(self, raw: lmdb.Transaction, dbs: tuple[Any, ...], write: bool, buffers: bool = True) -> None:
         self.raw = raw
         self.write = write
+        self.buffers = buffers
         self._records, self._order, self._atimes, self._meta = dbs
 
     @property
@@ -118,6 +119,10 @@ class Txn:
 
     def put_record(self, slot: bytes, data: bytes) -> None:
         self.raw.put(slot, data, db=self._records)
+
+    def replace_record(self, slot: bytes, data: bytes) -> memoryview | None:
+        """Put and return the previous record, in one B-tree operation."""
+        return self.raw.replace(slot, data, db=self._records)
 
     def delete_record(self, slot: bytes) -> None:
         self.raw.delete(slot, db=self._records)
@@ -181,12 +186,19 @@ class Txn:
     def delete_meta(self, name: bytes) -> None:
         self.raw.delete(name, db=self._meta)
 
-    def next_seq(self) -> int:
-        """Allocate the next insertion sequence number (never reused)."""
+    def next_seq_value(self) -> int:
+        """The next unused insertion sequence number."""
         data = self.meta(b"next_seq")
-        seq = 1 if data is None else decode_seq(data)
-        self.put_meta(b"next_seq", encode_seq(seq + 1))
-        return seq
+        return 1 if data is None else decode_seq(data)
+
+    def set_next_seq_value(self, seq: int) -> None:
+        self.put_meta(b"next_seq", encode_seq(seq))
+
+    def order_rows(self) -> list[bytes]:
+        """Every order row value, oldest first (one C-level pass)."""
+        with self.raw.cursor(db=self._order) as cursor:
+            rows = list(cursor.iternext(keys=False, values=True))
+        return [bytes(row) for row in rows] if self.buffers else rows
 
     def clear_all(self) -> None:
         for db in (self._records, self._order, self._atimes):
@@ -326,6 +338,7 @@ class Storage:
             self._check_file_size()
             self.env.reader_check()  # reap slots left by killed processes
             self._dbs = tuple(self.env.open_db(name.encode()) for name in TABLES)
+            self._records_db = self._dbs[0]
         except lmdb.Error as exc:
             self.env.close()
             raise translate_error(exc, path) from exc
@@ -351,7 +364,7 @@ class Storage:
 
     def _map_txnid_reader(self) -> None:
         """Map the two meta pages read-only to read the last txnid cheaply."""
-        self._txnid_views: tuple[memoryview, memoryview] | None = None
+        self.txnid_views: tuple[memoryview, memoryview] | None = None
         if sys.maxsize <= 2**32:
             return
         psize = self.env.stat()["psize"]
@@ -365,7 +378,7 @@ class Storage:
         views = (view[_META_TXNID_OFFSET:_META_TXNID_OFFSET + 8].cast("Q"),
                  view[psize + _META_TXNID_OFFSET:psize + _META_TXNID_OFFSET + 8].cast("Q"))
         if magic == (_META_MAGIC, _META_MAGIC) and max(views[0][0], views[1][0]) == self.env.info()["last_txnid"]:
-            self._txnid_views = views
+            self.txnid_views = views
             self._meta_map = meta_map
         else:  # unexpected layout: fall back to env.info()
             for v in views:
@@ -375,28 +388,24 @@ class Storage:
 
     def last_txnid(self) -> int:
         """The id of the last transaction committed by any process."""
-        views = self._txnid_views
+        views = self.txnid_views
         if views is not None and self.generation == _fork_generation[0]:
             first, second = views[0][0], views[1][0]
             return first if first > second else second
         return self._checked_env().info()["last_txnid"]
 
     def _close_env(self) -> None:
-        views = self._txnid_views
-        self._txnid_views = None
-        if views is not None:
-            for v in views:
-                v.release()
-        if self._meta_map is not None:
-            try:
-                self._meta_map.close()
-            except BufferError:  # a view is still exported by a concurrent reader
-                pass
+        # Drop, do not release: a lock-free reader may still hold the views;
+        # the map is unmapped when the last reference goes.
+        self.txnid_views = None
+        self._meta_map = None
         self.env.close()
 
     def _reset_locks_after_fork(self) -> None:
         self._gate = _TxnGate()
         self._local = threading.local()
+        self.txn_holders = []
+        self.txnid_views = None  # the inherited map is not ours any more
 
     def _checked_env(self) -> lmdb.Environment:
         """The environment, reopened first if this process was forked from its opener."""
@@ -412,12 +421,57 @@ class Storage:
 
     # -- transactions ---------------------------------------------------------
 
+    def read_record(self, slot: bytes, prefix: int | None = None) -> tuple[bytes | None, int]:
+        """(record, or its first ``prefix`` bytes, or None; snapshot txn id): one round trip."""
+        if self.txn_holders:
+            active = getattr(self._local, "txn", None)
+            if active is not None:
+                data = active.raw.get(slot, db=self._records_db)
+                return (None if data is None else bytes(data[:prefix])), active.raw.id()
+        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+        gate = self._gate
+        open_txns = gate.open_txns
+        open_txns.append(None)
+        try:
+            if gate.resizing:
+                raise lmdb.MapResizedError("resize in progress")
+            if prefix is None:
+                txn = env.begin()
+                data = txn.get(slot, db=self._records_db)
+            else:
+                txn = env.begin(buffers=True)
+                data = txn.get(slot, db=self._records_db)
+                if data is not None:
+                    data = bytes(data[:prefix])  # copy before the txn ends
+            snapshot = txn.id()
+            txn.abort()
+        except lmdb.MapResizedError:
+            open_txns.pop()
+            self._wait_or_adopt_resize()
+            return self.read_record(slot, prefix)
+        except lmdb.Error as exc:
+            open_txns.pop()
+            raise translate_error(exc, self.path) from exc
+        open_txns.pop()
+        return data, snapshot
+
+    def _wait_or_adopt_resize(self) -> None:
+        if self._gate.resizing:
+            with self._gate.resize_lock:  # another thread is resizing: wait for it
+                pass
+        else:
+            self._adopt_map_size()
+
     def current_write_txn(self) -> Txn | None:
         """The write transaction this thread holds through :meth:`transaction`, if any."""
         return getattr(self._local, "txn", None)
 
-    def begin_read(self) -> Txn:
-        """Start a read transaction; pair with :meth:`end`. Joins this thread's write txn."""
+    def begin_read(self, buffers: bool = True) -> Txn:
+        """Start a read transaction; pair with :meth:`end`. Joins this thread's write txn.
+
+        With ``buffers`` values are memoryviews into the map (no copy, valid
+        until the transaction ends); without, they are bytes.
+        """
         active = getattr(self._local, "txn", None)
         if active is not None:
             return active
@@ -425,11 +479,11 @@ class Storage:
         gate = self._gate
         gate.enter()
         try:
-            return Txn(env.begin(buffers=True), self._dbs, False)
+            return Txn(env.begin(buffers=buffers), self._dbs, False, buffers)
         except lmdb.MapResizedError:
             gate.leave()
-            self._adopt_map_size()
-            return self.begin_read()
+            self._wait_or_adopt_resize()
+            return self.begin_read(buffers)
         except lmdb.Error as exc:
             gate.leave()
             raise translate_error(exc, self.path) from exc
@@ -445,8 +499,8 @@ class Storage:
         self._gate.leave()
 
     @contextmanager
-    def reading(self) -> Iterator[Txn]:
-        txn = self.begin_read()
+    def reading(self, buffers: bool = True) -> Iterator[Txn]:
+        txn = self.begin_read(buffers)
         try:
             yield txn
         except lmdb.Error as exc:

@@ -1,9 +1,14 @@
 """Entry-level operations on one transaction: find, put, delete, iterate.
 
-An entry is a record (``records`` table, keyed by slot), an ``order`` row
-(seq -> expiry + slot, which gives dict iteration order) and an ``atimes``
-row (seq -> last access). All three change together, in the caller's single
-write transaction.
+An entry is a record (``records`` table, keyed by slot) and an ``order`` row
+(seq -> slot, which gives dict iteration order), plus an ``atimes`` row once
+it has been read. They change together, in the caller's single write
+transaction.
+
+An order row is just the slot in the common case (no TTL, and the slot is the
+key's exact encoding, so ``keys()`` decodes it without reading the record);
+otherwise it is ``\\x00`` + expires (f64) + flags (u8) + slot. Slots never
+start with ``\\x00``.
 
 Hashed slots form probe chains: ``base``, ``base+1``, ``base+2``... with no
 gaps. Deleting from the middle moves the chain's last record into the hole,
@@ -21,9 +26,8 @@ from ._records import Record, pack_record, unpack_record, with_header
 from ._storage import Txn
 from .exceptions import CorruptedRecordError
 
-# order row value: expires (f64, 0 = never) | flags (u8) | slot
-_ORDER = struct.Struct("<dB")
-ORDER_KEY_IN_SLOT = 1  # the slot is the key's exact encoding: keys() needs no record read
+_EXTENDED = struct.Struct("<xdB")  # \x00 marker, expires, flags
+_KEY_IN_SLOT = 1
 
 
 class Found(NamedTuple):
@@ -32,13 +36,29 @@ class Found(NamedTuple):
     record: Record | None  # None: not present; ``slot`` is where it would go
 
 
+class OrderedEntry(NamedTuple):
+    seq: int
+    expires: float
+    slot: bytes
+    key_in_slot: bool
+
+
 def pack_order(expires: float, key_in_slot: bool, slot: bytes) -> bytes:
-    return _ORDER.pack(expires, ORDER_KEY_IN_SLOT if key_in_slot else 0) + slot
+    if not expires and key_in_slot:
+        return slot
+    return _EXTENDED.pack(expires, _KEY_IN_SLOT if key_in_slot else 0) + slot
 
 
 def unpack_order(value: bytes) -> tuple[float, bool, bytes]:
-    expires, flags = _ORDER.unpack_from(value, 0)
-    return expires, bool(flags & ORDER_KEY_IN_SLOT), value[_ORDER.size :]
+    if value[0]:
+        return 0.0, True, value
+    expires, flags = _EXTENDED.unpack_from(value, 0)
+    return expires, bool(flags & _KEY_IN_SLOT), value[_EXTENDED.size :]
+
+
+def base_of(slot: bytes, hash_bytes: int) -> bytes:
+    """The first probe position of the chain ``slot`` belongs to."""
+    return slot[: 1 + hash_bytes] if is_hashed_slot(slot) else slot
 
 
 def find(txn: Txn, lookup: bytes, base: bytes) -> Found:
@@ -58,8 +78,36 @@ def find(txn: Txn, lookup: bytes, base: bytes) -> Found:
         index += 1
 
 
+class SeqAllocator:
+    """Hands out insertion sequence numbers within one write transaction.
+
+    Reads the counter once and writes it back once, however many entries the
+    transaction inserts. Numbers are never reused.
+    """
+
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        self.next: int | None = None
+
+    def take(self) -> int:
+        if self.next is None:
+            self.next = self.txn.next_seq_value()
+        seq = self.next
+        self.next += 1
+        return seq
+
+    def give_back(self, seq: int) -> None:
+        if self.next == seq + 1:
+            self.next = seq
+
+    def save(self) -> None:
+        if self.next is not None:
+            self.txn.set_next_seq_value(self.next)
+
+
 def put(
     txn: Txn,
+    seqs: SeqAllocator,
     lookup: bytes,
     exact: bytes | None,
     base: bytes,
@@ -68,19 +116,51 @@ def put(
     now: float,
     expires: float,
 ) -> tuple[int, bool]:
-    """Insert or overwrite; an overwrite keeps ctime and order. Returns (seq, inserted)."""
-    found = find(txn, lookup, base)
-    old = found.record
+    """Insert or overwrite; an overwrite keeps ctime and order. Returns (seq, inserted).
+
+    An entry past its TTL, or whose record is corrupted, is replaced by a new entry.
+    """
+    if not is_hashed_slot(base):
+        # Optimistic insert: a single B-tree operation for a new key.
+        seq = seqs.take()
+        old_data = txn.replace_record(base, pack_record(seq, now, now, expires, kind, lookup, exact, payload))
+        old = _readable(old_data)
+        if old is None or (old.expires and old.expires <= now):
+            _drop_order_of(txn, old)
+            txn.put_order(seq, pack_order(expires, exact is None, base))
+            return seq, True
+        seqs.give_back(seq)
+        found = Found(base, 0, old)
+    else:
+        found = find(txn, lookup, base)
+        old = found.record
+        if old is not None and old.expires and old.expires <= now:
+            _drop_order_of(txn, old)
+            old = None
     if old is None:
-        seq, ctime = txn.next_seq(), now
+        seq, ctime = seqs.take(), now
     else:
         seq, ctime = old.seq, old.ctime
     if old is None or old.expires != expires:
         key_in_slot = exact is None and found.slot == lookup
         txn.put_order(seq, pack_order(expires, key_in_slot, found.slot))
-    txn.put_record(found.slot, pack_record(seq, ctime, expires, kind, lookup, exact, payload))
-    txn.put_atime(seq, now)
+    txn.put_record(found.slot, pack_record(seq, ctime, now, expires, kind, lookup, exact, payload))
     return seq, old is None
+
+
+def _readable(data: bytes | memoryview | None) -> Record | None:
+    if data is None:
+        return None
+    try:
+        return unpack_record(data)
+    except CorruptedRecordError:  # overwritten: the new record replaces the damaged one
+        return None
+
+
+def _drop_order_of(txn: Txn, old: Record | None) -> None:
+    if old is not None:
+        txn.delete_order(old.seq)
+        txn.delete_atime(old.seq)
 
 
 def delete(txn: Txn, lookup: bytes, base: bytes) -> Record | None:
@@ -128,13 +208,6 @@ def set_expiry(txn: Txn, found: Found, expires: float) -> None:
     txn.put_order(record.seq, pack_order(expires, key_in_slot, found.slot))
 
 
-class OrderedEntry(NamedTuple):
-    seq: int
-    expires: float
-    slot: bytes
-    key_in_slot: bool
-
-
 def iter_order(txn: Txn, newest_first: bool = False, start_after: int = 0) -> Iterator[OrderedEntry]:
     """Entries in insertion order (from ``start_after``), without reading their records."""
     for seq, value in txn.iter_order(newest_first, start_after):
@@ -147,3 +220,9 @@ def record_at(txn: Txn, slot: bytes) -> Record:
     if data is None:
         raise CorruptedRecordError("order index points to a missing record")
     return unpack_record(data)
+
+
+def atime_of(txn: Txn, record: Record) -> float:
+    """Last access: the later of the last write and the last recorded read."""
+    read = txn.atime(record.seq)
+    return record.mtime if read is None or read < record.mtime else read
