@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from beartype import BeartypeConf, beartype
 from loguru import logger
@@ -36,6 +36,7 @@ from loguru import logger
 from . import _table
 from ._frontcache import _RECENT_LIMIT, SHARED, CachedEntry, FrontCache
 from ._keys import HASHED_SLOT_MARK, KeyCodec, canonical_key_serializer, canonical_key_unserializer, is_hashed_slot
+from ._integrity import CheckReport, check_database
 from ._maintenance import Maintenance, sweep
 from ._records import HEADER_SIZE, KIND_BYTES, KIND_SERIALIZED, KIND_STR, Record, record_expires, unpack_value
 from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
@@ -105,11 +106,11 @@ class PersistDict(MutableMapping[Any, Any]):
         value_unserializer: Callable[[Any], Any] | None = pickle.loads,
         caching: bool = True,
         verbose: bool = False,
-        background_thread: bool | Literal["disabled"] = True,
+        background_thread: bool | str = True,
         background_timeout: int | float = 30,
         name: str | None = None,
         *,
-        durability: Literal["full", "safe", "fast"] = "safe",
+        durability: str = "safe",
         cache_max_entries: int = 10_000,
         cache_max_bytes: int = 64 * 1024 * 1024,
         maintenance_interval: int | float = 60,
@@ -117,6 +118,10 @@ class PersistDict(MutableMapping[Any, Any]):
         map_size: int = DEFAULT_MAP_SIZE,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {sorted(DURABILITY)}, not {durability!r}")
+        if background_thread not in (True, False, "disabled"):
+            raise ValueError(f"background_thread must be True, False or 'disabled', not {background_thread!r}")
         if (key_serializer is None) != (key_unserializer is None):
             raise ValueError("key_serializer and key_unserializer must both be given or both be None")
         if (value_serializer is None) != (value_unserializer is None):
@@ -723,6 +728,29 @@ class PersistDict(MutableMapping[Any, Any]):
 
         return self._storage.write(work)
 
+    def check(self, repair: bool = False, drop_unreadable: bool = False) -> CheckReport:
+        """Cross-check the database; with ``repair`` fix structural problems.
+
+        Entries that fail their checksum or that the current value codec cannot
+        decode are reported, and deleted only with ``drop_unreadable=True``.
+        """
+        storage = self._check_open()
+
+        def can_decode(kind: int, payload: Any) -> bool:
+            try:
+                self._decode_value(kind, payload)
+            except Exception:
+                return False
+            return True
+
+        report = check_database(storage, self._keys, can_decode, repair, drop_unreadable)
+        if repair or drop_unreadable:
+            with self._lock:
+                if self._front is not None:
+                    self._front.clear()
+        self._log("check: {}", report)
+        return report
+
     def expire(self) -> int:
         """Remove entries past their TTL or unused for ``expiration_days`` now; returns how many."""
         storage = self._check_open()
@@ -778,7 +806,7 @@ class PersistDict(MutableMapping[Any, Any]):
         return (_reopen, (self.path, self._settings))
 
     def __repr__(self) -> str:
-        if self._closed:
+        if getattr(self, "_closed", True):
             return f"PersistDict({self.path!r}, closed)"
         return f"PersistDict({self.path!r}, entries={len(self)})"
 

@@ -100,10 +100,10 @@ def record_expires(data: bytes | memoryview) -> float:
     return _READ_HEADER.unpack_from(data)[3]  # type: ignore[no-any-return]
 
 
-def with_header(record: Record, *, expires: float | None = None) -> bytes:
-    """Re-pack a record with its expiry changed (payload untouched)."""
+def with_header(record: Record, *, seq: int | None = None, expires: float | None = None) -> bytes:
+    """Re-pack a record with its seq or expiry changed (payload untouched)."""
     return pack_record(
-        record.seq,
+        record.seq if seq is None else seq,
         record.ctime,
         record.mtime,
         record.expires if expires is None else expires,

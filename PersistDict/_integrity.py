@@ -1,0 +1,141 @@
+"""Integrity check: cross-check records, order rows and atimes; optionally repair.
+
+Structural problems (orphan rows, order rows pointing at the wrong record) are
+fixed by ``repair=True``. Records that fail their checksum or that the current
+value codec cannot decode are only reported: deleting them needs the explicit
+``drop_unreadable=True``, because a codec change must never wipe a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _table
+from ._keys import KeyCodec, is_hashed_slot, probe_slot
+from ._records import unpack_record, with_header
+from ._storage import Storage, Txn
+from .exceptions import CorruptedRecordError
+
+_REPORTED = 20  # at most this many examples per problem kind, to keep reports small
+
+
+@dataclass
+class CheckReport:
+    """What :meth:`PersistDict.check` found (and fixed, with ``repair=True``)."""
+
+    entries: int = 0
+    orphan_records: int = 0  # records no order row points to
+    orphan_order_rows: int = 0  # order rows whose record is missing or belongs to another entry
+    orphan_atimes: int = 0  # access times of entries that no longer exist
+    misplaced_records: int = 0  # records stored under a slot their key does not map to
+    corrupted: list[str] = field(default_factory=list)  # slots (hex) failing their checksum
+    undecodable: list[str] = field(default_factory=list)  # keys (repr) the value codec cannot decode
+    repaired: int = 0
+    dropped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.orphan_records or self.orphan_order_rows or self.orphan_atimes
+                    or self.misplaced_records or self.corrupted or self.undecodable)
+
+    def __getitem__(self, name: str) -> Any:  # report["ok"] reads like a dict too
+        return getattr(self, name)
+
+
+def check_database(
+    storage: Storage,
+    keys: KeyCodec,
+    can_decode: Callable[[int, Any], bool],
+    repair: bool,
+    drop_unreadable: bool,
+) -> CheckReport:
+    report = CheckReport()
+    fixes: list[Callable[[Txn], None]] = []
+    with storage.reading() as txn:
+        order = {seq: _table.unpack_order(row)[2] for seq, row in txn.iter_order()}
+        record_seq: dict[bytes, int] = {}
+        corrupted_slots: set[bytes] = set()
+        for slot, data in txn.iter_records():
+            try:
+                record = unpack_record(data)
+            except CorruptedRecordError:
+                corrupted_slots.add(slot)
+                if len(report.corrupted) < _REPORTED:
+                    report.corrupted.append(slot.hex())
+                if drop_unreadable:
+                    fixes.append(_dropper(slot, None))
+                continue
+            record_seq[slot] = record.seq
+            if not _in_place(keys, slot, record.lookup, txn):
+                report.misplaced_records += 1
+            if not can_decode(record.kind, record.payload):
+                if len(report.undecodable) < _REPORTED:
+                    report.undecodable.append(_key_repr(keys, record.lookup, record.exact))
+                if drop_unreadable:
+                    fixes.append(_dropper(slot, record.seq))
+            if order.get(record.seq) != slot:
+                report.orphan_records += 1
+                fixes.append(_reindexer(slot, record.seq, record.expires, record.exact is None
+                                        and slot == record.lookup, record.seq in order))
+        for seq, slot in order.items():
+            if slot in corrupted_slots:
+                continue
+            if record_seq.get(slot) != seq:
+                report.orphan_order_rows += 1
+                fixes.append(lambda t, seq=seq: t.delete_order(seq))
+        for seq, _ in txn.iter_atimes():
+            if seq not in order:
+                report.orphan_atimes += 1
+                fixes.append(lambda t, seq=seq: t.delete_atime(seq))
+        report.entries = txn.count()
+    if (repair or drop_unreadable) and fixes:
+        def work(txn: Txn) -> None:
+            for fix in fixes:
+                fix(txn)
+
+        storage.write(work)
+        report.repaired = len(fixes)
+    return report
+
+
+def _in_place(keys: KeyCodec, slot: bytes, lookup: bytes, txn: Txn) -> bool:
+    base = keys.slot(lookup)
+    if not is_hashed_slot(base):
+        return slot == base
+    if not slot.startswith(base):
+        return False
+    index = int.from_bytes(slot[len(base):], "big") if len(slot) > len(base) else 0
+    return index == 0 or txn.record(probe_slot(base, index - 1)) is not None  # no gap before it
+
+
+def _key_repr(keys: KeyCodec, lookup: bytes, exact: bytes | None) -> str:
+    try:
+        text = repr(keys.decode(lookup, exact))
+    except Exception:
+        text = "<undecodable key>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _dropper(slot: bytes, seq: int | None) -> Callable[[Txn], None]:
+    def fix(txn: Txn) -> None:
+        txn.delete_record(slot)
+        if seq is not None:
+            txn.delete_order(seq)
+            txn.delete_atime(seq)
+    return fix
+
+
+def _reindexer(slot: bytes, seq: int, expires: float, key_in_slot: bool, seq_taken: bool) -> Callable[[Txn], None]:
+    """Give an orphan record its order row back (a new seq if its own is taken)."""
+    def fix(txn: Txn) -> None:
+        new_seq = seq
+        if seq_taken:
+            allocator = _table.SeqAllocator(txn)
+            new_seq = allocator.take()
+            allocator.save()
+            record = unpack_record(txn.record(slot))  # type: ignore[arg-type]
+            txn.put_record(slot, with_header(record, seq=new_seq))
+        txn.put_order(new_seq, _table.pack_order(expires, key_in_slot, slot))
+    return fix

@@ -1,0 +1,37 @@
+"""Shared fixtures: fresh database directories and instances closed after each test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from PersistDict import PersistDict
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "db"
+
+
+@pytest.fixture
+def make_db(db_path: Path) -> Iterator[Callable[..., PersistDict]]:
+    """Open PersistDict instances (default: on ``db_path``, no background thread); close them at teardown."""
+    opened: list[PersistDict] = []
+
+    def make(path: Any = None, **kwargs: Any) -> PersistDict:
+        kwargs.setdefault("background_thread", "disabled")
+        instance = PersistDict(db_path if path is None else path, **kwargs)
+        opened.append(instance)
+        return instance
+
+    yield make
+    for instance in opened:
+        instance.close()
+
+
+@pytest.fixture
+def db(make_db: Callable[..., PersistDict]) -> PersistDict:
+    return make_db()

@@ -1,0 +1,160 @@
+"""Key codec: canonical encoding, custom and raw key serializers, hashing and collisions."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from PersistDict import KeyEncodingError, PersistDict, canonical_key_serializer, canonical_key_unserializer
+from PersistDict._keys import KeyCodec
+
+SAMPLE_KEYS: list[Any] = [
+    "plain", "", "ünïcode ✓", "\udcff surrogate", b"\x00bytes", 0, -1, 2**80, 1.5, float("inf"), None, True,
+    False, ("a", ("b", 1), frozenset({"x", "y", "z"})), frozenset({("p", 1), ("q", 2)}), (), frozenset(),
+]
+
+ENCODE_SCRIPT = """
+import sys, json
+sys.path.insert(0, {root!r})
+from PersistDict._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
+codec = KeyCodec(canonical_key_serializer, canonical_key_unserializer, 511)
+keys = [("a" + "b", ("x" * 3, "y")), frozenset({{"alpha", "beta", "gamma", "delta", ("t", 1)}}),
+        frozenset({{1, 2.5, "three", None}}), ("".join(["s", "t"]), "st")]
+print(json.dumps([codec.encode(k)[0].hex() for k in keys]))
+"""
+
+
+def test_encoding_is_canonical_across_hash_seeds() -> None:
+    """Equal keys encode to the same bytes in processes with different PYTHONHASHSEED."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outputs = set()
+    for seed in ("0", "1", "12345", "random"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        result = subprocess.run([sys.executable, "-c", ENCODE_SCRIPT.format(root=root)], env=env,
+                                capture_output=True, text=True, check=True)
+        outputs.add(result.stdout)
+    assert len(outputs) == 1
+
+
+def test_equal_keys_built_differently_encode_equal() -> None:
+    """Tuples of equal but distinct string objects encode identically (pickle's memo does not)."""
+    codec = KeyCodec(canonical_key_serializer, canonical_key_unserializer, 511)
+    shared = "value" * 3
+    first = (shared, shared)
+    second = ("value" * 3, "".join(["value"] * 3))
+    assert first == second
+    assert codec.encode(first) == codec.encode(second)
+
+
+@pytest.mark.parametrize("key", SAMPLE_KEYS, ids=repr)
+def test_canonical_roundtrip(key: Any) -> None:
+    """Every supported key type decodes back to an equal key of the same type."""
+    back = canonical_key_unserializer(canonical_key_serializer(key))
+    assert back == key and type(back) is type(key)
+
+
+def test_distinct_keys_get_distinct_encodings() -> None:
+    """Keys that differ (type or value) never share an encoding."""
+    codec = KeyCodec(canonical_key_serializer, canonical_key_unserializer, 511)
+    keys = ["1", b"1", 1, 1.5, "None", None, ("1",), (1,), frozenset({1}), ("a", "b"), ("ab",), ("a", ("b",))]
+    lookups = [codec.encode(k)[0] for k in keys]
+    assert len(set(lookups)) == len(keys)
+
+
+def test_unpicklable_hashable_key_raises_typeerror(db: PersistDict) -> None:
+    """A hashable key that cannot be encoded raises KeyEncodingError (a TypeError); nothing is written."""
+    with pytest.raises(TypeError) as info:
+        db[lambda: None] = 1
+    assert isinstance(info.value, KeyEncodingError)
+    assert len(db) == 0
+
+
+def test_other_hashables_are_supported(db: PersistDict) -> None:
+    """Picklable hashables beyond the built-in types (e.g. a frozen dataclass-like tuple subclass) work."""
+    import datetime
+
+    when = datetime.date(2024, 1, 2)
+    db[when] = "date"
+    assert db[datetime.date(2024, 1, 2)] == "date"
+    assert list(db) == [when]
+
+
+def test_json_key_serializer(make_db: Callable[..., PersistDict]) -> None:
+    """A json.dumps/json.loads pair maps keys to text and back."""
+    db = make_db(key_serializer=json.dumps, key_unserializer=json.loads)
+    db["k"] = 1
+    db[5] = 2
+    assert db["k"] == 1 and db[5] == 2
+    assert list(db) == ["k", 5]
+
+
+def test_raw_keys_accept_only_str_and_bytes(make_db: Callable[..., PersistDict]) -> None:
+    """With key_serializer=None keys are str/bytes used as-is, and come back with their type."""
+    db = make_db(key_serializer=None, key_unserializer=None)
+    db["text"] = 1
+    db[b"text"] = 2
+    assert db["text"] == 1 and db[b"text"] == 2
+    assert list(db) == ["text", b"text"]
+    with pytest.raises(TypeError):
+        db[1] = 3
+    assert len(db) == 2
+
+
+def test_key_serializer_returning_wrong_type_raises(make_db: Callable[..., PersistDict]) -> None:
+    """A key_serializer that does not return str/bytes raises TypeError and writes nothing."""
+    db = make_db(key_serializer=lambda key: 42, key_unserializer=lambda raw: raw)
+    with pytest.raises(TypeError):
+        db["k"] = 1
+    assert len(db) == 0
+
+
+def test_long_keys_are_hashed_and_returned_whole(db: PersistDict) -> None:
+    """Keys longer than the LMDB limit are stored under a hash, and keys() returns them whole."""
+    long_key = "k" * 5000
+    tuple_key = tuple(range(300))
+    db[long_key] = "long"
+    db[tuple_key] = "tuple"
+    assert db[long_key] == "long" and db[tuple_key] == "tuple"
+    assert list(db) == [long_key, tuple_key]
+    assert long_key in db and "k" * 4999 not in db
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_cropped_hash_collisions_never_share_an_entry(make_db: Callable[..., PersistDict], limit: int) -> None:
+    """With 1-2 byte hashes, thousands of keys collide, yet each keeps its own entry through deletes."""
+    db = make_db(key_size_limit=limit, caching=False)
+    rng = random.Random(limit)
+    model: dict[Any, Any] = {}
+    keys = [f"key-{i}" for i in range(2000)] + [(i, "t") for i in range(500)]
+    db.update({k: i for i, k in enumerate(keys)})
+    model.update({k: i for i, k in enumerate(keys)})
+    for _ in range(3):
+        victims = rng.sample(keys, 600)
+        for key in victims:
+            del db[key]
+            del model[key]
+        for key in victims[:300]:
+            db[key] = ("again", key)
+            model[key] = ("again", key)
+        keys = list(model)
+    assert len(db) == len(model)
+    assert list(db.items()) == list(model.items())
+    for key, value in model.items():
+        assert db[key] == value
+    assert db.check().ok
+
+
+def test_key_size_limit_mismatch_is_refused(db_path: Any, make_db: Callable[..., PersistDict]) -> None:
+    """Reopening with another key_size_limit would orphan entries, so it is refused."""
+    first = make_db(key_size_limit=16)
+    first["a" * 40] = 1
+    first.close()
+    with pytest.raises(ValueError):
+        make_db(key_size_limit=511)

@@ -1,0 +1,282 @@
+"""Storage: environment sharing, permissions, growth, large values, durability modes,
+and clear errors for bad paths, full disks and damaged files."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import resource
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from PersistDict import (
+    CorruptedDatabaseError,
+    CorruptedRecordError,
+    DatabasePermissionError,
+    NotADatabaseDirectoryError,
+    PersistDict,
+    PersistDictError,
+    StorageFullError,
+)
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def run_child(code: str, *, preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter that imports this checkout."""
+    script = f"import sys\nsys.path.insert(0, {ROOT!r})\n" + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          preexec_fn=preexec)
+
+
+def test_two_instances_share_one_environment(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """Two instances on one path in one process share the LMDB environment and see each other's writes."""
+    first, second = make_db(), make_db()
+    assert first._storage is second._storage
+    first["a"] = 1
+    assert second["a"] == 1
+    second["a"] = 2
+    assert first["a"] == 2
+    del first["a"]
+    assert "a" not in second
+    first.close()
+    second["b"] = 3  # the environment stays open while one instance uses it
+    assert second["b"] == 3
+
+
+def test_data_persists_across_reopen(db_path: Path) -> None:
+    """Entries, their order and their values survive close and reopen."""
+    with PersistDict(db_path, background_thread="disabled") as d:
+        d.update({"x": 1, "y": [2], "z": {"k": "v"}})
+        del d["x"]
+        d["x"] = 10
+    with PersistDict(db_path, background_thread="disabled") as d:
+        assert list(d.items()) == [("y", [2]), ("z", {"k": "v"}), ("x", 10)]
+
+
+def test_directory_and_file_permissions(db_path: Path, db: PersistDict) -> None:
+    """The database directory is created 0o700 and its files 0o600."""
+    db["k"] = "v"
+    assert stat.S_IMODE(os.stat(db_path).st_mode) == 0o700
+    for name in os.listdir(db_path):
+        assert stat.S_IMODE(os.stat(db_path / name).st_mode) == 0o600, name
+
+
+def test_path_is_a_file(tmp_path: Path) -> None:
+    """A database path that is a regular file raises an error naming the path."""
+    target = tmp_path / "file"
+    target.write_text("not a directory")
+    with pytest.raises(NotADatabaseDirectoryError) as info:
+        PersistDict(target)
+    assert str(target) in str(info.value)
+    assert isinstance(info.value, NotADirectoryError) and isinstance(info.value, PersistDictError)
+
+
+def test_permission_denied_names_the_path(tmp_path: Path) -> None:
+    """A directory the process may not enter raises PermissionError naming the path."""
+    target = tmp_path / "private"
+    PersistDict(target, background_thread="disabled").close()
+    os.chmod(tmp_path, 0o755)
+    code = f"""
+    import os
+    from PersistDict import PersistDict, DatabasePermissionError
+    if os.geteuid() == 0:  # root ignores modes: continue as 'nobody' (after the imports)
+        os.setgid(65534)
+        os.setuid(65534)
+    try:
+        PersistDict({str(target)!r}, background_thread="disabled")
+    except DatabasePermissionError as exc:
+        assert isinstance(exc, PermissionError)
+        assert {str(target)!r} in str(exc), str(exc)
+        print("denied")
+    """
+    if os.geteuid() != 0:
+        os.chmod(target, 0)
+    result = run_child(code)
+    os.chmod(target, 0o700)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "denied"
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4 * 1024 * 1024, 4 * 1024 * 1024))
+
+
+def test_disk_full_raises_storage_full_and_keeps_data(db_path: Path) -> None:
+    """When the file cannot grow, writes raise StorageFullError and acknowledged data stays intact."""
+    code = f"""
+    from PersistDict import PersistDict, StorageFullError
+    d = PersistDict({str(db_path)!r}, background_thread="disabled")
+    d["kept"] = "safe"
+    try:
+        for i in range(100):
+            d[f"big{{i}}"] = b"x" * (1024 * 1024)
+    except StorageFullError as exc:
+        assert isinstance(exc, OSError)
+        assert {str(db_path)!r} in str(exc)
+        print("full at", i)
+    assert d["kept"] == "safe"
+    """
+    result = run_child(code, preexec=_limit_file_size)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("full at")
+    with PersistDict(db_path, background_thread="disabled") as d:
+        assert d["kept"] == "safe"
+        assert d.check().ok
+
+
+@pytest.mark.slow
+def test_large_value_64_mib(db: PersistDict) -> None:
+    """A 64 MiB value is written and read back intact."""
+    value = os.urandom(1024) * (64 * 1024)
+    db["big"] = value
+    assert db["big"] == value
+    db["big"] = b"small"
+    assert db["big"] == b"small"
+
+
+@pytest.mark.slow
+def test_map_grows_past_600_mib(make_db: Callable[..., PersistDict]) -> None:
+    """Writing 600 MiB through a 16 MiB initial map grows the map automatically."""
+    db = make_db(map_size=16 * 1024 * 1024, durability="fast")
+    chunk = os.urandom(1024 * 1024)
+    for i in range(600):
+        db[i] = chunk
+    db.update({f"batch{i}": chunk for i in range(20)})  # one transaction of 20 MiB
+    assert len(db) == 620
+    assert db[599] == chunk and db["batch19"] == chunk
+    assert db._storage.info()["map_size"] > 600 * 1024 * 1024
+
+
+def test_map_growth_seen_by_other_process(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """When another process grows the map, this one adopts the new size and keeps working."""
+    db = make_db(map_size=2 * 1024 * 1024)
+    db["before"] = 1
+    code = f"""
+    from PersistDict import PersistDict
+    d = PersistDict({str(db_path)!r}, background_thread="disabled", map_size=2 * 1024 * 1024)
+    for i in range(40):
+        d[i] = bytes(256 * 1024)
+    """
+    result = run_child(code)
+    assert result.returncode == 0, result.stderr
+    assert db[39] == bytes(256 * 1024)
+    db["after"] = 2
+    assert len(db) == 42
+
+
+@pytest.mark.parametrize("mode", ["full", "safe", "fast"])
+def test_durability_modes(make_db: Callable[..., PersistDict], mode: str) -> None:
+    """Each durability mode stores and reads values."""
+    db = make_db(durability=mode)
+    db["k"] = mode
+    assert db["k"] == mode
+
+
+def test_durability_must_match_within_a_process(make_db: Callable[..., PersistDict]) -> None:
+    """One process opens a database with one durability; a second one is refused clearly."""
+    make_db(durability="fast")
+    with pytest.raises(ValueError, match="durability"):
+        make_db(durability="full")
+    with pytest.raises(ValueError):
+        make_db(durability="sometimes")  # type: ignore[arg-type]
+
+
+def test_killed_writer_loses_no_acknowledged_write(db_path: Path) -> None:
+    """A process killed right after d[k]=v returned leaves that write on disk."""
+    code = f"""
+    import os, signal
+    from PersistDict import PersistDict
+    d = PersistDict({str(db_path)!r}, background_thread="disabled")
+    d["acknowledged"] = "yes"
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+    result = run_child(code)
+    assert result.returncode == -signal.SIGKILL
+    with PersistDict(db_path, background_thread="disabled") as d:
+        assert d["acknowledged"] == "yes"
+
+
+CORRUPTION_CHILD = """
+from PersistDict import PersistDict, CorruptedDatabaseError
+try:
+    d = PersistDict({path!r}, background_thread="disabled")
+    print("opened", len(d), list(d.items())[:1])
+except CorruptedDatabaseError as exc:
+    assert isinstance(exc, OSError)
+    print("corrupted:", exc)
+"""
+
+
+def _damaged_db(db_path: Path, damage: Callable[[Path], None]) -> subprocess.CompletedProcess[str]:
+    with PersistDict(db_path, background_thread="disabled") as d:
+        d.update({f"key{i}": "v" * 200 for i in range(3000)})
+    damage(db_path / "data.mdb")
+    return run_child(CORRUPTION_CHILD.format(path=str(db_path)))
+
+
+def test_truncated_to_zero_is_reported(db_path: Path) -> None:
+    """A data file truncated to zero is reported as corrupted, not opened as a new empty store."""
+    result = _damaged_db(db_path, lambda f: os.truncate(f, 0))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("corrupted:")
+
+
+def test_half_truncated_file_does_not_crash_the_process(db_path: Path) -> None:
+    """A half-truncated data file raises CorruptedDatabaseError instead of killing the process (SIGBUS)."""
+    result = _damaged_db(db_path, lambda f: os.truncate(f, os.path.getsize(f) // 2))
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout.startswith("corrupted:")
+    assert str(db_path) in result.stdout
+
+
+def test_overwritten_header_is_reported(db_path: Path) -> None:
+    """A data file whose header was overwritten with garbage is reported clearly."""
+    def scribble(f: Path) -> None:
+        with open(f, "r+b") as handle:
+            handle.write(os.urandom(8192 * 2))
+
+    result = _damaged_db(db_path, scribble)
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout.startswith("corrupted:")
+
+
+def test_flipped_byte_in_a_record_names_the_key(db_path: Path) -> None:
+    """A flipped byte in a stored value raises CorruptedRecordError naming the key, never a wrong value."""
+    marker = b"UNIQUE-MARKER-" * 4
+    with PersistDict(db_path, background_thread="disabled") as d:
+        d["victim"] = marker
+        d["bystander"] = "fine"
+    data = (db_path / "data.mdb").read_bytes()
+    # copy-on-write leaves older copies of the page in the file: damage every copy
+    (db_path / "data.mdb").write_bytes(data.replace(marker, b"X" + marker[1:]))
+    with PersistDict(db_path, background_thread="disabled") as d:
+        with pytest.raises(CorruptedRecordError, match="victim"):
+            d["victim"]
+        assert d["bystander"] == "fine"
+        report = d.check()
+        assert not report.ok and len(report.corrupted) == 1
+        assert "victim" in d  # reported, not deleted
+        d["victim"] = "rewritten"  # an overwrite replaces the damaged record
+        assert d["victim"] == "rewritten"
+        assert d.check(repair=True).repaired >= 0
+        assert d.check().ok
+
+
+def test_instance_pickles_as_path_and_settings(db_path: Path, db: PersistDict) -> None:
+    """A pickled instance reopens the same database with the same settings."""
+    db["k"] = "v"
+    clone = pickle.loads(pickle.dumps(db))
+    try:
+        assert clone.path == db.path and clone["k"] == "v"
+        assert clone._settings == db._settings
+    finally:
+        clone.close()
