@@ -150,9 +150,10 @@ class Txn:
         with self.raw.cursor(db=self._order) as cursor:
             if newest_first:
                 rows = cursor.iterprev()
-            else:
-                cursor.set_range(encode_seq(start_after + 1))
+            elif cursor.set_range(encode_seq(start_after + 1)):
                 rows = cursor.iternext()
+            else:  # nothing after start_after (an unpositioned cursor would restart at the first row)
+                return
             for seq, slot in rows:
                 yield decode_seq(seq), bytes(slot)
 

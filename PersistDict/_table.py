@@ -139,8 +139,8 @@ def put(
             old = None
     if old is None:
         seq, ctime = seqs.take(), now
-    else:
-        seq, ctime = old.seq, old.ctime
+    else:  # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
+        seq, ctime, exact = old.seq, old.ctime, old.exact
     if old is None or old.expires != expires:
         key_in_slot = exact is None and found.slot == lookup
         txn.put_order(seq, pack_order(expires, key_in_slot, found.slot))

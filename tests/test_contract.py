@@ -125,6 +125,7 @@ def test_numeric_keys_equal_like_dict(mapping: MutableMapping[Any, Any]) -> None
     assert len(mapping) == 1
     assert mapping[1] == "bool"
     assert list(mapping) == [1] and type(list(mapping)[0]) is int
+    assert list(mapping.items()) == [(1, "bool")] and type(list(mapping.items())[0][0]) is int
     mapping[(1, "a")] = "t"
     assert mapping[(1.0, "a")] == "t"
 
