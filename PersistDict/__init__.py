@@ -4,12 +4,14 @@ from loguru import logger
 
 from . import serializers
 from ._core import Metadata, PersistDict
+from ._integrity import CheckReport
 from ._keys import canonical_key_serializer, canonical_key_unserializer
 from .exceptions import (
     AlreadyCalledError,
     ClosedError,
     CodecError,
     CodecMismatchError,
+    CodecMismatchWarning,
     CorruptedDatabaseError,
     CorruptedRecordError,
     DatabasePermissionError,
@@ -28,9 +30,11 @@ __version__ = "1.0.0"
 
 __all__ = [
     "AlreadyCalledError",
+    "CheckReport",
     "ClosedError",
     "CodecError",
     "CodecMismatchError",
+    "CodecMismatchWarning",
     "CorruptedDatabaseError",
     "CorruptedRecordError",
     "DatabasePermissionError",

@@ -11,7 +11,9 @@ import atexit
 import json
 import os
 import pickle
+import random
 import threading
+import warnings
 import time
 import weakref
 from collections.abc import (
@@ -37,14 +39,16 @@ from . import _table
 from ._frontcache import _RECENT_LIMIT, SHARED, CachedEntry, FrontCache
 from ._keys import HASHED_SLOT_MARK, KeyCodec, canonical_key_serializer, canonical_key_unserializer, is_hashed_slot
 from ._integrity import CheckReport, check_database
-from ._maintenance import Maintenance, sweep
-from ._records import HEADER_SIZE, KIND_BYTES, KIND_SERIALIZED, KIND_STR, Record, record_expires, unpack_value
+from ._eviction import enforce_bounds
+from ._maintenance import Maintenance, sweep, try_take_lease
+from ._records import HEADER_SIZE, KIND_BYTES, KIND_SERIALIZED, KIND_SERIALIZED_TEXT, KIND_STR, Record, record_expires, unpack_value
 from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
 from .exceptions import (
     AlreadyCalledError,
     ClosedError,
     CodecError,
     CodecMismatchError,
+    CodecMismatchWarning,
     CorruptedRecordError,
 )
 
@@ -116,6 +120,8 @@ class PersistDict(MutableMapping[Any, Any]):
         maintenance_interval: int | float = 60,
         atime_flush_interval: int | float = 10,
         map_size: int = DEFAULT_MAP_SIZE,
+        max_items: int | None = None,
+        max_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if durability not in DURABILITY:
@@ -134,6 +140,8 @@ class PersistDict(MutableMapping[Any, Any]):
             raise ValueError("cache_max_entries and cache_max_bytes must be positive")
         if maintenance_interval <= 0 or atime_flush_interval <= 0:
             raise ValueError("maintenance_interval and atime_flush_interval must be positive")
+        if (max_items is not None and max_items < 1) or (max_bytes is not None and max_bytes < 1):
+            raise ValueError("max_items and max_bytes must be positive when given")
         if map_size < 1 << 20:
             raise ValueError(f"map_size must be at least 1 MiB, not {map_size}")
         path = os.path.abspath(os.fspath(database_path))
@@ -144,13 +152,16 @@ class PersistDict(MutableMapping[Any, Any]):
             background_thread=background_thread, background_timeout=background_timeout, name=name,
             durability=durability, cache_max_entries=cache_max_entries, cache_max_bytes=cache_max_bytes,
             maintenance_interval=maintenance_interval, atime_flush_interval=atime_flush_interval,
-            map_size=map_size, clock=clock,
+            map_size=map_size, max_items=max_items, max_bytes=max_bytes, clock=clock,
         )
         self.path = path
         self.name = name or Path(path).name
         self.verbose = verbose
         self.expiration_days = float(expiration_days)
         self._clock = clock
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._rng = random.Random()
         self._keys = KeyCodec(key_serializer, key_unserializer, key_size_limit)
         self._plain_cache_keys = self._keys.canonical
         self._value_serializer = value_serializer
@@ -160,7 +171,7 @@ class PersistDict(MutableMapping[Any, Any]):
         self._lock = threading.RLock()
         self._front = FrontCache(cache_max_entries, cache_max_bytes) if caching else None
         self._touched: dict[int, float] = {}  # seq -> atime not yet written
-        self.counters = dict.fromkeys(("hits", "misses", "front_cache_hits", "sets", "deletes", "expired"), 0)
+        self.counters = dict.fromkeys(("hits", "misses", "sets", "deletes", "expired", "evicted"), 0)
         self._closed = True
         self._storage = Storage.acquire(path, durability, map_size)
         self._closed = False
@@ -204,15 +215,19 @@ class PersistDict(MutableMapping[Any, Any]):
                 f"values must be str or bytes when value_serializer is None, not {type(value).__name__!r}"
             )
         payload = self._value_serializer(value)  # type: ignore[misc]
+        if isinstance(payload, str):  # json.dumps and friends
+            return KIND_SERIALIZED_TEXT, payload.encode("utf-8", "surrogatepass")
         if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise TypeError(f"value_serializer must return bytes, not {type(payload).__name__!r}")
+            raise TypeError(f"value_serializer must return bytes or str, not {type(payload).__name__!r}")
         return KIND_SERIALIZED, bytes(payload)
 
     def _decode_value(self, kind: int, payload: bytes | memoryview, key: Any = _MISSING) -> Any:
-        if kind == KIND_SERIALIZED:
+        if kind == KIND_SERIALIZED or kind == KIND_SERIALIZED_TEXT:
             if self._raw_values:
                 raise CodecMismatchError("this entry was serialized, but value_serializer is None")
             try:
+                if kind == KIND_SERIALIZED_TEXT:
+                    return self._value_unserializer(bytes(payload).decode("utf-8", "surrogatepass"))  # type: ignore[misc]
                 if self._loads_takes_buffer:
                     return self._value_unserializer(payload)  # type: ignore[misc]
                 return self._value_unserializer(bytes(payload))  # type: ignore[misc]
@@ -227,16 +242,12 @@ class PersistDict(MutableMapping[Any, Any]):
             return bytes(payload)
         raise CorruptedRecordError(f"unknown value kind {kind}")
 
-    def _decode_cached(self, payload: bytes) -> Any:
-        return self._decode_value(KIND_SERIALIZED, payload) if not self._raw_values else self._raw_decode(payload)
-
-    def _raw_decode(self, payload: bytes) -> Any:
-        kind, body = payload[0], payload[1:]
-        return body.decode("utf-8", "surrogatepass") if kind == KIND_STR else body
+    def _decode_cached(self, cached: bytes) -> Any:
+        return self._decode_value(cached[0], memoryview(cached)[1:])
 
     def _cache_payload(self, kind: int, payload: bytes | memoryview) -> bytes:
-        # raw values keep their kind in the cached bytes so str stays str
-        return bytes((kind,)) + bytes(payload) if self._raw_values else bytes(payload)
+        # the kind travels with the cached bytes: str stays str, text codecs get text
+        return bytes((kind,)) + payload
 
     def _record_key(self, record: Record) -> Any:
         return self._keys.decode(record.lookup, record.exact)
@@ -268,6 +279,7 @@ class PersistDict(MutableMapping[Any, Any]):
             return None
         if entry.expires and entry.expires <= self._clock():
             return None
+        front.hits += 1
         recent = front.recent
         recent[key] = entry
         if len(recent) > _RECENT_LIMIT:
@@ -294,7 +306,6 @@ class PersistDict(MutableMapping[Any, Any]):
                 cache_key = key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
                 entry = front.get(cache_key, storage.last_txnid())
                 if entry is not None and (not entry.expires or entry.expires > self._clock()):
-                    self.counters["hits"] += 1
                     entry_hit = entry
                 else:
                     entry_hit = None
@@ -514,17 +525,33 @@ class PersistDict(MutableMapping[Any, Any]):
     def _write_many(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]], expires: float,
                     extra: Callable[[Txn], None] | None = None) -> None:
         now = self._clock()
+        bounded = self.max_items is not None or self.max_bytes is not None
+        if self.max_bytes is not None:
+            for key, *_, payload in prepared:
+                if len(payload) > self.max_bytes:
+                    raise ValueError(f"the value for key {_key_text(key)} ({len(payload)} bytes) is larger "
+                                     f"than max_bytes={self.max_bytes}")
 
-        def work(txn: Txn) -> None:
+        def work(txn: Txn) -> int:
             if extra is not None:
                 extra(txn)
             seqs = _table.SeqAllocator(txn)
-            for _, lookup, exact, base, kind, payload in prepared:
-                _table.put(txn, seqs, lookup, exact, base, kind, payload, now, expires)
+            written = {_table.put(txn, seqs, lookup, exact, base, kind, payload, now, expires)[0]
+                       for _, lookup, exact, base, kind, payload in prepared}
             seqs.save()
+            if not bounded:
+                return 0
+            return enforce_bounds(txn, self.max_items, self.max_bytes, written, self._touched,
+                                  self._keys.hash_bytes, self._rng)
 
-        _, txn_id, in_txn = self._commit(work)
+        evicted, txn_id, in_txn = self._commit(work)
         self.counters["sets"] += len(prepared)
+        if evicted:
+            self.counters["evicted"] += evicted
+            self._log("evicted {} entries to stay within bounds", evicted)
+            if self._front is not None:
+                with self._lock:
+                    self._front.clear()  # evicted keys are unknown here
         self._after_commit([self._cache_key(key, lookup) for key, lookup, *_ in prepared], txn_id, in_txn)
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -718,7 +745,7 @@ class PersistDict(MutableMapping[Any, Any]):
         def work(txn: Txn) -> int:
             written = 0
             for seq, when in touched.items():
-                if txn.order_slot(seq) is None:  # deleted meanwhile
+                if txn.order_row(seq) is None:  # deleted meanwhile
                     continue
                 stored = txn.atime(seq)
                 if stored is None or stored < when:
@@ -752,25 +779,56 @@ class PersistDict(MutableMapping[Any, Any]):
         return report
 
     def expire(self) -> int:
-        """Remove entries past their TTL or unused for ``expiration_days`` now; returns how many."""
+        """Remove entries past their TTL or unused for ``expiration_days``, now; returns how many."""
+        return self._sweep(start_after=0, deadline=float("inf"))[0]
+
+    def _sweep(self, start_after: int, deadline: float) -> tuple[int, int | None]:
         storage = self._check_open()
         now = self._clock()
         cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
-        with self._lock:
-            touched = dict(self._touched)
-        removed = sweep(storage, self._keys.hash_bytes, now, cutoff, touched,
-                        time.monotonic() + self._maintenance.timeout, time.monotonic)
+        self.flush_atimes()  # expiry must see this process's recent reads
+        removed, resume = sweep(storage, self._keys.hash_bytes, now, cutoff, self._touched,
+                                start_after, deadline, time.monotonic)
         if removed:
             self.counters["expired"] += removed
             self._log("expired {} entries", removed)
-        return removed
+        return removed, resume
 
     def run_maintenance(self) -> None:
-        """One maintenance pass: flush access times, expire, sync ('fast' durability)."""
+        """One maintenance pass: flush access times; expire (if this process holds the lease,
+        within ``background_timeout``, resuming where the last pass stopped); sync in 'fast' mode."""
         self.flush_atimes()
-        self.expire()
+        maintenance = self._maintenance
+        if try_take_lease(self._check_open(), maintenance.holder, self._clock(), maintenance.lease_seconds):
+            _, maintenance.resume_after = self._sweep(maintenance.resume_after or 0,
+                                                      time.monotonic() + maintenance.timeout)
         if self._settings["durability"] == "fast":
             self._storage.sync()
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this instance and figures of the database."""
+        storage = self._check_open()
+        with self._lock:
+            front = self._front
+            counters = dict(self.counters)
+            front_hits = front.hits if front is not None else 0
+            cached = (len(front), front.bytes_used) if front is not None else (0, 0)
+        with storage.reading() as txn:
+            entries = txn.count()
+            records_bytes = txn.records_bytes()
+        info = storage.info()
+        counters["hits"] += front_hits
+        return {
+            **counters,
+            "front_cache_hits": front_hits,
+            "front_cache_entries": cached[0],
+            "front_cache_bytes": cached[1],
+            "entries": entries,
+            "records_bytes": records_bytes,
+            "bytes_on_disk": storage.file_size(),
+            "map_size": info["map_size"],
+            "readers_in_use": info["readers_in_use"],
+        }
 
     def close(self) -> None:
         """Write pending access times, stop maintenance, release the database. Idempotent."""
@@ -852,11 +910,11 @@ class PersistDict(MutableMapping[Any, Any]):
                 f"key_size_limit={wanted['key_size_limit']} would make its entries unreachable"
             )
         if stored.get("values") != wanted["values"]:
-            logger.warning(
-                "[{}] database {} was written with value codec {!r}, opened with {!r}: entries that the "
-                "new codec cannot decode raise CodecError on read and are reported by check()",
-                self.name, self.path, stored.get("values"), wanted["values"],
-            )
+            message = (f"database {self.path!r} was written with value codec {stored.get('values')!r} and is "
+                       f"opened with {wanted['values']!r}: entries the new codec cannot decode raise CodecError "
+                       "on read and are listed by check(); nothing is deleted")
+            warnings.warn(message, CodecMismatchWarning, stacklevel=3)
+            logger.warning("[{}] {}", self.name, message)
 
 
 def _reopen(path: str, settings: dict[str, Any]) -> PersistDict:

@@ -136,7 +136,7 @@ class FrontCache:
         self.stamp = 0  # odd while a mutation is in progress
         self.recent: dict[Any, CachedEntry] = {}  # hits not yet applied to the LRU order
         self.seen: dict[Any, None] = {}  # keys that missed once
-        self.hits = 0
+        self.hits = 0  # counted without the lock on the hot path: may undercount under contention
 
     def _begin(self) -> None:
         self.stamp += 1
@@ -157,6 +157,7 @@ class FrontCache:
         self.validate(last_txnid)
         entry = self.hot.get(key)
         if entry is not None:
+            self.hits += 1
             self.note_hit(entry)
         return entry
 
@@ -169,7 +170,6 @@ class FrontCache:
     def apply_recent(self) -> list[CachedEntry]:
         """Move buffered hits to the LRU's most-recent end; returns them (for atimes)."""
         recent, self.recent = self.recent, {}
-        self.hits += len(recent)
         lru = self.lru
         for key, entry in recent.items():
             if self.hot.get(key) is entry:

@@ -55,6 +55,7 @@ def check_database(
     fixes: list[Callable[[Txn], None]] = []
     with storage.reading() as txn:
         order = {seq: _table.unpack_order(row)[2] for seq, row in txn.iter_order()}
+        seq_of_slot = {slot: seq for seq, slot in order.items()}
         record_seq: dict[bytes, int] = {}
         corrupted_slots: set[bytes] = set()
         for slot, data in txn.iter_records():
@@ -65,7 +66,8 @@ def check_database(
                 if len(report.corrupted) < _REPORTED:
                     report.corrupted.append(slot.hex())
                 if drop_unreadable:
-                    fixes.append(_dropper(slot, None))
+                    fixes.append(_dropper(slot, seq_of_slot.get(slot)))
+                    report.dropped += 1
                 continue
             record_seq[slot] = record.seq
             if not _in_place(keys, slot, record.lookup, txn):
@@ -75,6 +77,8 @@ def check_database(
                     report.undecodable.append(_key_repr(keys, record.lookup, record.exact))
                 if drop_unreadable:
                     fixes.append(_dropper(slot, record.seq))
+                    report.dropped += 1
+                    continue
             if order.get(record.seq) != slot:
                 report.orphan_records += 1
                 fixes.append(_reindexer(slot, record.seq, record.expires, record.exact is None
@@ -90,13 +94,15 @@ def check_database(
                 report.orphan_atimes += 1
                 fixes.append(lambda t, seq=seq: t.delete_atime(seq))
         report.entries = txn.count()
-    if (repair or drop_unreadable) and fixes:
+    if not repair:  # drop_unreadable alone applies only the drops
+        fixes = [fix for fix in fixes if getattr(fix, "drops", False)]
+    if fixes:
         def work(txn: Txn) -> None:
             for fix in fixes:
                 fix(txn)
 
         storage.write(work)
-        report.repaired = len(fixes)
+        report.repaired = len(fixes) - report.dropped
     return report
 
 
@@ -124,6 +130,7 @@ def _dropper(slot: bytes, seq: int | None) -> Callable[[Txn], None]:
         if seq is not None:
             txn.delete_order(seq)
             txn.delete_atime(seq)
+    fix.drops = True  # type: ignore[attr-defined]
     return fix
 
 

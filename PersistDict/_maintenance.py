@@ -8,11 +8,17 @@ Work is done in short write transactions so foreground calls never wait long.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
+
+from . import _table
+from ._records import record_mtime, unpack_record
+from ._storage import Storage, Txn
 
 if TYPE_CHECKING:
     from ._core import PersistDict
@@ -30,6 +36,15 @@ class Maintenance:
         self.atime_interval = atime_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.pass_done = threading.Event()  # set after each full pass (tests and stats wait on it)
+        self.resume_after: int | None = None  # where an interrupted expiry pass continues
+        # held while this process is alive and renewing it every pass
+        self.lease_seconds = 2 * interval + timeout
+
+    @property
+    def holder(self) -> str:
+        """Who holds the maintenance lease: this process and instance."""
+        return f"{os.getpid()}:{id(self)}"
 
     def start(self) -> None:
         if self.mode == "disabled":
@@ -59,6 +74,7 @@ class Maintenance:
                 if since_pass >= self.interval:
                     owner.run_maintenance()
                     since_pass = 0.0
+                    self.pass_done.set()
                 else:
                     owner.flush_atimes()
             except Exception as exc:  # keep the thread alive; report once per failure
@@ -68,42 +84,83 @@ class Maintenance:
             since_pass += self.atime_interval
 
 
-def sweep(storage: Any, hash_bytes: int, now: float, atime_cutoff: float | None,
-          touched: dict[int, float], deadline: float, clock: Any, batch: int = 256) -> int:
-    """Remove entries whose TTL passed or whose atime is older than ``atime_cutoff``.
 
-    Works through the order table in short write transactions of ``batch``
-    rows, so writers in other threads and processes interleave. Stops at
-    ``deadline``; returns how many entries it removed.
+def last_access(txn: Txn, seq: int, slot: bytes, touched: dict[int, float]) -> float:
+    """An entry's atime: the latest of its last write, its stored read time and an unflushed read."""
+    data = txn.record(slot)
+    mtime = record_mtime(data) if data is not None else 0.0
+    read = txn.atime(seq) or 0.0
+    pending = touched.get(seq, 0.0)
+    return max(mtime, read, pending)
+
+
+def _remove_at(txn: Txn, slot: bytes, hash_bytes: int) -> bool:
+    data = txn.record(slot)
+    if data is None:
+        return False
+    record = unpack_record(data)
+    base = _table.base_of(slot, hash_bytes)
+    _table.remove(txn, _table.find(txn, record.lookup, base), base)
+    return True
+
+
+def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | None,
+          touched: dict[int, float], start_after: int, deadline: float,
+          clock: Callable[[], float], chunk: int = 1000) -> tuple[int, int | None]:
+    """Remove entries past their TTL, or not accessed since ``atime_cutoff``.
+
+    Scans the order table in read transactions of ``chunk`` rows and deletes
+    what it found in a short write transaction per chunk, so other writers
+    interleave. Stops at ``deadline``. Returns (removed, seq to resume after,
+    or None once the whole table was scanned).
     """
-    from . import _table
-    from ._keys import is_hashed_slot
-
     removed = 0
-    after = 0
-    while clock() < deadline:
-        def work(txn: Any) -> tuple[int, int | None]:
-            count = 0
-            last: int | None = None
-            for n, entry in enumerate(_table.iter_order(txn, start_after=after)):
-                if n >= batch:
+    after = start_after
+    while True:
+        if clock() >= deadline:
+            return removed, after
+        candidates: list[tuple[int, bytes]] = []
+        last: int | None = None
+        with storage.reading() as txn:
+            for n, (seq, row) in enumerate(txn.iter_order(False, after)):
+                if n >= chunk:
                     break
-                last = entry.seq
-                expired = bool(entry.expires) and entry.expires <= now
-                if not expired and atime_cutoff is not None:
-                    atime = max(txn.atime(entry.seq) or 0.0, touched.get(entry.seq, 0.0))
-                    expired = atime < atime_cutoff
-                if expired:
-                    slot = entry.slot
-                    base = slot[: 1 + hash_bytes] if is_hashed_slot(slot) else slot
-                    record = _table.record_at(txn, slot)
-                    _table.remove(txn, _table.find(txn, record.lookup, base), base)
-                    count += 1
-            return count, last
+                last = seq
+                if row[0] and atime_cutoff is None:
+                    continue  # plain row: no TTL, and no age limit to check
+                expires, _, slot = _table.unpack_order(row)
+                if (expires and expires <= now) or (
+                        atime_cutoff is not None and last_access(txn, seq, slot, touched) < atime_cutoff):
+                    candidates.append((seq, slot))
+        if candidates:
+            def work(txn: Txn) -> int:
+                count = 0
+                for seq, slot in candidates:  # check again: another process may have changed it
+                    row = txn.order_row(seq)
+                    if row is None:
+                        continue
+                    expires, _, current = _table.unpack_order(row)
+                    if current == slot and ((expires and expires <= now) or (
+                            atime_cutoff is not None
+                            and last_access(txn, seq, slot, touched) < atime_cutoff)):
+                        count += _remove_at(txn, slot, hash_bytes)
+                return count
 
-        count, last = storage.write(work)
-        removed += count
+            removed += storage.write(work)
         if last is None:
-            break
+            return removed, None
         after = last
-    return removed
+
+
+def try_take_lease(storage: Storage, holder: str, now: float, duration: float) -> bool:
+    """Claim the database-wide maintenance lease, so one process at a time sweeps."""
+    def work(txn: Txn) -> bool:
+        current = txn.meta(b"maintenance_lease")
+        if current is not None:
+            owner, _, until = current.decode().rpartition("|")
+            if owner != holder and float(until) > now:
+                return False
+        txn.put_meta(b"maintenance_lease", f"{holder}|{now + duration}".encode())
+        return True
+
+    return storage.write(work)

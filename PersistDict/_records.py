@@ -27,6 +27,7 @@ RECORD_VERSION = 1
 KIND_SERIALIZED = 0  # payload made by the value serializer
 KIND_STR = 1  # raw str (utf-8), for value_serializer=None
 KIND_BYTES = 2  # raw bytes, for value_serializer=None
+KIND_SERIALIZED_TEXT = 3  # the value serializer returned str (e.g. json.dumps): stored as utf-8
 
 _HEADER = struct.Struct("<BBHQdddII")
 _READ_HEADER = struct.Struct("<BBxxQ16xdII")  # the fields the read path needs
@@ -93,6 +94,11 @@ def unpack_value(data: bytes) -> tuple[int, float, int, bytes | memoryview]:
     if len(data) > _LARGE:
         return seq, expires, kind, memoryview(data)[start:-4]
     return seq, expires, kind, data[start:-4]
+
+
+def record_mtime(data: bytes | memoryview) -> float:
+    """The last write time of a record, read without verifying it (for expiry scans)."""
+    return _HEADER.unpack_from(data)[5]  # type: ignore[no-any-return]
 
 
 def record_expires(data: bytes | memoryview) -> float:

@@ -142,9 +142,9 @@ class Txn:
     def delete_order(self, seq: int) -> None:
         self.raw.delete(encode_seq(seq), db=self._order)
 
-    def order_slot(self, seq: int) -> bytes | None:
-        slot = self.raw.get(encode_seq(seq), db=self._order)
-        return None if slot is None else bytes(slot)
+    def order_row(self, seq: int) -> bytes | None:
+        row = self.raw.get(encode_seq(seq), db=self._order)
+        return None if row is None else bytes(row)
 
     def iter_order(self, newest_first: bool = False, start_after: int = 0) -> Iterator[tuple[int, bytes]]:
         with self.raw.cursor(db=self._order) as cursor:
@@ -157,8 +157,25 @@ class Txn:
             for seq, slot in rows:
                 yield decode_seq(seq), bytes(slot)
 
-    def order_count(self) -> int:
-        return self.raw.stat(self._order)["entries"]
+    def seq_range(self) -> tuple[int, int] | None:
+        """(oldest, newest) seq in the order table, or None when it is empty."""
+        with self.raw.cursor(db=self._order) as cursor:
+            if not cursor.first():
+                return None
+            first = decode_seq(cursor.key())
+            cursor.last()
+            return first, decode_seq(cursor.key())
+
+    def order_row_at_or_after(self, seq: int) -> tuple[int, bytes] | None:
+        with self.raw.cursor(db=self._order) as cursor:
+            if not cursor.set_range(encode_seq(seq)):
+                return None
+            return decode_seq(cursor.key()), bytes(cursor.value())
+
+    def records_bytes(self) -> int:
+        """Bytes of database pages holding records (what max_bytes bounds)."""
+        stat = self.raw.stat(self._records)
+        return (stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]) * stat["psize"]
 
     # atimes: seq -> last access time
     def atime(self, seq: int) -> float | None:

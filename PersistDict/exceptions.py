@@ -59,3 +59,7 @@ class TransactionError(PersistDictError, RuntimeError):
 
 class AlreadyCalledError(PersistDictError, RuntimeError):
     """``d(...)`` was called a second time on the same database (see ``clear()``)."""
+
+
+class CodecMismatchWarning(UserWarning):
+    """The database was written with another value codec than the one it is opened with."""

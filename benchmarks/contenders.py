@@ -38,6 +38,9 @@ BATCH_NOTES = {
 class Adapter:
     name = "base"
 
+    def load(self) -> None:
+        """Import the library (untimed: open times exclude imports)."""
+
     def open(self, path: str) -> None:
         raise NotImplementedError
 
@@ -129,12 +132,14 @@ class LmdbAdapter(Adapter):
         self.sync = sync
         self.name = "lmdb_sync" if sync else "lmdb_nosync"
 
-    def open(self, path: str) -> None:
+    def load(self) -> None:
         import lmdb
 
         self._lmdb = lmdb
+
+    def open(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
-        self.env = lmdb.open(path, map_size=LMDB_MAP_SIZE, sync=self.sync, metasync=self.sync,
+        self.env = self._lmdb.open(path, map_size=LMDB_MAP_SIZE, sync=self.sync, metasync=self.sync,
                              max_readers=512)
 
     def close(self) -> None:
@@ -230,7 +235,13 @@ def _import_original():
     target = str(ORIGINAL_DIR)
     if not os.path.isfile(os.path.join(target, "PersistDict", "__init__.py")):
         raise ImportError(f"original PersistDict not installed in {target} (run.py installs it)")
-    sys.path.insert(0, target)
+    # Nothing else may provide a PersistDict: drop path entries holding one (a
+    # checkout of this repository, an editable install's .pth entry) and
+    # setuptools' editable-install finders, then put the --target dir first.
+    sys.path[:] = [target] + [p for p in sys.path
+                              if not os.path.isdir(os.path.join(p or ".", "PersistDict"))]
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
+                        and "editable" not in getattr(f, "__name__", "").lower()]
     import PersistDict as package
 
     where = os.path.dirname(os.path.abspath(package.__file__))
@@ -248,8 +259,11 @@ class PersistDictAdapter(Adapter):
         self.options = options
         self.name = "pd" if durability is None else f"pd_{durability}"
 
+    def load(self) -> None:
+        self._package = _import_ours()
+
     def open(self, path: str) -> None:
-        package = self._package = _import_ours()
+        package = self._package
         kwargs = dict(self.options)
         if self.durability is not None:
             kwargs["durability"] = self.durability
@@ -276,8 +290,11 @@ class OriginalPersistDictAdapter(Adapter):
     def __init__(self, **options: Any) -> None:
         self.options = options
 
+    def load(self) -> None:
+        self._package = _import_original()
+
     def open(self, path: str) -> None:
-        package = self._package = _import_original()
+        package = self._package
         self.d = package.PersistDict(path, **self.options)
 
     def close(self) -> None:
@@ -294,11 +311,13 @@ class OriginalPersistDictAdapter(Adapter):
 class DiskcacheAdapter(Adapter):
     name = "diskcache"
 
-    def open(self, path: str) -> None:
+    def load(self) -> None:
         import diskcache
 
         self._mod = diskcache
-        self.d = diskcache.Cache(path)
+
+    def open(self, path: str) -> None:
+        self.d = self._mod.Cache(path)
 
     def close(self) -> None:
         self.d.close()
@@ -322,10 +341,13 @@ class DiskcacheAdapter(Adapter):
 class SqliteDictAdapter(Adapter):
     name = "sqlitedict"
 
-    def open(self, path: str) -> None:
+    def load(self) -> None:
         import sqlitedict
 
         self._mod = sqlitedict
+
+    def open(self, path: str) -> None:
+        sqlitedict = self._mod
         os.makedirs(path, exist_ok=True)
         # autocommit=True: every single write is committed (and, with sqlite's default
         # synchronous=FULL and journal_mode=DELETE, fsynced) before it returns.
@@ -345,6 +367,10 @@ class SqliteDictAdapter(Adapter):
 
 class ShelveAdapter(Adapter):
     name = "shelve"
+
+    def load(self) -> None:
+        import dbm  # noqa: F401
+        import shelve  # noqa: F401
 
     def open(self, path: str) -> None:
         import dbm

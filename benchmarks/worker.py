@@ -26,6 +26,18 @@ CHUNK = 20  # single-op workloads check the clock every CHUNK operations
 
 
 def maxrss_mb() -> float:
+    """Peak resident memory of this process, MB.
+
+    VmHWM of /proc/self/status: ru_maxrss on Linux keeps the parent's peak
+    across fork+exec, so every worker would report at least run.py's size.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -81,7 +93,7 @@ def task_write(ad: Adapter, spec: dict[str, Any], sz: Sizes) -> dict[str, Any]:
     over = [(k, pool[(i + 1) % POOL_SIZE]) for i, k in enumerate(order * rounds)][:max(n, n_set)]
     out["overwrite"] = timed(ad.set_items, chunked(over, CHUNK), sz.cap_s)
     probe = order[0]
-    check_value(ad.get(probe), dict(over).get(probe))
+    check_value(ad.get(probe), dict(over[:out["overwrite"]["ops"]])[probe])
     rnd.shuffle(order)
     out["delete"] = timed(ad.delete_keys, chunked(order, CHUNK), sz.cap_s)
     batches = [[(key("b", b * sz.batch + i), pool[i % POOL_SIZE]) for i in range(sz.batch)]
@@ -347,8 +359,10 @@ def main() -> None:
         ad = make_adapter(spec["contender"])
         if options:
             ad.options = {**getattr(ad, "options", {}), **options}
+        ad.load()
         result = TASKS[spec["task"]](ad, spec, sz)
         result["status"] = "ok"
+        result["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         try:
             result["version"] = ad.version()
         except Exception:

@@ -1,0 +1,59 @@
+"""Size bounds: evict least-recently-used entries when max_items or max_bytes is exceeded.
+
+Eviction runs inside the writing transaction, so the bound holds when the
+write returns. Finding the exact LRU entry would need an index rewritten on
+every read; instead each eviction samples ``SAMPLES`` random entries (by
+insertion seq) and removes the one with the oldest atime, like Redis'
+approximated LRU. The cost per write is O(SAMPLES * log n), independent of the
+store size in practice, and the entries just written are never candidates.
+"""
+
+from __future__ import annotations
+
+import random
+
+from . import _table
+from ._maintenance import _remove_at, last_access
+from ._storage import Txn
+
+SAMPLES = 16
+
+
+def enforce_bounds(
+    txn: Txn,
+    max_items: int | None,
+    max_bytes: int | None,
+    protected: set[int],
+    touched: dict[int, float],
+    hash_bytes: int,
+    rng: random.Random,
+) -> int:
+    """Evict until the bounds hold; returns how many entries were evicted."""
+    evicted = 0
+    while (max_items is not None and txn.count() > max_items) or (
+            max_bytes is not None and txn.records_bytes() > max_bytes):
+        victim = _pick_victim(txn, protected, touched, rng)
+        if victim is None:
+            break  # only protected entries are left
+        _remove_at(txn, victim, hash_bytes)
+        evicted += 1
+    return evicted
+
+
+def _pick_victim(txn: Txn, protected: set[int], touched: dict[int, float], rng: random.Random) -> bytes | None:
+    """The slot of the least recently used unprotected entry (exact when small, sampled when large)."""
+    if txn.count() <= SAMPLES * 4:
+        rows = list(txn.iter_order())
+    else:
+        first, last = txn.seq_range()  # type: ignore[misc]
+        sampled = (txn.order_row_at_or_after(rng.randint(first, last)) for _ in range(SAMPLES))
+        rows = list(dict(row for row in sampled if row is not None).items())
+    best: tuple[float, bytes] | None = None
+    for seq, row in rows:
+        if seq in protected:
+            continue
+        slot = _table.unpack_order(row)[2]
+        atime = last_access(txn, seq, slot, touched)
+        if best is None or atime < best[0]:
+            best = (atime, slot)
+    return None if best is None else best[1]

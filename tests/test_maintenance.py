@@ -1,0 +1,290 @@
+"""Maintenance: expiry by age and TTL, size bounds, integrity check and repair, codec
+changes, the background thread and its cross-process lease, stats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from PersistDict import CodecMismatchWarning, PersistDict, serializers
+from PersistDict._maintenance import try_take_lease
+
+DAY = 86400.0
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+class Clock:
+    """An injectable clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_entries_unused_for_expiration_days_are_removed(make_db: Callable[..., PersistDict]) -> None:
+    """Written 30 days ago expires with expiration_days=7; read 3 days ago survives."""
+    clock = Clock()
+    db = make_db(expiration_days=7, clock=clock)
+    db.update(old="o", read_recently="r", written_recently="w")
+    clock.now += 27 * DAY
+    assert db["read_recently"] == "r"
+    clock.now += 0.5 * DAY
+    db["written_recently"] = "w2"
+    clock.now += 2.5 * DAY
+    assert db.expire() == 1
+    assert "old" not in db
+    assert list(db) == ["read_recently", "written_recently"]
+
+
+def test_hot_reads_keep_entries_alive(make_db: Callable[..., PersistDict]) -> None:
+    """A value read regularly (from the front cache) never expires."""
+    clock = Clock()
+    db = make_db(expiration_days=1, clock=clock)
+    db["hot"] = 1
+    db["cold"] = 2
+    for _ in range(10):
+        clock.now += 0.5 * DAY
+        assert db["hot"] == 1
+        db.expire()
+    assert "hot" in db and "cold" not in db
+
+
+def test_fractional_expiration_days(make_db: Callable[..., PersistDict]) -> None:
+    """expiration_days accepts fractions (here: one hour)."""
+    clock = Clock()
+    db = make_db(expiration_days=1 / 24, clock=clock)
+    db["k"] = 1
+    clock.now += 3599
+    assert db.expire() == 0
+    clock.now += 2
+    assert db.expire() == 1
+
+
+def test_expiry_at_open_without_thread(db_path: Path) -> None:
+    """background_thread=False runs the maintenance pass in the constructor."""
+    clock = Clock()
+    with PersistDict(db_path, background_thread="disabled", clock=clock) as db:
+        db["old"] = 1
+    clock.now += 10 * DAY
+    with PersistDict(db_path, background_thread=False, expiration_days=7, clock=clock) as db:
+        assert "old" not in db and db.stats()["expired"] == 1
+
+
+def test_expiry_by_background_thread(db_path: Path) -> None:
+    """With the background thread, the pass at open removes expired entries."""
+    clock = Clock()
+    with PersistDict(db_path, background_thread="disabled", clock=clock) as db:
+        db["old"] = 1
+        db["new"] = 2
+    clock.now += 10 * DAY
+    with PersistDict(db_path, expiration_days=7, clock=clock) as db:
+        db["new"] = 3
+        assert db._maintenance.pass_done.wait(30)
+        assert list(db) == ["new"]
+
+
+def test_ttl_entries_vanish_at_expiry_and_are_swept(make_db: Callable[..., PersistDict]) -> None:
+    """An entry past its TTL is invisible to every read path, then removed by the sweep."""
+    clock = Clock()
+    db = make_db(clock=clock)
+    db.set("session", {"user": 1}, ttl=60)
+    db["forever"] = 0
+    for _ in range(3):
+        assert db["session"] == {"user": 1}  # also warms the front cache
+    clock.now += 61
+    assert "session" not in db and db.get("session") is None
+    with pytest.raises(KeyError):
+        db["session"]
+    assert list(db) == ["forever"] and dict(db.items()) == {"forever": 0}
+    assert db.get_many(["session"]) == {}
+    with pytest.raises(KeyError):
+        db.touch("session", ttl=60)  # too late
+    assert len(db) == 2  # len may lag until the sweep (documented)
+    assert db.expire() == 1 and len(db) == 1
+    db.set("session", "new", ttl=60)  # rewriting an expired key creates a fresh entry
+    assert list(db) == ["forever", "session"]
+
+
+def test_touch_extends_or_removes_ttl(make_db: Callable[..., PersistDict]) -> None:
+    """touch(key, ttl=...) moves the expiry; touch(key) makes the entry permanent."""
+    clock = Clock()
+    db = make_db(clock=clock)
+    db.set("a", 1, ttl=10)
+    db.set("b", 2, ttl=10)
+    clock.now += 5
+    db.touch("a", ttl=100)
+    db.touch("b")
+    clock.now += 50
+    assert db["a"] == 1 and db["b"] == 2
+    clock.now += 1000
+    assert "a" not in db and db["b"] == 2
+    with pytest.raises(KeyError):
+        db.touch("missing")
+    with pytest.raises(ValueError):
+        db.set("c", 3, ttl=0)
+
+
+def test_max_items_evicts_least_recently_used(make_db: Callable[..., PersistDict]) -> None:
+    """With max_items, the least recently read or written entries go first; the bound holds after each write."""
+    clock = Clock()
+    db = make_db(max_items=10, clock=clock)
+    for i in range(10):
+        clock.now += 1
+        db[i] = i
+    for i in range(5):
+        clock.now += 1
+        assert db[i] == i
+    for i in range(10, 15):
+        clock.now += 1
+        db[i] = i
+        assert len(db) == 10
+    assert sorted(db) == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
+    assert db.stats()["evicted"] == 5
+
+
+def test_batch_larger_than_max_items_keeps_the_new_entries(make_db: Callable[..., PersistDict]) -> None:
+    """Entries written by the current write are never evicted by it."""
+    db = make_db(max_items=3)
+    db.update({f"old{i}": i for i in range(3)})
+    db.update({"n1": 1, "n2": 2})
+    assert set(db) == {"n1", "n2", "old2"} or len(set(db) & {"n1", "n2"}) == 2
+    assert len(db) == 3
+
+
+def test_max_bytes_bound(make_db: Callable[..., PersistDict]) -> None:
+    """With max_bytes, old entries are evicted to keep the records under the bound."""
+    db = make_db(max_bytes=256 * 1024)
+    for i in range(100):
+        db[i] = bytes(10_000)
+        assert db.stats()["records_bytes"] <= 256 * 1024
+    assert 0 < len(db) < 100 and 99 in db
+    with pytest.raises(ValueError, match="max_bytes"):
+        db["huge"] = bytes(300 * 1024)
+    assert "huge" not in db
+
+
+def test_codec_change_reports_and_deletes_nothing(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """Opening with another value codec warns; undecodable entries are reported, never deleted."""
+    db = make_db()
+    db.update({"a": {1, 2}, "b": "text"})
+    db.close()
+    codec = serializers.json_codec
+    with pytest.warns(CodecMismatchWarning):
+        other = make_db(value_serializer=codec.dumps, value_unserializer=codec.loads)
+    report = other.check(repair=True)
+    assert not report.ok and len(report.undecodable) == 2 and "'a'" in report.undecodable
+    other.expire()
+    assert len(other) == 2
+    other.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        original = make_db()
+        assert original["a"] == {1, 2}
+
+
+def test_drop_unreadable_deletes_only_on_request(make_db: Callable[..., PersistDict]) -> None:
+    """check(drop_unreadable=True) removes exactly the entries that cannot be decoded."""
+    db = make_db(value_serializer=json.dumps, value_unserializer=json.loads)
+    db["good"] = [1]
+    db._value_unserializer = lambda data: json.loads(data) if data != '"bad"' else 1 / 0
+    db["bad"] = "bad"
+    report = db.check(drop_unreadable=True)
+    assert report.undecodable == ["'bad'"] and report.dropped == 1
+    assert list(db) == ["good"] and db.check().ok
+
+
+def test_check_finds_and_repairs_structural_damage(make_db: Callable[..., PersistDict]) -> None:
+    """Orphan order rows, orphan atimes and records without an order row are found and repaired."""
+    db = make_db()
+    db.update({f"k{i}": i for i in range(10)})
+    assert db["k0"] == 0
+    db.flush_atimes()
+    storage = db._storage
+
+    def damage(txn) -> None:  # type: ignore[no-untyped-def]
+        rows = list(txn.iter_order())
+        txn.delete_order(rows[1][0])  # record k1 loses its order row
+        txn.put_order(999, b"sghost")  # an order row without a record
+        txn.put_atime(12345, 1.0)  # an atime without an entry
+
+    storage.write(damage)
+    report = db.check()
+    assert (report.orphan_records, report.orphan_order_rows, report.orphan_atimes) == (1, 1, 1)
+    assert db.check(repair=True).repaired == 3
+    assert db.check().ok
+    assert sorted(db) == sorted(f"k{i}" for i in range(10)) and db["k1"] == 1
+
+
+def test_interrupted_sweep_resumes(make_db: Callable[..., PersistDict]) -> None:
+    """A pass that runs out of time stops cleanly and the next one continues where it stopped."""
+    clock = Clock()
+    db = make_db(clock=clock)
+    db.set_many({i: i for i in range(2500)}, ttl=10)
+    clock.now += 11
+    removed, resume = db._sweep(start_after=0, deadline=0.0)  # out of time at once
+    assert removed == 0 and resume == 0
+    total = 0
+    while resume is not None:
+        removed, resume = db._sweep(start_after=resume or 0, deadline=float("inf"))
+        total += removed
+    assert total == 2500 and len(db) == 0
+
+
+def test_maintenance_lease_is_shared_between_processes(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """Only one process holds the maintenance lease at a time; it expires if not renewed."""
+    db = make_db()
+    assert try_take_lease(db._storage, "me", 1000.0, 60)
+    code = f"""
+import sys
+sys.path.insert(0, {ROOT!r})
+from PersistDict import PersistDict
+from PersistDict._maintenance import try_take_lease
+d = PersistDict({str(db_path)!r}, background_thread="disabled")
+print(try_take_lease(d._storage, "other", 1030.0, 60), try_take_lease(d._storage, "other", 1061.0, 60))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "True"], result.stderr
+    assert not try_take_lease(db._storage, "me", 1062.0, 60)
+
+
+def test_stats_counters(make_db: Callable[..., PersistDict]) -> None:
+    """stats() counts hits, misses, front-cache hits, sets and deletes, and reports the database size."""
+    db = make_db()
+    db["a"] = 1
+    for _ in range(4):
+        db["a"]
+    db.get("missing")
+    del db["a"]
+    stats = db.stats()
+    assert stats["sets"] == 1 and stats["deletes"] == 1 and stats["misses"] == 1
+    assert stats["hits"] == 4 and stats["front_cache_hits"] >= 1
+    assert stats["entries"] == 0 and stats["bytes_on_disk"] > 0 and stats["map_size"] > 0
+    assert stats["readers_in_use"] >= 0
+
+
+def test_background_thread_stops_on_close_and_exit(db_path: Path) -> None:
+    """The daemon thread stops on close() and never keeps the interpreter alive."""
+    db = PersistDict(db_path, maintenance_interval=0.05, atime_flush_interval=0.05)
+    thread = db._maintenance._thread
+    assert thread is not None and thread.is_alive()
+    db.close()
+    assert not thread.is_alive()
+    code = f"""
+import sys
+sys.path.insert(0, {ROOT!r})
+from PersistDict import PersistDict
+d = PersistDict({str(db_path)!r}, maintenance_interval=0.05, atime_flush_interval=0.05)
+d["k"] = 1
+d["k"]
+print("done")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr
