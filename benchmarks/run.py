@@ -207,9 +207,10 @@ class Runner:
         go = gate / "go"
         specs, procs = [], []
         t0 = time.monotonic()
+        seed = extra.pop("seed", 0)
         for i in range(nprocs):
             spec = self.spec("mixed_proc", contender, ready=str(gate / f"ready{i}"), go=str(go),
-                             seed=extra.get("seed", 0) * 100 + i, procs=nprocs, **extra)
+                             seed=seed * 100 + i, procs=nprocs, **extra)
             specs.append(spec)
             procs.append(subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)], cwd=str(BENCH_DIR),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))

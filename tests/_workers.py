@@ -440,7 +440,8 @@ def mutate_groups(d: PersistDict, mutator_id: int, n_groups: int, n_ops: int, se
 
 def group_mutator_process(path: str, mutator_id: int, n_groups: int, n_ops: int, seed: int, barrier: Any) -> None:
     d = open_db(path)
-    barrier.wait()
+    if barrier is not None:
+        barrier.wait()
     mutate_groups(d, mutator_id, n_groups, n_ops, seed)
     d.close()
 

@@ -298,10 +298,12 @@ def test_snapshots_are_consistent_while_threads_and_processes_mutate(path, opene
 
     readers = threading.Thread(target=run_threads, args=(4, reader))
     readers.start()
-    run_threads(2, mutator)
-    join_all(processes)
-    mutators_done.set()
-    readers.join()
+    try:
+        run_threads(2, mutator)
+        join_all(processes)
+    finally:
+        mutators_done.set()
+        readers.join()
     assert not errors, "\n".join(errors[:10])
     assert not _snapshot_errors(d)
     check_no_torn_entries(d)
@@ -341,11 +343,13 @@ def test_get_many_returns_one_snapshot(path, opened):
 
     readers = threading.Thread(target=run_threads, args=(4, reader))
     readers.start()
-    conn.send("go")
-    assert recv(conn) == "done"
-    join_all([process])
-    writer_done.set()
-    readers.join()
+    try:
+        conn.send("go")
+        assert recv(conn) == "done"
+        join_all([process])
+    finally:
+        writer_done.set()
+        readers.join()
     assert not errors, "\n".join(errors[:10])
     assert d.get_many(keys) == dict.fromkeys(keys, 399)
 
