@@ -92,6 +92,19 @@ def _flush_at_exit() -> None:
             pass
 
 
+def _reset_after_fork_in_child() -> None:
+    # Locks held by the parent's other threads would never be released here,
+    # the front cache may be mid-update, and the maintenance thread is gone.
+    for instance in list(_live_instances.values()):
+        instance._lock = threading.RLock()
+        if instance._front is not None:
+            instance._front = FrontCache(instance._front.max_entries, instance._front.max_bytes)
+        instance._maintenance.restart_after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork_in_child)
+
+
 class PersistDict(MutableMapping[Any, Any]):
     """A dict on disk, shared by every thread and process on the host.
 

@@ -57,6 +57,13 @@ class Maintenance:
         self._thread = threading.Thread(target=self._loop, name="PersistDict-maintenance", daemon=True)
         self._thread.start()
 
+    def restart_after_fork(self) -> None:
+        """In a forked child: the parent's thread does not exist here; start our own."""
+        if self._thread is not None and not self._stop.is_set():
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._loop, name="PersistDict-maintenance", daemon=True)
+            self._thread.start()
+
     def stop(self) -> None:
         self._stop.set()
         thread = self._thread

@@ -264,15 +264,49 @@ _registry_lock = threading.Lock()
 _fork_generation = [0]
 
 
+FORK_WAIT_SECONDS = 5.0
+_paused_for_fork: list[_TxnGate] = []
+_inherited_envs: list[lmdb.Environment] = []  # never closed in a child: see Storage._close_env
+
+
+def _before_fork() -> None:
+    """Let open transactions finish before fork(), and hold new ones back.
+
+    A child must close the environment it inherited before reopening it
+    (py-lmdb allows one open per process), and closing aborts every
+    transaction object copied from the parent, which would release the
+    reader slot of a parent thread still inside a snapshot. So fork waits
+    (at most FORK_WAIT_SECONDS, in case the forking thread itself holds one).
+    """
+    for storage in list(_registry.values()):
+        gate = storage._gate
+        gate.resize_lock.acquire()
+        gate.resizing = True
+        _paused_for_fork.append(gate)
+    deadline = time.monotonic() + FORK_WAIT_SECONDS
+    for gate in _paused_for_fork:
+        while gate.open_txns and time.monotonic() < deadline:
+            time.sleep(0.0005)
+
+
+def _after_fork_in_parent() -> None:
+    while _paused_for_fork:
+        gate = _paused_for_fork.pop()
+        gate.resizing = False
+        gate.resize_lock.release()
+
+
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     _fork_generation[0] += 1
+    _paused_for_fork.clear()
     for storage in list(_registry.values()):
         storage._reset_locks_after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
 
 
 def _prepare_directory(path: str) -> None:
@@ -326,6 +360,7 @@ class Storage:
         self.users = 0
         self.closed = False
         self._initial_map_size = map_size
+        self._reopening = False
         self._local = threading.local()
         self._gate = _TxnGate()
         # one element per thread inside transaction(): lets readers skip a thread-local lookup
@@ -417,6 +452,11 @@ class Storage:
         # the map is unmapped when the last reference goes.
         self.txnid_views = None
         self._meta_map = None
+        if self.generation != _fork_generation[0] and not self._reopening:
+            # Inherited from the parent and never used here: closing it would abort
+            # the parent's transactions (shared reader slots). Keep it, untouched.
+            _inherited_envs.append(self.env)
+            return
         self.env.close()
 
     def _reset_locks_after_fork(self) -> None:
@@ -431,7 +471,11 @@ class Storage:
             with _registry_lock:
                 if self.generation != _fork_generation[0]:
                     # An inherited environment must not be used: close it, reopen.
-                    self._close_env()
+                    self._reopening = True
+                    try:
+                        self._close_env()
+                    finally:
+                        self._reopening = False
                     self._open_env()
         if self.closed:
             raise StorageError(errno.EBADF, f"database {self.path!r} is closed")
@@ -627,17 +671,18 @@ class Storage:
     def _adopt_map_size(self) -> None:
         """Another process grew the map: adopt its size (no txn may be open here)."""
         with self._gate.exclusive():
-            self.env.set_mapsize(0)
+            self._checked_env().set_mapsize(0)
 
     def _grow_map(self) -> None:
         with self._gate.exclusive():
-            self.env.set_mapsize(0)  # start from the largest size any process set
-            size = self.env.info()["map_size"]
-            self.env.set_mapsize(size * 2)
+            env = self._checked_env()
+            env.set_mapsize(0)  # start from the largest size any process set
+            env.set_mapsize(env.info()["map_size"] * 2)
 
     def _grow_map_if_half_full(self) -> None:
-        info = self.env.info()
-        used = (info["last_pgno"] + 1) * self.env.stat()["psize"]
+        env = self._checked_env()
+        info = env.info()
+        used = (info["last_pgno"] + 1) * env.stat()["psize"]
         if used * 2 > info["map_size"]:
             self._grow_map()
 
