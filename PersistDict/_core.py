@@ -551,7 +551,6 @@ class PersistDict(MutableMapping[Any, Any]):
             seqs = _table.SeqAllocator(txn)
             written = {_table.put(txn, seqs, lookup, exact, base, kind, payload, now, expires)[0]
                        for _, lookup, exact, base, kind, payload in prepared}
-            seqs.save()
             if not bounded:
                 return 0
             return enforce_bounds(txn, self.max_items, self.max_bytes, written, self._touched,
@@ -674,7 +673,6 @@ class PersistDict(MutableMapping[Any, Any]):
                 return record.kind, bytes(record.payload)
             seqs = _table.SeqAllocator(txn)
             _table.put(txn, seqs, lookup, exact, base, kind, payload, now, 0.0)  # replaces an expired one
-            seqs.save()
             return None
 
         existing, txn_id, in_txn = self._commit(work)

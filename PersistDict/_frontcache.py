@@ -200,9 +200,12 @@ class FrontCache:
     def after_write(self, keys: list[Any], txn_id: int) -> None:
         """Our own transaction ``txn_id`` committed changes to ``keys``."""
         self._begin()
+        hot, seen = self.hot, self.seen
         for key in keys:
-            self.lru.pop(key, None)
-            self.seen.pop(key, None)
+            if key in hot:
+                del self.lru[key]
+            if key in seen:
+                del seen[key]
         if txn_id == self.valid_at + 1:
             self.valid_at = txn_id
         self._end()

@@ -141,7 +141,6 @@ def _reindexer(slot: bytes, seq: int, expires: float, key_in_slot: bool, seq_tak
         if seq_taken:
             allocator = _table.SeqAllocator(txn)
             new_seq = allocator.take()
-            allocator.save()
             record = unpack_record(txn.record(slot))  # type: ignore[arg-type]
             txn.put_record(slot, with_header(record, seq=new_seq))
         txn.put_order(new_seq, _table.pack_order(expires, key_in_slot, slot))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from loguru import logger
 from . import _table
 from ._records import record_mtime, unpack_record
 from ._storage import Storage, Txn
+from ._table import TTL_FLAG
 
 if TYPE_CHECKING:
     from ._core import PersistDict
@@ -113,7 +115,7 @@ def _remove_at(txn: Txn, slot: bytes, hash_bytes: int) -> bool:
 
 def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | None,
           touched: dict[int, float], start_after: int, deadline: float,
-          clock: Callable[[], float], chunk: int = 1000) -> tuple[int, int | None]:
+          clock: Callable[[], float], chunk: int = 500) -> tuple[int, int | None]:
     """Remove entries past their TTL, or not accessed since ``atime_cutoff``.
 
     Scans the order table in read transactions of ``chunk`` rows and deletes
@@ -123,9 +125,15 @@ def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | N
     """
     removed = 0
     after = start_after
+    with storage.reading() as txn:
+        ttl_writes = txn.meta(TTL_FLAG)
+    if atime_cutoff is None and ttl_writes is None:
+        return 0, None  # no entry may have a TTL: nothing to scan
+    found_ttl = False
     while True:
         if clock() >= deadline:
             return removed, after
+        time.sleep(0)  # let foreground threads take the GIL between chunks
         candidates: list[tuple[int, bytes]] = []
         last: int | None = None
         with storage.reading() as txn:
@@ -136,6 +144,7 @@ def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | N
                 if row[0] and atime_cutoff is None:
                     continue  # plain row: no TTL, and no age limit to check
                 expires, _, slot = _table.unpack_order(row)
+                found_ttl = found_ttl or bool(expires and expires > now)
                 if (expires and expires <= now) or (
                         atime_cutoff is not None and last_access(txn, seq, slot, touched) < atime_cutoff):
                     candidates.append((seq, slot))
@@ -155,8 +164,16 @@ def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | N
 
             removed += storage.write(work)
         if last is None:
+            if start_after == 0 and not found_ttl and ttl_writes is not None:
+                storage.write(lambda txn: _clear_ttl_flag(txn, ttl_writes))
             return removed, None
         after = last
+
+
+def _clear_ttl_flag(txn: Txn, seen: bytes) -> None:
+    """A full scan found no live TTL: later passes may skip it, unless a TTL was written meanwhile."""
+    if txn.meta(TTL_FLAG) == seen:
+        txn.delete_meta(TTL_FLAG)
 
 
 def try_take_lease(storage: Storage, holder: str, now: float, duration: float) -> bool:

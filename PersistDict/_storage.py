@@ -205,12 +205,14 @@ class Txn:
         self.raw.delete(name, db=self._meta)
 
     def next_seq_value(self) -> int:
-        """The next unused insertion sequence number."""
-        data = self.meta(b"next_seq")
-        return 1 if data is None else decode_seq(data)
+        """One more than the newest entry's seq.
 
-    def set_next_seq_value(self, seq: int) -> None:
-        self.put_meta(b"next_seq", encode_seq(seq))
+        Derived instead of stored, to save a page write per insert. A seq is
+        reused only after the newest entry is deleted, and nothing but an
+        unflushed access time can follow a seq to its next owner.
+        """
+        with self.raw.cursor(db=self._order) as cursor:
+            return decode_seq(cursor.key()) + 1 if cursor.last() else 1
 
     def order_rows(self) -> list[bytes]:
         """Every order row value, oldest first (one C-level pass)."""

@@ -27,6 +27,14 @@ from ._storage import Txn
 from .exceptions import CorruptedRecordError
 
 _EXTENDED = struct.Struct("<xdB")  # \x00 marker, expires, flags
+# meta key: present while some entry may carry a TTL (so the sweep can skip full
+# scans); its value counts TTL writes, so a sweep only clears it if none happened meanwhile
+TTL_FLAG = b"ttl_writes"
+
+
+def note_ttl_write(txn: Txn) -> None:
+    current = txn.meta(TTL_FLAG)
+    txn.put_meta(TTL_FLAG, str(int(current or 0) + 1).encode())
 _KEY_IN_SLOT = 1
 
 
@@ -79,11 +87,8 @@ def find(txn: Txn, lookup: bytes, base: bytes) -> Found:
 
 
 class SeqAllocator:
-    """Hands out insertion sequence numbers within one write transaction.
-
-    Reads the counter once and writes it back once, however many entries the
-    transaction inserts. Numbers are never reused.
-    """
+    """Hands out insertion sequence numbers within one write transaction
+    (the newest seq is looked up once, however many entries are inserted)."""
 
     def __init__(self, txn: Txn) -> None:
         self.txn = txn
@@ -99,10 +104,6 @@ class SeqAllocator:
     def give_back(self, seq: int) -> None:
         if self.next == seq + 1:
             self.next = seq
-
-    def save(self) -> None:
-        if self.next is not None:
-            self.txn.set_next_seq_value(self.next)
 
 
 def put(
@@ -120,6 +121,8 @@ def put(
 
     An entry past its TTL, or whose record is corrupted, is replaced by a new entry.
     """
+    if expires:
+        note_ttl_write(txn)
     if not is_hashed_slot(base):
         # Optimistic insert: a single B-tree operation for a new key.
         seq = seqs.take()
@@ -203,6 +206,8 @@ def set_expiry(txn: Txn, found: Found, expires: float) -> None:
     """Change an existing entry's expiry time (record header and order row)."""
     record = found.record
     assert record is not None
+    if expires:
+        note_ttl_write(txn)
     txn.put_record(found.slot, with_header(record, expires=expires))
     key_in_slot = record.exact is None and found.slot == record.lookup
     txn.put_order(record.seq, pack_order(expires, key_in_slot, found.slot))
