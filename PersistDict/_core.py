@@ -41,7 +41,16 @@ from ._keys import HASHED_SLOT_MARK, KeyCodec, canonical_key_serializer, canonic
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds
 from ._maintenance import Maintenance, sweep, try_take_lease
-from ._records import HEADER_SIZE, KIND_BYTES, KIND_SERIALIZED, KIND_SERIALIZED_TEXT, KIND_STR, Record, record_expires, unpack_value
+from ._records import (
+    HEADER_SIZE,
+    KIND_BYTES,
+    KIND_SERIALIZED,
+    KIND_SERIALIZED_TEXT,
+    KIND_STR,
+    Record,
+    record_expires,
+    unpack_value,
+)
 from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
 from .exceptions import (
     AlreadyCalledError,
@@ -406,7 +415,7 @@ class PersistDict(MutableMapping[Any, Any]):
                 if record is not None and self._is_live(record.expires, now):
                     raw.append((key, record.seq, record.kind, bytes(record.payload)))
         with self._lock:
-            for key, seq, _, _ in raw:
+            for _, seq, _, _ in raw:
                 self._touched[seq] = now
         for key, _, kind, payload in raw:
             found[key] = self._decode_value(kind, payload, key)

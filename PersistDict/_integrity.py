@@ -88,11 +88,11 @@ def check_database(
                 continue
             if record_seq.get(slot) != seq:
                 report.orphan_order_rows += 1
-                fixes.append(lambda t, seq=seq: t.delete_order(seq))
+                fixes.append(_order_row_remover(seq))
         for seq, _ in txn.iter_atimes():
             if seq not in order:
                 report.orphan_atimes += 1
-                fixes.append(lambda t, seq=seq: t.delete_atime(seq))
+                fixes.append(_atime_remover(seq))
         report.entries = txn.count()
     if not repair:  # drop_unreadable alone applies only the drops
         fixes = [fix for fix in fixes if getattr(fix, "drops", False)]
@@ -122,6 +122,14 @@ def _key_repr(keys: KeyCodec, lookup: bytes, exact: bytes | None) -> str:
     except Exception:
         text = "<undecodable key>"
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _order_row_remover(seq: int) -> Callable[[Txn], None]:
+    return lambda txn: txn.delete_order(seq)
+
+
+def _atime_remover(seq: int) -> Callable[[Txn], None]:
+    return lambda txn: txn.delete_atime(seq)
 
 
 def _dropper(slot: bytes, seq: int | None) -> Callable[[Txn], None]:

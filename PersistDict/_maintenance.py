@@ -149,7 +149,7 @@ def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | N
                         atime_cutoff is not None and last_access(txn, seq, slot, touched) < atime_cutoff):
                     candidates.append((seq, slot))
         if candidates:
-            def work(txn: Txn) -> int:
+            def work(txn: Txn, candidates: list[tuple[int, bytes]] = candidates) -> int:
                 count = 0
                 for seq, slot in candidates:  # check again: another process may have changed it
                     row = txn.order_row(seq)

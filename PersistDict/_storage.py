@@ -114,13 +114,13 @@ class Txn:
         return self.raw.id()
 
     # records: slot -> record
-    def record(self, slot: bytes) -> memoryview | None:
+    def record(self, slot: bytes) -> bytes | memoryview | None:
         return self.raw.get(slot, db=self._records)
 
     def put_record(self, slot: bytes, data: bytes) -> None:
         self.raw.put(slot, data, db=self._records)
 
-    def replace_record(self, slot: bytes, data: bytes) -> memoryview | None:
+    def replace_record(self, slot: bytes, data: bytes) -> bytes | memoryview | None:
         """Put and return the previous record, in one B-tree operation."""
         return self.raw.replace(slot, data, db=self._records)
 
@@ -130,7 +130,7 @@ class Txn:
     def count(self) -> int:
         return self.raw.stat(self._records)["entries"]
 
-    def iter_records(self) -> Iterator[tuple[bytes, memoryview]]:
+    def iter_records(self) -> Iterator[tuple[bytes, bytes | memoryview]]:
         with self.raw.cursor(db=self._records) as cursor:
             for slot, data in cursor:
                 yield bytes(slot), data
@@ -218,7 +218,7 @@ class Txn:
         """Every order row value, oldest first (one C-level pass)."""
         with self.raw.cursor(db=self._order) as cursor:
             rows = list(cursor.iternext(keys=False, values=True))
-        return [bytes(row) for row in rows] if self.buffers else rows
+        return [bytes(row) for row in rows] if self.buffers else rows  # type: ignore[return-value]
 
     def clear_all(self) -> None:
         for db in (self._records, self._order, self._atimes):
@@ -326,6 +326,9 @@ def _prepare_directory(path: str) -> None:
 class Storage:
     """The process-wide handle on one database directory."""
 
+    users: int  # instances using it in this process
+    closed: bool
+
     @classmethod
     def acquire(cls, path: str, durability: str, map_size: int) -> Storage:
         """Return the shared Storage for ``path``, opening it on first use."""
@@ -357,10 +360,10 @@ class Storage:
             self._close_env()
 
     def __init__(self, path: str, durability: str, map_size: int) -> None:
+        self.closed = False
         self.path = path
         self.durability = durability
         self.users = 0
-        self.closed = False
         self._initial_map_size = map_size
         self._reopening = False
         self._local = threading.local()
@@ -503,7 +506,7 @@ class Storage:
                 txn = env.begin()
                 data = txn.get(slot, db=self._records_db)
             else:
-                txn = env.begin(buffers=True)
+                txn = env.begin(buffers=True)  # type: ignore[assignment]
                 data = txn.get(slot, db=self._records_db)
                 if data is not None:
                     data = bytes(data[:prefix])  # copy before the txn ends
@@ -543,7 +546,8 @@ class Storage:
         gate = self._gate
         gate.enter()
         try:
-            return Txn(env.begin(buffers=buffers), self._dbs, False, buffers)
+            raw = env.begin(buffers=True) if buffers else env.begin()
+            return Txn(raw, self._dbs, False, buffers)
         except lmdb.MapResizedError:
             gate.leave()
             self._wait_or_adopt_resize()

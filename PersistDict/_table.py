@@ -40,7 +40,7 @@ _KEY_IN_SLOT = 1
 
 class Found(NamedTuple):
     slot: bytes
-    index: int  # position in the probe chain (0 for exact slots)
+    probe: int  # position in the probe chain (0 for exact slots)
     record: Record | None  # None: not present; ``slot`` is where it would go
 
 
@@ -183,7 +183,7 @@ def remove(txn: Txn, found: Found, base: bytes) -> Record:
     txn.delete_order(record.seq)
     txn.delete_atime(record.seq)
     if is_hashed_slot(base):
-        _close_chain_gap(txn, base, found.index)
+        _close_chain_gap(txn, base, found.probe)
     else:
         txn.delete_record(found.slot)
     return record
