@@ -64,6 +64,7 @@ from .exceptions import (
 typechecked = beartype(conf=BeartypeConf(violation_type=TypeError))
 
 _MISSING: Any = object()
+_ABSENT = (-1, 0.0, 0, b"", 0)  # _find_value's answer for a key that is not stored
 # Keys whose Python equality is exactly the canonical codec's equality: the
 # front cache can be keyed by the object itself and skip encoding on a hit.
 _PLAIN_KEY_TYPES = frozenset({str, bytes, int})
@@ -193,7 +194,9 @@ class PersistDict(MutableMapping[Any, Any]):
         self._lock = threading.RLock()
         self._front = FrontCache(cache_max_entries, cache_max_bytes) if caching else None
         self._touched: dict[int, float] = {}  # seq -> atime not yet written
-        self.counters = dict.fromkeys(("hits", "misses", "sets", "deletes", "expired", "evicted"), 0)
+        # hit/miss counters are plain attributes: the read path is the product
+        self._hits = self._misses = 0
+        self.counters = dict.fromkeys(("sets", "deletes", "expired", "evicted"), 0)
         self._closed = True
         self._storage = Storage.acquire(path, durability, map_size)
         self._closed = False
@@ -267,10 +270,6 @@ class PersistDict(MutableMapping[Any, Any]):
     def _decode_cached(self, cached: bytes) -> Any:
         return self._decode_value(cached[0], memoryview(cached)[1:])
 
-    def _cache_payload(self, kind: int, payload: bytes | memoryview) -> bytes:
-        # the kind travels with the cached bytes: str stays str, text codecs get text
-        return bytes((kind,)) + payload
-
     def _record_key(self, record: Record) -> Any:
         return self._keys.decode(record.lookup, record.exact)
 
@@ -319,50 +318,49 @@ class PersistDict(MutableMapping[Any, Any]):
     def _read(self, key: Any) -> Any:
         """The slow path of a read: encode, look in the cache, then in LMDB."""
         keys = self._keys
-        lookup, _ = keys.encode(key)
+        if type(key) is str and keys.canonical:  # inlined KeyCodec.encode for the common case
+            lookup = b"s" + key.encode("utf-8", "surrogatepass")
+        else:
+            lookup = keys.encode(key)[0]
         slot = lookup if len(lookup) <= keys.key_size_limit else keys.slot(lookup)
         with self._lock:
-            storage = self._check_open()
+            if self._closed:
+                raise ClosedError(f"PersistDict {self.path!r} is closed")
+            storage = self._storage
             front = self._front
-            if front is not None and not (storage.txn_holders and storage.current_write_txn() is not None):
+            if front is not None and storage.txn_holders and storage.current_write_txn() is not None:
+                front = None  # inside transaction(): the cache does not see uncommitted writes
+            if front is not None:
                 cache_key = key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
-                entry = front.get(cache_key, storage.last_txnid())
+                front.validate(storage.last_txnid())
+                entry = front.hot.get(cache_key)
                 if entry is not None and (not entry.expires or entry.expires > self._clock()):
-                    entry_hit = entry
-                else:
-                    entry_hit = None
-            else:
-                front = entry_hit = None
-            if entry_hit is None:
-                try:
-                    seq, expires, kind, payload, snapshot = self._find_value(storage, key, lookup, slot)
-                except KeyError:
-                    self.counters["misses"] += 1
-                    raise
-                now = self._clock()
-                if expires and expires <= now:
-                    self.counters["misses"] += 1
-                    raise KeyError(key)
-                self._touched[seq] = now
-                self.counters["hits"] += 1
-                if front is not None:
-                    front.fill(cache_key, self._cache_payload(kind, payload), seq, expires, snapshot)
-        if entry_hit is not None:
-            return entry_hit.value(self._decode_cached)
+                    front.hits += 1
+                    front.note_hit(entry)
+                    return entry.value(self._decode_cached)
+            seq, expires, kind, payload, snapshot = self._find_value(storage, key, lookup, slot)
+            now = self._clock()
+            if seq < 0 or (expires and expires <= now):
+                self._misses += 1
+                raise KeyError(key)
+            self._touched[seq] = now
+            self._hits += 1
+            if front is not None:
+                front.fill(cache_key, kind, payload, seq, expires, snapshot)
         return self._decode_value(kind, payload, key)
 
     def _find_value(self, storage: Storage, key: Any, lookup: bytes, slot: bytes) -> tuple[int, float, int, Any, int]:
-        """(seq, expires, kind, payload, snapshot txn id) of ``key``; KeyError if absent."""
+        """(seq, expires, kind, payload, snapshot txn id) of ``key``; seq is -1 if absent."""
         try:
             if slot[0] != HASHED_SLOT_TAG:
                 data, snapshot = storage.read_record(slot)
                 if data is None:
-                    raise KeyError(key)
+                    return _ABSENT
                 return (*unpack_value(data), snapshot)
             with storage.reading() as txn:
                 record = _table.find(txn, lookup, slot).record
                 if record is None:
-                    raise KeyError(key)
+                    return _ABSENT
                 return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
         except CorruptedRecordError as exc:
             raise CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}") from exc
@@ -830,7 +828,7 @@ class PersistDict(MutableMapping[Any, Any]):
         storage = self._check_open()
         with self._lock:
             front = self._front
-            counters = dict(self.counters)
+            counters = dict(self.counters, hits=self._hits, misses=self._misses)
             front_hits = front.hits if front is not None else 0
             cached = (len(front), front.bytes_used) if front is not None else (0, 0)
         with storage.reading() as txn:

@@ -176,8 +176,13 @@ class FrontCache:
                 lru[key]  # cachetools moves it to the most-recent end
         return list(recent.values())
 
-    def fill(self, key: Any, payload: bytes, seq: int, expires: float, snapshot_id: int) -> None:
-        """Cache an entry read in transaction ``snapshot_id`` on its second miss."""
+    def fill(self, key: Any, kind: int, payload: bytes | memoryview, seq: int, expires: float,
+             snapshot_id: int) -> None:
+        """Cache an entry read in transaction ``snapshot_id`` on its second miss.
+
+        The cached bytes are the value kind followed by the payload, so a hit
+        can decode them the same way as a record.
+        """
         if snapshot_id != self.valid_at:
             return
         seen = self.seen
@@ -187,7 +192,7 @@ class FrontCache:
             seen[key] = None
             return
         del seen[key]
-        entry = CachedEntry(key, payload, seq, expires)
+        entry = CachedEntry(key, bytes((kind,)) + payload, seq, expires)
         if entry.size > self.max_bytes:
             return
         self._begin()
