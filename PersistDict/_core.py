@@ -316,36 +316,43 @@ class PersistDict(MutableMapping[Any, Any]):
         return self._read(key)
 
     def _read(self, key: Any) -> Any:
-        """The slow path of a read: encode, look in the cache, then in LMDB."""
+        """The slow path of a read: encode, look in the cache, then in LMDB.
+
+        LMDB is read outside the instance lock: a read may have to wait for a
+        map resize, which waits for open transactions, whose threads may need
+        the lock.
+        """
         keys = self._keys
         if type(key) is str and keys.canonical:  # inlined KeyCodec.encode for the common case
             lookup = b"s" + key.encode("utf-8", "surrogatepass")
         else:
             lookup = keys.encode(key)[0]
         slot = lookup if len(lookup) <= keys.key_size_limit else keys.slot(lookup)
-        with self._lock:
-            if self._closed:
-                raise ClosedError(f"PersistDict {self.path!r} is closed")
-            storage = self._storage
-            front = self._front
-            if front is not None and storage.txn_holders and storage.current_write_txn() is not None:
-                front = None  # inside transaction(): the cache does not see uncommitted writes
-            if front is not None:
-                cache_key = key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
+        storage = self._check_open()
+        front = self._front
+        if front is not None and storage.txn_holders and storage.current_write_txn() is not None:
+            front = None  # inside transaction(): the cache does not see uncommitted writes
+        if front is not None:
+            cache_key = key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
+            with self._lock:
                 front.validate(storage.last_txnid())
                 entry = front.hot.get(cache_key)
                 if entry is not None and (not entry.expires or entry.expires > self._clock()):
                     front.hits += 1
                     front.note_hit(entry)
-                    return entry.value(self._decode_cached)
-            seq, expires, kind, payload, snapshot = self._find_value(storage, key, lookup, slot)
-            now = self._clock()
+                else:
+                    entry = None
+            if entry is not None:
+                return entry.value(self._decode_cached)
+        seq, expires, kind, payload, snapshot = self._find_value(storage, key, lookup, slot)
+        now = self._clock()
+        with self._lock:
             if seq < 0 or (expires and expires <= now):
                 self._misses += 1
                 raise KeyError(key)
             self._touched[seq] = now
             self._hits += 1
-            if front is not None:
+            if front is not None:  # only if nothing moved meanwhile (see FrontCache.fill)
                 front.fill(cache_key, kind, payload, seq, expires, snapshot)
         return self._decode_value(kind, payload, key)
 
@@ -853,18 +860,17 @@ class PersistDict(MutableMapping[Any, Any]):
         if self._closed:
             return
         self._maintenance.stop()  # outside the lock: the thread may be waiting for it
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self.flush_atimes()
-            finally:
-                self._closed = True
-                _live_instances.pop(id(self), None)
-                self._storage.release()
-                if self._front is not None:
-                    self._front.clear()
-        self._log("closed")
+        try:
+            self.flush_atimes()  # outside the lock too: a write may wait for other threads
+        finally:
+            with self._lock:
+                if not self._closed:
+                    self._closed = True
+                    _live_instances.pop(id(self), None)
+                    self._storage.release()
+                    if self._front is not None:
+                        self._front.clear()
+                    self._log("closed")
 
     @property
     def closed(self) -> bool:
