@@ -451,22 +451,28 @@ class PersistDict(MutableMapping[Any, Any]):
         return self._keys.decode_many(encoded)
 
     def _item_snapshot(self, want_keys: bool) -> list[Any]:
-        """Every live (key, value) pair, or value, in order, read in one transaction."""
+        """Every live (key, value) pair, or value, in order, read in one transaction.
+
+        Payloads are copied out and decoded after the transaction ends, so no
+        user code (codecs) runs while it holds a reader slot.
+        """
         storage = self._check_open()
         now = self._clock()
-        out: list[Any] = []
-        decode_key = self._keys.decode
+        raw: list[tuple[bytes, bytes | None, int, bytes]] = []
         with storage.reading() as txn:
             for row in txn.order_rows():
                 expires, _, slot = _table.unpack_order(row)
                 if expires and expires <= now:
                     continue
                 record = _table.record_at(txn, slot)
-                if want_keys:
-                    key = decode_key(record.lookup, record.exact)
-                    out.append((key, self._decode_value(record.kind, record.payload, key)))
-                else:
-                    out.append(self._decode_value(record.kind, record.payload))
+                raw.append((record.lookup, record.exact, record.kind, bytes(record.payload)))
+        decode_key, decode_value = self._keys.decode, self._decode_value
+        if not want_keys:
+            return [decode_value(kind, payload) for _, _, kind, payload in raw]
+        out = []
+        for lookup, exact, kind, payload in raw:
+            key = decode_key(lookup, exact)
+            out.append((key, decode_value(kind, payload, key)))
         return out
 
     def __iter__(self) -> Iterator[Any]:

@@ -70,7 +70,7 @@ def owner_of(key: Any) -> tuple[int, int] | None:
         rest = key - INT_BASE
         return rest // 10**6, (rest // 10**4) % 100
     if isinstance(key, str):
-        text = key[len(LONG_PREFIX):] if key.startswith(LONG_PREFIX) else key
+        text = key.removeprefix(LONG_PREFIX)
         if text.startswith("r") and text.count(".") == 2:
             p, t, _ = text[1:].split(".")
             return int(p), int(t)
@@ -111,7 +111,6 @@ def run_mixed_ops(d: PersistDict, owner: tuple[int, int], seed: int, n_ops: int,
     oracle: dict[Any, Any] = {}
     increments = dict.fromkeys(SHARED_COUNTERS, 0)
     errors: list[str] = []
-    version = 0
     keys = [owned_key(owner, i) for i in range(n_keys)]
 
     def check(what: str, got: Any, want: Any) -> None:
@@ -125,11 +124,11 @@ def run_mixed_ops(d: PersistDict, owner: tuple[int, int], seed: int, n_ops: int,
         "set", "set", "set", "get", "getitem", "contains", "del", "pop", "pop_default", "setdefault",
         "update", "set_many", "get_many", "metadata", "txn_rmw", "txn_rollback", "txn_nested",
         "counter", "keys", "items", "values", "copy", "len", "eq", "flush_atimes", "mutate_returned",
+        "set_method", "touch", "or", "ior", "stats", "check", "run_maintenance",
     )
-    for _ in range(n_ops):
+    for version in range(1, n_ops + 1):
         op = rng.choice(ops)
         key = rng.choice(keys)
-        version += 1
         try:
             if op == "set":
                 value = make_value(rng, owner, version)
@@ -218,7 +217,7 @@ def run_mixed_ops(d: PersistDict, owner: tuple[int, int], seed: int, n_ops: int,
                     d[name] = d.get(name, 0) + 1
                 increments[name] += 1
             elif op == "keys":
-                snapshot = [k for k in d.keys() if owner_of(k) == owner]
+                snapshot = [k for k in d.keys() if owner_of(k) == owner]  # noqa: SIM118 - keys() is under test
                 check("keys() own part", sorted(map(repr, snapshot)), sorted(map(repr, oracle)))
                 if len(snapshot) != len(set(map(repr, snapshot))):
                     errors.append(f"{owner} keys() listed a key twice")
@@ -241,13 +240,41 @@ def run_mixed_ops(d: PersistDict, owner: tuple[int, int], seed: int, n_ops: int,
                     check("d == {} with own entries present", result, False)
             elif op == "flush_atimes":
                 d.flush_atimes()
+            elif op == "set_method":
+                value = make_value(rng, owner, version)
+                d.set(key, value)
+                oracle[key] = value
+            elif op == "touch":
+                try:
+                    d.touch(key)
+                    touched = True
+                except KeyError:
+                    touched = False
+                check(f"touch({key!r:.40}) found it", touched, key in oracle)
+            elif op == "or":
+                extra = {keys[0]: "or-only"}
+                check("(d | other) own part", own_part(d | extra), {**oracle, **extra})
+            elif op == "ior":
+                batch = {k: make_value(rng, owner, version) for k in rng.sample(keys, 2)}
+                d |= batch
+                oracle.update(batch)
+            elif op == "stats":
+                stats = d.stats()
+                if stats["entries"] < len(oracle):
+                    errors.append(f"{owner} stats()['entries']={stats['entries']} < {len(oracle)} own entries")
+            elif op == "check":
+                report = d.check()
+                if not report.ok:
+                    errors.append(f"{owner} check() found problems: {report}")
+            elif op == "run_maintenance":
+                d.run_maintenance()
             elif op == "mutate_returned":
                 got = d.get(key, MISSING)
                 if isinstance(got, (list, dict)):
                     got.clear()  # must not change what the next read returns
                 check(f"read after mutating a returned value {key!r:.40}", d.get(key, MISSING),
                       oracle.get(key, MISSING))
-        except Exception as exc:  # a method raised: record it, keep going so the report is complete
+        except Exception as exc:  # noqa: BLE001 - any raise is a failure: record it, keep going
             errors.append(f"{owner} {op}({key!r:.40}) raised {exc!r}\n{traceback.format_exc()}")
     return {"oracle": oracle, "increments": increments, "errors": errors}
 
@@ -354,7 +381,7 @@ def counter_worker(d: PersistDict, proc_id: int, n_threads: int, n_incr: int, ba
                 with d.transaction():
                     d[f"seen.{proc_id}.{t}"] = d.get(f"seen.{proc_id}.{t}", 0) + 1
         except BaseException as exc:  # noqa: BLE001
-            errors.append(repr(exc))
+            errors.append(f"{exc!r}\n{traceback.format_exc()}")
 
     barrier.wait()
     threads = [threading.Thread(target=thread_main, args=(t,)) for t in range(n_threads)]
@@ -364,7 +391,7 @@ def counter_worker(d: PersistDict, proc_id: int, n_threads: int, n_incr: int, ba
         thread.join()
     d.close()
     if errors:
-        raise SystemExit(f"counter_worker errors: {errors}")
+        raise SystemExit(f"counter_worker: {len(errors)} threads failed; first:\n{errors[0]}")
 
 
 def setdefault_pop_racer(path: str, proc_id: int, rounds: int, barrier: Any, result_path: str) -> None:
@@ -412,7 +439,7 @@ def group_keys(g: int) -> list[Any]:
 def group_of(key: Any) -> int:
     if isinstance(key, tuple):
         return key[1]
-    text = key[len(LONG_PREFIX):] if key.startswith(LONG_PREFIX) else key
+    text = key.removeprefix(LONG_PREFIX)
     return int(text[1:].split(".")[0])
 
 
@@ -497,7 +524,7 @@ def remote_executor(path: str, conn: Any, open_kwargs: dict[str, Any]) -> None:
                 else:
                     result = remote_op(d, op, *args)
                 conn.send(("ok", result))
-            except Exception as exc:  # report, keep serving
+            except Exception as exc:  # noqa: BLE001 - report any failure to the driver, keep serving
                 conn.send(("err", f"{op}{args!r:.200}: {exc!r}\n{traceback.format_exc()}"))
     finally:
         d.close()
@@ -670,3 +697,56 @@ def reader_holder(path: str, conn: Any) -> None:
     """Hold a read snapshot open (items() blocked inside the unserializer), to be killed there."""
     d = open_db(path, value_unserializer=_blocking_loads_factory(conn))
     list(d.items())
+
+
+# ---------------------------------------------------------------------------
+# Map growth under concurrency
+# ---------------------------------------------------------------------------
+
+GROWTH_MAP_SIZE = 1 << 20  # the smallest map: it must grow many times
+
+
+def growth_value(p: int, t: int, j: int) -> bytes:
+    return bytes([(p * 31 + t * 7 + j) % 251]) * (15_000 + j * 97)
+
+
+def growth_worker(path: str, proc_id: int, n_threads: int, n_writes: int, barrier: Any) -> None:
+    """Threads write large values (growing the map), read, and run read-modify-write transactions."""
+    import faulthandler
+    import sys
+
+    faulthandler.dump_traceback_later(25, exit=True)  # a deadlock shows its stacks before the parent gives up
+    d = open_db(path, map_size=GROWTH_MAP_SIZE)
+    errors: list[str] = []
+    start = threading.Barrier(n_threads)
+
+    def thread_main(t: int) -> None:
+        try:
+            start.wait()
+            for j in range(n_writes):
+                d[f"g{proc_id}.{t}.{j}"] = growth_value(proc_id, t, j)
+                if j % 4 == 0:
+                    with d.transaction():  # reads inside a transaction while others grow the map
+                        d["count"] = d.get("count", 0) + 1
+                        if d.get(f"g{proc_id}.{t}.{j}") != growth_value(proc_id, t, j):
+                            errors.append(f"transaction read a wrong value for g{proc_id}.{t}.{j}")
+                if d.get(f"g{proc_id}.{t}.{j // 2}") != growth_value(proc_id, t, j // 2):
+                    errors.append(f"read a wrong value for g{proc_id}.{t}.{j // 2}")
+                if j % 10 == 0:
+                    len(d)
+                    d.get_many([f"g{proc_id}.{t}.{k}" for k in range(j)])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(f"{exc!r}\n{traceback.format_exc()}")
+
+    if barrier is not None:
+        barrier.wait()
+    threads = [threading.Thread(target=thread_main, args=(t,)) for t in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    d.close()
+    faulthandler.cancel_dump_traceback_later()
+    if errors:
+        print(f"growth_worker {proc_id}: {len(errors)} errors; first:\n{errors[0]}", file=sys.stderr)
+        raise SystemExit(1)
