@@ -81,14 +81,18 @@ def _encode(key: Any, exact: bool) -> bytes:
         return _encode(str(key), exact)
     if isinstance(key, bytes):
         return _encode(bytes(key), exact)
-    try:
-        hash(key)
-    except TypeError as exc:
-        raise KeyEncodingError(f"unhashable key type: {kind.__name__!r}") from exc
+    _require_hashable(key)
     try:
         return b"p" + pickle.dumps(key, protocol=5)
     except Exception as exc:
         raise KeyEncodingError(f"key of type {kind.__name__!r} cannot be encoded (not picklable)") from exc
+
+
+def _require_hashable(key: Any) -> None:
+    try:
+        hash(key)
+    except TypeError as exc:
+        raise KeyEncodingError(f"unhashable key type: {type(key).__name__!r}") from exc
 
 
 def _decode(data: bytes, pos: int, end: int) -> Any:
@@ -168,10 +172,7 @@ class KeyCodec:
                     f"keys must be str or bytes when key_serializer is None, not {type(key).__name__!r}"
                 )
         else:
-            try:
-                hash(key)
-            except TypeError as exc:
-                raise KeyEncodingError(f"unhashable key type: {type(key).__name__!r}") from exc
+            _require_hashable(key)
             try:
                 raw = self.serializer(key)
             except Exception as exc:
