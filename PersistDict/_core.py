@@ -196,7 +196,7 @@ class PersistDict(MutableMapping[Any, Any]):
         self._touched: dict[int, float] = {}  # seq -> atime not yet written
         # hit/miss counters are plain attributes: the read path is the product
         self._hits = self._misses = 0
-        self.counters = dict.fromkeys(("sets", "deletes", "expired", "evicted"), 0)
+        self.counters = dict.fromkeys(("sets", "deletes", "expired", "evicted", "integrity_alerts"), 0)
         self._closed = True
         self._storage = Storage.acquire(path, durability, map_size)
         self._closed = False
@@ -407,6 +407,7 @@ class PersistDict(MutableMapping[Any, Any]):
             record = _table.find(txn, lookup, slot).record
             return record is not None and self._is_live(record.expires, now)
 
+    @typechecked
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """Read several keys in one transaction; returns the ones found."""
         encoded = [(key, self._keys.encode(key)[0]) for key in keys]
@@ -590,7 +591,8 @@ class PersistDict(MutableMapping[Any, Any]):
         self._check_open()
         self._write_many([self._prepare(key, value)], 0.0)
 
-    def set(self, key: Any, value: Any, ttl: float | None = None) -> None:
+    @typechecked
+    def set(self, key: Any, value: Any, ttl: int | float | None = None) -> None:
         """``d[key] = value``, optionally expiring ``ttl`` seconds from now."""
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be positive seconds, not {ttl}")
@@ -598,7 +600,8 @@ class PersistDict(MutableMapping[Any, Any]):
         expires = 0.0 if ttl is None else self._clock() + ttl
         self._write_many([self._prepare(key, value)], expires)
 
-    def set_many(self, mapping: Mapping[Any, Any] | Iterable[tuple[Any, Any]], ttl: float | None = None) -> None:
+    @typechecked
+    def set_many(self, mapping: Mapping[Any, Any] | Iterable[tuple[Any, Any]], ttl: int | float | None = None) -> None:
         """Write several entries in one transaction (all or nothing)."""
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be positive seconds, not {ttl}")
@@ -702,7 +705,8 @@ class PersistDict(MutableMapping[Any, Any]):
             return default
         return self._decode_value(existing[0], existing[1], key)
 
-    def touch(self, key: Any, ttl: float | None = None) -> None:
+    @typechecked
+    def touch(self, key: Any, ttl: int | float | None = None) -> None:
         """Mark ``key`` as used now; with ``ttl``, expire it ``ttl`` seconds from now (None: never)."""
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be positive seconds, not {ttl}")
@@ -786,6 +790,7 @@ class PersistDict(MutableMapping[Any, Any]):
 
         return self._storage.write(work)
 
+    @typechecked
     def check(self, repair: bool = False, drop_unreadable: bool = False) -> CheckReport:
         """Cross-check the database; with ``repair`` fix structural problems.
 
@@ -826,15 +831,25 @@ class PersistDict(MutableMapping[Any, Any]):
         return removed, resume
 
     def run_maintenance(self) -> None:
-        """One maintenance pass: flush access times; expire (if this process holds the lease,
-        within ``background_timeout``, resuming where the last pass stopped); sync in 'fast' mode."""
+        """One maintenance pass: flush access times; if this process holds the lease, check that
+        records and order rows agree (O(1)) and expire entries (within ``background_timeout``,
+        resuming where the last pass stopped); sync in 'fast' mode."""
         self.flush_atimes()
         maintenance = self._maintenance
-        if try_take_lease(self._check_open(), maintenance.holder, self._clock(), maintenance.lease_seconds):
+        storage = self._check_open()
+        if try_take_lease(storage, maintenance.holder, self._clock(), maintenance.lease_seconds):
+            with storage.reading() as txn:
+                records, rows = txn.count(), txn.order_count()
+            if records != rows:  # the full check reads every record: only point to it
+                self.counters["integrity_alerts"] += 1
+                message = (f"database {self.path!r} has {records} records but {rows} order rows: "
+                           "run check(repair=True)")
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                logger.warning("[{}] {}", self.name, message)
             _, maintenance.resume_after = self._sweep(maintenance.resume_after or 0,
                                                       time.monotonic() + maintenance.timeout)
         if self._settings["durability"] == "fast":
-            self._storage.sync()
+            storage.sync()
 
     def stats(self) -> dict[str, int]:
         """Counters of this instance and figures of the database."""

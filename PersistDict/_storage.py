@@ -157,6 +157,9 @@ class Txn:
             for seq, slot in rows:
                 yield decode_seq(seq), bytes(slot)
 
+    def order_count(self) -> int:
+        return self.raw.stat(self._order)["entries"]
+
     def seq_range(self) -> tuple[int, int] | None:
         """(oldest, newest) seq in the order table, or None when it is empty."""
         with self.raw.cursor(db=self._order) as cursor:

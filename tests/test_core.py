@@ -248,3 +248,16 @@ def test_quiet_by_default(make_db: Callable[..., PersistDict]) -> None:
     finally:
         logger.remove(handler)
     assert sink.getvalue() == ""
+
+
+def test_public_methods_check_argument_types(db: PersistDict) -> None:
+    """Methods beyond the constructor reject wrongly typed arguments with TypeError, writing nothing."""
+    with pytest.raises(TypeError):
+        db.set("k", 1, ttl="10")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        db.check(repair="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        db.get_many(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        db.set_many(5)  # type: ignore[arg-type]
+    assert len(db) == 0

@@ -288,3 +288,52 @@ print("done")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr
+
+
+def test_maintenance_pass_flags_structural_damage(make_db: Callable[..., PersistDict]) -> None:
+    """The background pass notices records and order rows disagreeing and points to check(repair=True)."""
+    db = make_db()
+    db.update(a=1, b=2)
+    db._storage.write(lambda txn: txn.delete_order(next(iter(txn.iter_order()))[0]))
+    with pytest.warns(RuntimeWarning, match="check\\(repair=True\\)"):
+        db.run_maintenance()
+    assert db.stats()["integrity_alerts"] == 1
+    db.check(repair=True)
+    db.run_maintenance()
+    assert db.stats()["integrity_alerts"] == 1 and sorted(db) == ["a", "b"]
+
+
+def test_values_are_never_aliased_through_the_cache(make_db: Callable[..., PersistDict]) -> None:
+    """Mutating a returned object or the stored one never changes later reads, cache hit or not."""
+    import numpy as np
+
+    db = make_db()
+    originals = {"list": [1.5, 2.5], "dict": {"a": 1}, "nested": {"a": [1, {"b": 2}]}, "set": {1, 2},
+                 "bytearray": bytearray(b"ab"), "array": np.arange(4.0), "tuple": (1, [2])}
+    for key, value in originals.items():
+        db[key] = value
+    for key, value in originals.items():
+        if isinstance(value, np.ndarray):
+            value += 1
+        elif isinstance(value, (list, bytearray)):
+            value.append(99)
+        elif isinstance(value, (dict, set)):
+            value.clear()
+    expected = {"list": [1.5, 2.5], "dict": {"a": 1}, "nested": {"a": [1, {"b": 2}]}, "set": {1, 2},
+                "bytearray": bytearray(b"ab"), "array": np.arange(4.0), "tuple": (1, [2])}
+    for _ in range(4):  # miss, admission, then hits served from the front cache
+        for key, value in expected.items():
+            got = db[key]
+            assert type(got) is type(value)
+            assert (got == value).all() if key == "array" else got == value
+            if key == "array":
+                got += 100
+            elif key in ("list", "bytearray"):
+                got.append(7)
+            elif key in ("dict", "set"):
+                got.clear()
+            elif key == "nested":
+                got["a"][1]["b"] = 3
+            elif key == "tuple":
+                got[1].append(3)
+    assert db.stats()["front_cache_hits"] > 0
