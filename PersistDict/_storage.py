@@ -120,10 +120,6 @@ class Txn:
     def put_record(self, slot: bytes, data: bytes) -> None:
         self.raw.put(slot, data, db=self._records)
 
-    def replace_record(self, slot: bytes, data: bytes) -> bytes | memoryview | None:
-        """Put and return the previous record, in one B-tree operation."""
-        return self.raw.replace(slot, data, db=self._records)
-
     def delete_record(self, slot: bytes) -> None:
         self.raw.delete(slot, db=self._records)
 

@@ -101,10 +101,6 @@ class SeqAllocator:
         self.next += 1
         return seq
 
-    def give_back(self, seq: int) -> None:
-        if self.next == seq + 1:
-            self.next = seq
-
 
 def put(
     txn: Txn,
@@ -124,22 +120,13 @@ def put(
     if expires:
         note_ttl_write(txn)
     if not is_hashed_slot(base):
-        # Optimistic insert: a single B-tree operation for a new key.
-        seq = seqs.take()
-        old_data = txn.replace_record(base, pack_record(seq, now, now, expires, kind, lookup, exact, payload))
-        old = _readable(old_data)
-        if old is None or (old.expires and old.expires <= now):
-            _drop_order_of(txn, old)
-            txn.put_order(seq, pack_order(expires, exact is None, base))
-            return seq, True
-        seqs.give_back(seq)
-        found = Found(base, 0, old)
+        found = Found(base, 0, _readable(txn.record(base)))
     else:
         found = find(txn, lookup, base)
-        old = found.record
-        if old is not None and old.expires and old.expires <= now:
-            _drop_order_of(txn, old)
-            old = None
+    old = found.record
+    if old is not None and old.expires and old.expires <= now:
+        _drop_order_of(txn, old)
+        old = None
     if old is None:
         seq, ctime = seqs.take(), now
     else:  # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
