@@ -65,9 +65,10 @@ typechecked = beartype(conf=BeartypeConf(violation_type=TypeError))
 
 _MISSING: Any = object()
 _ABSENT = (-1, 0.0, 0, b"", 0)  # _find_value's answer for a key that is not stored
-# Keys whose Python equality is exactly the canonical codec's equality: the
-# front cache can be keyed by the object itself and skip encoding on a hit.
-_PLAIN_KEY_TYPES = frozenset({str, bytes, int})
+# Keys whose Python equality is exactly the canonical codec's equality (no
+# str equals a bytes or a number): the front cache is keyed by the object
+# itself for them, so a hit needs no encoding. Other keys use (lookup,).
+_PLAIN_KEY_TYPES = frozenset({str, bytes})
 _FORMAT_VERSION = 1
 HASHED_SLOT_TAG = HASHED_SLOT_MARK[0]
 
@@ -225,10 +226,19 @@ class PersistDict(MutableMapping[Any, Any]):
             raise ClosedError(f"PersistDict {self.path!r} is closed")
         return self._storage
 
-    def _cache_key(self, key: Any, lookup: bytes | None) -> Any:
-        if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES:
-            return key
-        return (lookup,)
+    def _cache_forms(self, lookup: bytes) -> list[Any]:
+        """Every front-cache key under which the entry of ``lookup`` may be cached.
+
+        A str key is cached as itself, and an equal key of another type (a str
+        subclass) as (lookup,): a write must evict both.
+        """
+        forms: list[Any] = [(lookup,)]
+        if self._plain_cache_keys:
+            if lookup[0] == 0x73:  # 's': a str key
+                forms.append(lookup[1:].decode("utf-8", "surrogatepass"))
+            elif lookup[0] == 0x62:  # 'b': a bytes key
+                forms.append(lookup[1:])
+        return forms
 
     def _encode_value(self, value: Any) -> tuple[int, bytes]:
         if self._raw_values:
@@ -585,7 +595,8 @@ class PersistDict(MutableMapping[Any, Any]):
             if self._front is not None:
                 with self._lock:
                     self._front.clear()  # evicted keys are unknown here
-        self._after_commit([self._cache_key(key, lookup) for key, lookup, *_ in prepared], txn_id, in_txn)
+        self._after_commit([form for _, lookup, *_ in prepared for form in self._cache_forms(lookup)],
+                           txn_id, in_txn)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check_open()
@@ -643,7 +654,7 @@ class PersistDict(MutableMapping[Any, Any]):
             self.counters["deletes"] += 1
             with self._lock:
                 self._touched.pop(record.seq, None)
-        self._after_commit([self._cache_key(key, lookup)], txn_id, in_txn)
+        self._after_commit(self._cache_forms(lookup), txn_id, in_txn)
         return record
 
     def __delitem__(self, key: Any) -> None:
@@ -681,7 +692,7 @@ class PersistDict(MutableMapping[Any, Any]):
             raise KeyError("popitem(): PersistDict is empty")
         key = self._record_key(record)
         self.counters["deletes"] += 1
-        self._after_commit([self._cache_key(key, record.lookup)], txn_id, in_txn)
+        self._after_commit(self._cache_forms(record.lookup), txn_id, in_txn)
         del storage
         return key, self._decode_value(record.kind, record.payload, key)
 
@@ -699,7 +710,7 @@ class PersistDict(MutableMapping[Any, Any]):
             return None
 
         existing, txn_id, in_txn = self._commit(work)
-        self._after_commit([self._cache_key(key, lookup)], txn_id, in_txn)
+        self._after_commit(self._cache_forms(lookup), txn_id, in_txn)
         if existing is None:
             self.counters["sets"] += 1
             return default
@@ -724,7 +735,7 @@ class PersistDict(MutableMapping[Any, Any]):
             return True
 
         ok, txn_id, in_txn = self._commit(work)
-        self._after_commit([self._cache_key(key, lookup)], txn_id, in_txn)
+        self._after_commit(self._cache_forms(lookup), txn_id, in_txn)
         if not ok:
             raise KeyError(key)
 

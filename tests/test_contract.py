@@ -177,3 +177,21 @@ def test_many_keys_roundtrip(mapping: MutableMapping[Any, Any]) -> None:
         for target in (mapping, model):
             target[f"key-{i}"] = -i
     assert list(mapping.items()) == list(model.items())
+
+
+def test_equal_keys_of_other_types_see_each_others_writes(mapping: MutableMapping[Any, Any]) -> None:
+    """A write through 1.0 or a str subclass is seen through 1 or the plain str, even when cached."""
+
+    class Name(str):
+        pass
+
+    mapping[1] = "old"
+    mapping["a"] = "old"
+    for _ in range(3):  # warm the front cache
+        assert mapping[1] == "old" and mapping["a"] == "old"
+    mapping[1.0] = "new"
+    mapping[Name("a")] = "new"
+    assert mapping[1] == "new" and mapping[True] == "new"
+    assert mapping["a"] == "new" and mapping[Name("a")] == "new"
+    del mapping[Name("a")]
+    assert "a" not in mapping
