@@ -410,7 +410,7 @@ class Storage:
     def _check_file_size(self) -> None:
         """Refuse a data file shorter than LMDB believes: reading it would SIGBUS."""
         info = self.env.info()
-        psize = self.env.stat()["psize"]
+        self._psize = psize = self.env.stat()["psize"]
         needed = (info["last_pgno"] + 1) * psize
         actual = os.path.getsize(os.path.join(self.path, DATA_FILE))
         if actual < needed:
@@ -449,7 +449,16 @@ class Storage:
         if views is not None and self.generation == _fork_generation[0]:
             first, second = views[0][0], views[1][0]
             return first if first > second else second
-        return self._checked_env().info()["last_txnid"]
+        return self._env_info()["last_txnid"]
+
+    def _env_info(self) -> dict[str, int]:
+        """env.info(), never concurrent with a map resize (LMDB then answers EINVAL)."""
+        env = self._checked_env()
+        self._gate.enter()
+        try:
+            return env.info()  # type: ignore[return-value]
+        finally:
+            self._gate.leave()
 
     def _close_env(self) -> None:
         # Drop, do not release: a lock-free reader may still hold the views;
@@ -685,28 +694,28 @@ class Storage:
             env.set_mapsize(env.info()["map_size"] * 2)
 
     def _grow_map_if_half_full(self) -> None:
-        env = self._checked_env()
-        info = env.info()
-        used = (info["last_pgno"] + 1) * env.stat()["psize"]
-        if used * 2 > info["map_size"]:
+        info = self._env_info()
+        if (info["last_pgno"] + 1) * self._psize * 2 > info["map_size"]:
             self._grow_map()
 
     # -- maintenance helpers -----------------------------------------------------
 
     def sync(self) -> None:
         """Flush written data to disk (for the 'fast' durability mode)."""
+        env = self._checked_env()
+        self._gate.enter()
         try:
-            self._checked_env().sync(True)
+            env.sync(True)
         except lmdb.Error as exc:
             raise translate_error(exc, self.path) from exc
+        finally:
+            self._gate.leave()
 
     def info(self) -> dict[str, int]:
-        env = self._checked_env()
-        info = env.info()
-        psize = env.stat()["psize"]
+        info = self._env_info()
         return {
             "map_size": info["map_size"],
-            "bytes_used": (info["last_pgno"] + 1) * psize,
+            "bytes_used": (info["last_pgno"] + 1) * self._psize,
             "readers_in_use": info["num_readers"],
             "max_readers": info["max_readers"],
         }
