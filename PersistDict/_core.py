@@ -419,23 +419,48 @@ class PersistDict(MutableMapping[Any, Any]):
 
     @typechecked
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
-        """Read several keys in one transaction; returns the ones found."""
+        """Read several keys as one consistent snapshot; returns the ones found.
+
+        Front-cache hits are used when they are valid for the same snapshot
+        as the transaction that reads the rest.
+        """
         encoded = [(key, self._keys.encode(key)[0]) for key in keys]
         storage = self._check_open()
         now = self._clock()
-        found: dict[Any, Any] = {}
+        front = self._front
+        if storage.txn_holders and storage.current_write_txn() is not None:
+            front = None  # inside transaction(): read everything through it
+        cached: dict[Any, CachedEntry] = {}
+        cached_at = -1
+        if front is not None:
+            with self._lock:
+                front.validate(storage.last_txnid())
+                cached_at = front.valid_at
+                for key, lookup in encoded:
+                    entry = front.hot.get(key if type(key) in _PLAIN_KEY_TYPES and self._plain_cache_keys
+                                          else (lookup,))
+                    if entry is not None and self._is_live(entry.expires, now):
+                        cached[key] = entry
+                        front.hits += 1
+                        front.note_hit(entry)
         raw: list[tuple[Any, int, int, bytes]] = []
-        with storage.reading() as txn:
-            for key, lookup in encoded:
-                record = _table.find(txn, lookup, self._keys.slot(lookup)).record
-                if record is not None and self._is_live(record.expires, now):
-                    raw.append((key, record.seq, record.kind, bytes(record.payload)))
+        if len(cached) < len(encoded):
+            with storage.reading() as txn:
+                if txn.id != cached_at:  # something was committed meanwhile: read all of it here
+                    cached.clear()
+                for key, lookup in encoded:
+                    if key in cached:
+                        continue
+                    record = _table.find(txn, lookup, self._keys.slot(lookup)).record
+                    if record is not None and self._is_live(record.expires, now):
+                        raw.append((key, record.seq, record.kind, bytes(record.payload)))
         with self._lock:
             for _, seq, _, _ in raw:
                 self._touched[seq] = now
+        found = {key: entry.value(self._decode_cached) for key, entry in cached.items()}
         for key, _, kind, payload in raw:
             found[key] = self._decode_value(kind, payload, key)
-        return found
+        return {key: found[key] for key, _ in encoded if key in found}  # in the order asked
 
     def __len__(self) -> int:
         with self._check_open().reading() as txn:
@@ -780,26 +805,37 @@ class PersistDict(MutableMapping[Any, Any]):
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def flush_atimes(self) -> int:
-        """Write the access times kept in memory; returns how many were written."""
+    def flush_atimes(self, batch: int = 2000) -> int:
+        """Write the access times kept in memory; returns how many were written.
+
+        Written in transactions of ``batch`` entries so writers never wait long,
+        and our own front cache stays valid (access times change no value).
+        """
         with self._lock:
             self._apply_recent()
             touched, self._touched = self._touched, {}
         if not touched or self._closed:
             return 0
+        pending = list(touched.items())
+        written = 0
+        for start in range(0, len(pending), batch):
+            chunk = pending[start:start + batch]
 
-        def work(txn: Txn) -> int:
-            written = 0
-            for seq, when in touched.items():
-                if txn.order_row(seq) is None:  # deleted meanwhile
-                    continue
-                stored = txn.atime(seq)
-                if stored is None or stored < when:
-                    txn.put_atime(seq, when)
-                    written += 1
-            return written
+            def work(txn: Txn, chunk: list[tuple[int, float]] = chunk) -> int:
+                count = 0
+                for seq, when in chunk:
+                    if txn.order_row(seq) is None:  # deleted meanwhile
+                        continue
+                    stored = txn.atime(seq)
+                    if stored is None or stored < when:
+                        txn.put_atime(seq, when)
+                        count += 1
+                return count
 
-        return self._storage.write(work)
+            count, txn_id, in_txn = self._commit(work)
+            written += count
+            self._after_commit([], txn_id, in_txn)
+        return written
 
     @typechecked
     def check(self, repair: bool = False, drop_unreadable: bool = False) -> CheckReport:

@@ -177,14 +177,33 @@ def _clear_ttl_flag(txn: Txn, seen: bytes) -> None:
 
 
 def try_take_lease(storage: Storage, holder: str, now: float, duration: float) -> bool:
-    """Claim the database-wide maintenance lease, so one process at a time sweeps."""
+    """Claim the database-wide maintenance lease, so one process at a time sweeps.
+
+    A holder renews it only once half of it has run out: every commit empties
+    the front caches of the other processes, so maintenance writes as little as it can.
+    """
+    def current(txn: Txn) -> tuple[str, float] | None:
+        value = txn.meta(LEASE)
+        if value is None:
+            return None
+        owner, _, until = value.decode().rpartition("|")
+        return owner, float(until)
+
+    with storage.reading() as txn:
+        lease = current(txn)
+    if lease is not None and lease[0] == holder and lease[1] - now > duration / 2:
+        return True
+    if lease is not None and lease[0] != holder and lease[1] > now:
+        return False
+
     def work(txn: Txn) -> bool:
-        current = txn.meta(b"maintenance_lease")
-        if current is not None:
-            owner, _, until = current.decode().rpartition("|")
-            if owner != holder and float(until) > now:
-                return False
-        txn.put_meta(b"maintenance_lease", f"{holder}|{now + duration}".encode())
+        lease = current(txn)  # again: another process may have taken it meanwhile
+        if lease is not None and lease[0] != holder and lease[1] > now:
+            return False
+        txn.put_meta(LEASE, f"{holder}|{now + duration}".encode())
         return True
 
     return storage.write(work)
+
+
+LEASE = b"maintenance_lease"

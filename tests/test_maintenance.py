@@ -337,3 +337,32 @@ def test_values_are_never_aliased_through_the_cache(make_db: Callable[..., Persi
             elif key == "tuple":
                 got[1].append(3)
     assert db.stats()["front_cache_hits"] > 0
+
+
+def test_own_maintenance_writes_keep_the_front_cache(make_db: Callable[..., PersistDict]) -> None:
+    """Flushing access times and renewing the lease do not empty this instance's front cache."""
+    db = make_db()
+    db.set_many({f"k{i}": i for i in range(50)})
+    for _ in range(3):
+        for i in range(50):
+            assert db[f"k{i}"] == i
+    assert len(db._front) == 50
+    assert db.flush_atimes() == 50
+    db.run_maintenance()
+    db.run_maintenance()
+    assert len(db._front) == 50
+    assert db.stats()["front_cache_hits"] >= 50
+
+
+def test_get_many_uses_the_front_cache_consistently(make_db: Callable[..., PersistDict]) -> None:
+    """get_many serves cached keys, reads the rest, and returns keys in the order asked."""
+    db = make_db()
+    db.set_many({"a": 1, "b": 2, "c": 3})
+    for _ in range(3):
+        db["a"], db["b"]
+    hits = db.stats()["front_cache_hits"]
+    assert db.get_many(["b", "a"]) == {"b": 2, "a": 1}
+    assert db.stats()["front_cache_hits"] == hits + 2
+    assert list(db.get_many(["c", "missing", "a"]).items()) == [("c", 3), ("a", 1)]
+    db["a"] = 10
+    assert db.get_many(["a", "b", "c"]) == {"a": 10, "b": 2, "c": 3}
