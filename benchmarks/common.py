@@ -17,6 +17,10 @@ REPO_ROOT = BENCH_DIR.parent
 WORK_DIR = BENCH_DIR / "work"  # gitignored: stores, the original package, scratch
 ORIGINAL_DIR = WORK_DIR / "original"  # pip install --target for persistdict==0.2.14
 ORIGINAL_VERSION = "0.2.14"
+# run.py copies this repository's PersistDict/ here at the start of a run and the
+# workers import it from here: a run measures one version even while the
+# checkout is being edited.
+SNAPSHOT_DIR = WORK_DIR / "snapshot"
 RESULTS_DIR = BENCH_DIR / "results"
 
 
@@ -130,11 +134,11 @@ def key(prefix: str, i: int) -> str:
 
 @dataclass
 class Sizes:
-    reps: int = 3
+    reps: int = 5
     values: list[str] = field(default_factory=lambda: list(VALUE_KINDS))
     n_read: int = 10_000  # entries in the store read by the read workloads
     n_read_slow: int = 2_000  # same, for the slow original PersistDict
-    cap_s: float = 1.0  # time cap of one timed workload (ops/s = done / elapsed)
+    cap_s: float = 0.5  # time cap of one timed workload (ops/s = done / elapsed)
     max_write_ops: int = 20_000  # set / overwrite / delete: at most this many ops
     batch: int = 1_000  # entries per set_many / get_many call (one transaction)
     max_batches: int = 20
@@ -147,9 +151,9 @@ class Sizes:
     mixed_keys_slow: int = 200
     mixed_threads: list[int] = field(default_factory=lambda: [2, 4])
     mixed_procs: list[int] = field(default_factory=lambda: [2, 4])
-    mixed_s: float = 1.5
+    mixed_s: float = 0.75
     n_big: int = 1_000_000
-    big_reps: int = 5
+    big_reps: int = 3
     big_cold_ops: int = 5_000
     big_batch: int = 20_000
     maint_s: float = 3.0
@@ -172,7 +176,7 @@ QUICK = Sizes(
     mixed_values=["str100"],
     mixed_keys=300,
     mixed_keys_slow=100,
-    mixed_s=0.4,
+    mixed_s=0.5,
     n_big=100_000,
     big_reps=2,
     big_cold_ops=1_000,

@@ -37,6 +37,7 @@ from common import (  # noqa: E402
     QUICK,
     REPO_ROOT,
     RESULTS_DIR,
+    SNAPSHOT_DIR,
     VALUE_KINDS,
     WORK_DIR,
     BENCH_DIR,
@@ -115,6 +116,20 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
+def snapshot_ours() -> str:
+    """Copy this repository's PersistDict/ to work/snapshot; returns a hash of its sources."""
+    import hashlib
+
+    shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
+    shutil.copytree(REPO_ROOT / "PersistDict", SNAPSHOT_DIR / "PersistDict",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    digest = hashlib.sha256()
+    for path in sorted((SNAPSHOT_DIR / "PersistDict").rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
@@ -150,6 +165,7 @@ def machine_info() -> dict[str, Any]:
         dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "PersistDict"],
                                capture_output=True, text=True).stdout.strip()
         versions["PersistDict (this repo)"] += f" @ {commit}{' + uncommitted changes' if dirty else ''}"
+        versions["PersistDict (this repo)"] += " (snapshot taken at start)"
     except OSError:
         pass
     versions["persistdict (original, --target)"] = ORIGINAL_VERSION
@@ -169,7 +185,8 @@ class Runner:
         self.counter += 1
         out = RUN_DIR / "out" / f"{self.counter:05d}-{task}-{contender}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        return {"task": task, "contender": contender, "sizes": sizes_dict(self.sizes), "out": str(out), **extra}
+        return {"task": task, "contender": contender, "sizes": sizes_dict(self.sizes), "out": str(out),
+                "ours_root": str(SNAPSHOT_DIR), **extra}
 
     def run(self, task: str, contender: str, **extra: Any) -> dict[str, Any]:
         spec = self.spec(task, contender, **extra)
@@ -333,7 +350,8 @@ def run_core(runner: Runner, figs: Figures, contenders: list[str], values: list[
                     figs.add(w, value, name, res.get(w, res) if res["status"] == "ok" else res)
                 if res["status"] == "ok":
                     figs.add_memory("read", value, name, res["maxrss_mb"])
-                    figs.add("open_ms", value, name, {"ms": res["open_ms"]})
+                    if c.persistent:
+                        figs.add("open_ms", value, name, {"ms": res["open_ms"]})
                 shutil.rmtree(path, ignore_errors=True)
 
 
@@ -392,7 +410,7 @@ def run_big(runner: Runner, figs: Figures, contenders: list[str], with_maintenan
         if family not in stores:
             path = fresh_dir("big", family)
             res = runner.run("populate", name, value="str100", path=path, n=sz.n_big, prefix="g",
-                             chunk=sz.big_batch)
+                             chunk=sz.big_batch, bulk=True)
             big["populate"][family] = {"by": name, **res}
             if res["status"] != "ok":
                 big["open"][name] = res
@@ -461,6 +479,7 @@ def main() -> None:
     skipped_values = sorted(set(sizes.values) - set(values))
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     RUN_DIR.mkdir(parents=True)
+    source_hash = snapshot_ours()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -470,6 +489,7 @@ def main() -> None:
         "started_utc": started.isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine_info(),
+        "persistdict_source_sha256": source_hash,
         "sizes": sizes_dict(sizes),
         "values": values,
         "values_skipped": skipped_values,

@@ -20,6 +20,7 @@ from time import perf_counter
 from typing import Any, Callable
 
 from common import CONTENDER_BY_NAME, POOL_SIZE, Sizes, key, value_pool
+import contenders
 from contenders import Adapter, make_adapter
 
 CHUNK = 20  # single-op workloads check the clock every CHUNK operations
@@ -112,10 +113,17 @@ def load_pairs(value: str, n: int, prefix: str = "r"):
 
 def task_populate(ad: Adapter, spec: dict[str, Any], sz: Sizes) -> dict[str, Any]:
     t0 = perf_counter()
-    ad.open(spec["path"])
-    ad.populate(load_pairs(spec["value"], spec["n"], spec.get("prefix", "r")), chunk=spec.get("chunk", 10_000))
-    ad.close()
-    return {"seconds": perf_counter() - t0, "n": spec["n"], "maxrss_mb": maxrss_mb()}
+    pairs = load_pairs(spec["value"], spec["n"], spec.get("prefix", "r"))
+    chunk = spec.get("chunk", 10_000)
+    bulk = getattr(ad, "populate_bulk", None)
+    if spec.get("bulk") and bulk is not None:
+        bulk(spec["path"], pairs, chunk)
+    else:
+        ad.open(spec["path"])
+        ad.populate(pairs, chunk=chunk)
+        ad.close()
+    return {"seconds": perf_counter() - t0, "n": spec["n"], "maxrss_mb": maxrss_mb(),
+            "bulk": bool(spec.get("bulk") and bulk is not None)}
 
 
 def task_read(ad: Adapter, spec: dict[str, Any], sz: Sizes) -> dict[str, Any]:
@@ -303,7 +311,9 @@ def task_maint_latency(ad: Adapter, spec: dict[str, Any], sz: Sizes) -> dict[str
         return lat
 
     phase(0.2)  # warm the interpreter paths
-    out: dict[str, Any] = {"baseline": _percentiles(phase(sz.maint_s))}
+    # baseline half before and half after the maintenance window, so drift (page
+    # faults of a fresh map, machine noise) does not land on one side only
+    before = phase(sz.maint_s / 2)
     stop = threading.Event()
     passes: list[float] = []
     errors: list[str] = []
@@ -324,16 +334,26 @@ def task_maint_latency(ad: Adapter, spec: dict[str, Any], sz: Sizes) -> dict[str
     lat = phase(sz.maint_s)
     stop.set()
     thread.join()
+    window = perf_counter() - t0
+    d.run_maintenance()  # flush what the window left, then the second baseline half
+    after = phase(sz.maint_s / 2)
+    out: dict[str, Any] = {"baseline": _percentiles(before + after), "baseline_before": _percentiles(before),
+                           "baseline_after": _percentiles(after)}
     out["during_maintenance"] = _percentiles(lat)
     out["maintenance_passes"] = len(passes)
     out["maintenance_pass_s"] = passes
-    out["maintenance_window_s"] = perf_counter() - t0
+    out["maintenance_window_s"] = window
     if errors:
         out["maintenance_error"] = errors[0]
-    # one pass alone, nothing else running
+    # passes alone, nothing else running: one flushing the atimes of the last
+    # baseline half, then one with nothing pending
+    out["single_pass_pending_atimes"] = len(getattr(d, "_touched", ()))
     t = perf_counter()
     d.run_maintenance()
     out["single_pass_idle_s"] = perf_counter() - t
+    t = perf_counter()
+    d.run_maintenance()
+    out["empty_pass_s"] = perf_counter() - t
     out["maxrss_mb"] = maxrss_mb()
     ad.close()
     return out
@@ -353,6 +373,8 @@ TASKS = {
 def main() -> None:
     spec = json.loads(sys.argv[1])
     sz = Sizes(**spec["sizes"])
+    if spec.get("ours_root"):
+        contenders.OURS_ROOT = spec["ours_root"]
     result: dict[str, Any]
     try:
         options = spec.get("options") or {}
