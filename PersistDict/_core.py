@@ -930,6 +930,8 @@ class PersistDict(MutableMapping[Any, Any]):
         self._maintenance.stop()  # outside the lock: the thread may be waiting for it
         try:
             self.flush_atimes()  # outside the lock too: a write may wait for other threads
+            if self._settings["durability"] == "fast":
+                self._storage.sync()  # what 'fast' deferred reaches the disk at close
         finally:
             with self._lock:
                 if not self._closed:
