@@ -36,8 +36,8 @@ from beartype import BeartypeConf, beartype
 from loguru import logger
 
 from . import _table
-from ._frontcache import _RECENT_LIMIT, SHARED, CachedEntry, FrontCache
-from ._keys import HASHED_SLOT_MARK, KeyCodec, canonical_key_serializer, canonical_key_unserializer, is_hashed_slot
+from ._frontcache import RECENT_LIMIT, SHARED, CachedEntry, FrontCache
+from ._keys import HASHED_SLOT_MARK, KeyCodec, canonical_key_serializer, canonical_key_unserializer
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds
 from ._maintenance import Maintenance, sweep, try_take_lease
@@ -313,7 +313,7 @@ class PersistDict(MutableMapping[Any, Any]):
         front.hits += 1
         recent = front.recent
         recent[key] = entry
-        if len(recent) > _RECENT_LIMIT:
+        if len(recent) > RECENT_LIMIT:
             with self._lock:
                 self._apply_recent()
         return entry
@@ -697,7 +697,7 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove and return the most recently inserted entry (LIFO, like dict)."""
-        storage = self._check_open()
+        self._check_open()
         now = self._clock()
 
         def work(txn: Txn) -> Record | None:
@@ -706,11 +706,7 @@ class PersistDict(MutableMapping[Any, Any]):
                     break
             else:
                 return None
-            slot = entry.slot
-            record = _table.record_at(txn, slot)
-            base = slot[: 1 + self._keys.hash_bytes] if is_hashed_slot(slot) else slot
-            found = _table.find(txn, record.lookup, base)
-            return _table.remove(txn, found, base)
+            return _table.remove_slot(txn, entry.slot, self._keys.hash_bytes)
 
         record, txn_id, in_txn = self._commit(work)
         if record is None:
@@ -718,7 +714,6 @@ class PersistDict(MutableMapping[Any, Any]):
         key = self._record_key(record)
         self.counters["deletes"] += 1
         self._after_commit(self._cache_forms(record.lookup), txn_id, in_txn)
-        del storage
         return key, self._decode_value(record.kind, record.payload, key)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:

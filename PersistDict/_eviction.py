@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 
 from . import _table
-from ._maintenance import _remove_at, last_access
+from ._maintenance import last_access
 from ._storage import Txn
 
 SAMPLES = 16
@@ -35,7 +35,7 @@ def enforce_bounds(
         victim = _pick_victim(txn, protected, touched, rng)
         if victim is None:
             break  # only protected entries are left
-        _remove_at(txn, victim, hash_bytes)
+        _table.remove_slot(txn, victim, hash_bytes)
         evicted += 1
     return evicted
 

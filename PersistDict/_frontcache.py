@@ -30,7 +30,7 @@ from cachetools import LRUCache
 
 SCALARS = frozenset({str, bytes, int, float, bool, type(None), complex})
 _ENTRY_OVERHEAD = 120  # rough bytes per cached entry beyond its payload
-_RECENT_LIMIT = 4096  # hits buffered before they are applied to the LRU order
+RECENT_LIMIT = 4096  # hits buffered before they are applied to the LRU order
 _SEEN_LIMIT = 100_000  # keys remembered for admission on second miss
 
 # how a cached entry gives out its value
@@ -164,7 +164,7 @@ class FrontCache:
     def note_hit(self, entry: CachedEntry) -> None:
         recent = self.recent
         recent[entry.key] = entry
-        if len(recent) > _RECENT_LIMIT:
+        if len(recent) > RECENT_LIMIT:
             self.apply_recent()
 
     def apply_recent(self) -> list[CachedEntry]:

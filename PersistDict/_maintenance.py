@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from . import _table
-from ._records import record_mtime, unpack_record
+from ._records import record_mtime
 from ._storage import Storage, Txn
 from ._table import TTL_FLAG
 
@@ -103,15 +103,6 @@ def last_access(txn: Txn, seq: int, slot: bytes, touched: dict[int, float]) -> f
     return max(mtime, read, pending)
 
 
-def _remove_at(txn: Txn, slot: bytes, hash_bytes: int) -> bool:
-    data = txn.record(slot)
-    if data is None:
-        return False
-    record = unpack_record(data)
-    base = _table.base_of(slot, hash_bytes)
-    _table.remove(txn, _table.find(txn, record.lookup, base), base)
-    return True
-
 
 def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | None,
           touched: dict[int, float], start_after: int, deadline: float,
@@ -159,7 +150,7 @@ def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | N
                     if current == slot and ((expires and expires <= now) or (
                             atime_cutoff is not None
                             and last_access(txn, seq, slot, touched) < atime_cutoff)):
-                        count += _remove_at(txn, slot, hash_bytes)
+                        count += _table.remove_slot(txn, slot, hash_bytes) is not None
                 return count
 
             removed += storage.write(work)

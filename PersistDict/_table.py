@@ -176,6 +176,16 @@ def remove(txn: Txn, found: Found, base: bytes) -> Record:
     return record
 
 
+def remove_slot(txn: Txn, slot: bytes, hash_bytes: int) -> Record | None:
+    """Remove the entry stored at ``slot`` (found through the order table); its record, or None."""
+    data = txn.record(slot)
+    if data is None:
+        return None
+    record = unpack_record(data)
+    base = base_of(slot, hash_bytes)
+    return remove(txn, find(txn, record.lookup, base), base)
+
+
 def _close_chain_gap(txn: Txn, base: bytes, hole: int) -> None:
     last = hole
     while txn.record(probe_slot(base, last + 1)) is not None:
