@@ -584,7 +584,7 @@ class PersistDict(MutableMapping[Any, Any]):
         if front is None or in_txn:
             return  # inside transaction(): the commit moves the txnid and resets the cache
         with self._lock:
-            front.after_write(cache_keys, txn_id)
+            front.after_write(cache_keys, txn_id, self._storage.last_txnid())
 
     def _prepare(self, key: Any, value: Any) -> tuple[Any, bytes, bytes | None, bytes, int, bytes]:
         lookup, exact = self._keys.encode(key)
@@ -791,8 +791,9 @@ class PersistDict(MutableMapping[Any, Any]):
     def transaction(self) -> Iterator[PersistDict]:
         """Make a group of reads and writes atomic and isolated across threads and processes.
 
-        Re-entrant in one thread. Rolls back if the block raises. Other writers
-        (threads and processes) wait until it ends, so keep it short.
+        Rolls back if the block raises. Nested blocks in the same thread are
+        savepoints: an inner block that raises rolls back only its own writes.
+        Other writers (threads and processes) wait until it ends: keep it short.
         """
         storage = self._check_open()
         with storage.transaction():

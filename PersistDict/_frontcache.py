@@ -202,8 +202,13 @@ class FrontCache:
             lru.popitem()
         self._end()
 
-    def after_write(self, keys: list[Any], txn_id: int) -> None:
-        """Our own transaction ``txn_id`` committed changes to ``keys``."""
+    def after_write(self, keys: list[Any], txn_id: int, last_txnid: int) -> None:
+        """Our own transaction ``txn_id`` committed; ``keys`` may have changed.
+
+        The cache stays valid only if ours is the one commit since ``valid_at``
+        and LMDB's last txnid is ours: a transaction that changed nothing does
+        not advance the txnid, and the next commit (anyone's) reuses the id.
+        """
         self._begin()
         hot, seen = self.hot, self.seen
         for key in keys:
@@ -211,7 +216,7 @@ class FrontCache:
                 del self.lru[key]
             if key in seen:
                 del seen[key]
-        if txn_id == self.valid_at + 1:
+        if txn_id == self.valid_at + 1 and last_txnid == txn_id:
             self.valid_at = txn_id
         self._end()
 

@@ -76,16 +76,39 @@ def _encode(key: Any, exact: bool) -> bytes:
         # Set order depends on PYTHONHASHSEED: sort the element encodings.
         parts = sorted(_encode(item, exact) for item in key)
         return b"{" + b"".join(_varint(len(p)) + p for p in parts)
-    # Subclasses (str enums, named tuples...) and other hashables.
-    if isinstance(key, str):
-        return _encode(str(key), exact)
-    if isinstance(key, bytes):
-        return _encode(bytes(key), exact)
+    if kind is complex:
+        if key.imag == 0 and not exact:  # 1+0j == 1, as in a dict
+            return _encode(key.real, False)
+        return b"j" + repr(key).encode()
+    # Subclasses (str enums, named tuples...) equal their base value: look them up
+    # as that value, and keep their own type (pickled) in the exact encoding.
+    for base, to_base in _BASE_VALUE:
+        if isinstance(key, base) and kind is not bool:
+            value = to_base(key)
+            if exact:
+                try:
+                    return b"p" + pickle.dumps(key, protocol=5)
+                except Exception:  # e.g. a class defined in a function: keep the value
+                    pass
+            return _encode(value, exact)
     _require_hashable(key)
     try:
         return b"p" + pickle.dumps(key, protocol=5)
     except Exception as exc:
         raise KeyEncodingError(f"key of type {kind.__name__!r} cannot be encoded (not picklable)") from exc
+
+
+# The exact built-in value of an instance of a subclass; these conversions
+# ignore overridden __str__/__int__/... (str(StrEnum.X) is 'Cls.X', not its value).
+_BASE_VALUE: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+    (str, str.__str__),
+    (bytes, lambda key: b"".join((key,))),
+    (int, int.__int__),
+    (float, float.__float__),
+    (complex, complex.__complex__),
+    (tuple, tuple),
+    (frozenset, frozenset),
+)
 
 
 def _require_hashable(key: Any) -> None:
@@ -110,6 +133,8 @@ def _decode(data: bytes, pos: int, end: int) -> Any:
         return int(body)
     if tag in (0x66, 0x46):  # f, F
         return float(body)
+    if tag == 0x6A:  # j
+        return complex(body.decode())
     if tag in (0x28, 0x7B):  # ( {
         items = []
         cur = pos + 1

@@ -125,7 +125,7 @@ def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | N
         if clock() >= deadline:
             return removed, after
         time.sleep(0)  # let foreground threads take the GIL between chunks
-        candidates: list[tuple[int, bytes]] = []
+        candidates: list[int] = []
         last: int | None = None
         with storage.reading() as txn:
             for n, (seq, row) in enumerate(txn.iter_order(False, after)):
@@ -135,21 +135,21 @@ def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | N
                 if row[0] and atime_cutoff is None:
                     continue  # plain row: no TTL, and no age limit to check
                 expires, _, slot = _table.unpack_order(row)
-                found_ttl = found_ttl or bool(expires and expires > now)
+                found_ttl = found_ttl or bool(expires)  # the flag goes only after a scan that sees none
                 if (expires and expires <= now) or (
                         atime_cutoff is not None and last_access(txn, seq, slot, touched) < atime_cutoff):
-                    candidates.append((seq, slot))
+                    candidates.append(seq)
         if candidates:
-            def work(txn: Txn, candidates: list[tuple[int, bytes]] = candidates) -> int:
+            def work(txn: Txn, candidates: list[int] = candidates) -> int:
                 count = 0
-                for seq, slot in candidates:  # check again: another process may have changed it
+                for seq in candidates:  # check again: another process may have changed it
                     row = txn.order_row(seq)
                     if row is None:
                         continue
-                    expires, _, current = _table.unpack_order(row)
-                    if current == slot and ((expires and expires <= now) or (
-                            atime_cutoff is not None
-                            and last_access(txn, seq, slot, touched) < atime_cutoff)):
+                    # the entry's current slot: removing a chain neighbour may have moved it
+                    expires, _, slot = _table.unpack_order(row)
+                    if (expires and expires <= now) or (
+                            atime_cutoff is not None and last_access(txn, seq, slot, touched) < atime_cutoff):
                         count += _table.remove_slot(txn, slot, hash_bytes) is not None
                 return count
 

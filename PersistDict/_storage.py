@@ -644,19 +644,19 @@ class Storage:
 
     @contextmanager
     def transaction(self) -> Iterator[Txn]:
-        """A write transaction held by this thread; nested calls join it."""
+        """A write transaction held by this thread.
+
+        A nested call opens an LMDB child transaction (a savepoint): if its
+        block raises, only its writes are rolled back.
+        """
         local = self._local
         active = getattr(local, "txn", None)
         if active is not None:
-            local.depth += 1
-            try:
-                yield active
-            finally:
-                local.depth -= 1
+            yield from self._savepoint(local, active)
             return
         self._grow_map_if_half_full()
         txn = self._begin_write()
-        local.txn, local.depth, local.failed, local.map_full = txn, 1, False, False
+        local.txn, local.failed, local.map_full = txn, False, False
         self.txn_holders.append(None)
         try:
             yield txn
@@ -679,6 +679,25 @@ class Storage:
             self._gate.leave()
             if local.map_full:
                 self._grow_map()
+
+    def _savepoint(self, local: threading.local, parent: Txn) -> Iterator[Txn]:
+        try:
+            child = Txn(self.env.begin(write=True, parent=parent.raw, buffers=True), self._dbs, True)
+        except lmdb.Error as exc:
+            raise translate_error(exc, self.path) from exc
+        local.txn = child
+        try:
+            yield child
+        except BaseException:
+            child.raw.abort()
+            raise
+        else:
+            if local.failed:  # the whole transaction is lost: the outermost level reports it
+                child.raw.abort()
+            else:
+                child.raw.commit()
+        finally:
+            local.txn = parent
 
     # -- map growth -------------------------------------------------------------
 

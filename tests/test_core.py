@@ -261,3 +261,34 @@ def test_public_methods_check_argument_types(db: PersistDict) -> None:
     with pytest.raises(TypeError):
         db.set_many(5)  # type: ignore[arg-type]
     assert len(db) == 0
+
+
+def test_nested_transaction_is_a_savepoint(db: PersistDict) -> None:
+    """An inner transaction block that raises rolls back only its own writes; the outer one commits."""
+    with db.transaction():
+        db["outer"] = 1
+        try:
+            with db.transaction():
+                db["inner"] = 2
+                db["outer"] = 100
+                raise ValueError("inner failure")
+        except ValueError:
+            pass
+        assert "inner" not in db and db["outer"] == 1
+        with db.transaction():
+            db["inner-ok"] = 3
+    assert dict(db.items()) == {"outer": 1, "inner-ok": 3}
+
+
+def test_noop_write_does_not_leave_the_cache_believing_it_is_current(db_path: Path,
+                                                                      make_db: Callable[..., PersistDict]) -> None:
+    """A write that changes nothing (pop/del/touch of a missing key) never lets a later foreign write go unseen."""
+    first, second = make_db(), make_db()
+    first["k"] = "old"
+    for _ in range(3):
+        assert first["k"] == "old"
+    first.pop("missing", None)
+    with pytest.raises(KeyError):
+        first.touch("missing")
+    second["k"] = "new"
+    assert first["k"] == "new" and first.get("k") == "new"

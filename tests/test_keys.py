@@ -158,3 +158,32 @@ def test_key_size_limit_mismatch_is_refused(db_path: Any, make_db: Callable[...,
     first.close()
     with pytest.raises(ValueError):
         make_db(key_size_limit=511)
+
+
+class Color(str, __import__("enum").Enum):
+    RED = "red"
+
+
+class Level(__import__("enum").IntEnum):
+    HIGH = 3
+
+
+def test_subclass_keys_equal_their_value(db: PersistDict) -> None:
+    """Str/int enums, named tuples and 1+0j are the same entry as their plain value, and keep their type."""
+    import collections
+
+    point = collections.namedtuple("point", "x y")  # local: not picklable, so it comes back as a tuple
+    db[Color.RED] = "enum"
+    assert db["red"] == "enum" and "Color.RED" not in db
+    db["Color.RED"] = "text"
+    assert db[Color.RED] == "enum"
+    db[Level.HIGH] = "level"
+    assert db[3] == "level"
+    db[point(1, 2)] = "point"
+    assert db[(1, 2)] == "point"
+    db[1 + 0j] = "complex"
+    assert db[1] == "complex" and db[1.0] == "complex"
+    db[2 + 3j] = "imaginary"
+    assert db[complex(2, 3)] == "imaginary"
+    keys = list(db)
+    assert keys[0] is Color.RED and type(keys[2]) is Level and type(keys[4]) is complex
