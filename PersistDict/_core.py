@@ -591,15 +591,31 @@ class PersistDict(MutableMapping[Any, Any]):
         kind, payload = self._encode_value(value)
         return key, lookup, exact, self._keys.slot(lookup), kind, payload
 
+    def _check_fits(self, key: Any, payload: bytes) -> None:
+        if self.max_bytes is not None and len(payload) > self.max_bytes:
+            raise ValueError(f"the value for key {_key_text(key)} ({len(payload)} bytes) is larger "
+                             f"than max_bytes={self.max_bytes}")
+
+    def _enforce_bounds(self, txn: Txn, written: set[int]) -> int:
+        """Evict (inside the writing transaction) until max_items/max_bytes hold; how many went."""
+        if self.max_items is None and self.max_bytes is None:
+            return 0
+        return enforce_bounds(txn, self.max_items, self.max_bytes, written, self._touched,
+                              self._keys.hash_bytes, self._rng)
+
+    def _note_evictions(self, evicted: int) -> None:
+        if evicted:
+            self.counters["evicted"] += evicted
+            self._log("evicted {} entries to stay within bounds", evicted)
+            if self._front is not None:
+                with self._lock:
+                    self._front.clear()  # which keys went is not known here
+
     def _write_many(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]], expires: float,
                     extra: Callable[[Txn], None] | None = None) -> None:
         now = self._clock()
-        bounded = self.max_items is not None or self.max_bytes is not None
-        if self.max_bytes is not None:
-            for key, *_, payload in prepared:
-                if len(payload) > self.max_bytes:
-                    raise ValueError(f"the value for key {_key_text(key)} ({len(payload)} bytes) is larger "
-                                     f"than max_bytes={self.max_bytes}")
+        for key, *_, payload in prepared:
+            self._check_fits(key, payload)
 
         def work(txn: Txn) -> int:
             if extra is not None:
@@ -607,19 +623,11 @@ class PersistDict(MutableMapping[Any, Any]):
             seqs = _table.SeqAllocator(txn)
             written = {_table.put(txn, seqs, lookup, exact, base, kind, payload, now, expires)[0]
                        for _, lookup, exact, base, kind, payload in prepared}
-            if not bounded:
-                return 0
-            return enforce_bounds(txn, self.max_items, self.max_bytes, written, self._touched,
-                                  self._keys.hash_bytes, self._rng)
+            return self._enforce_bounds(txn, written)
 
         evicted, txn_id, in_txn = self._commit(work)
         self.counters["sets"] += len(prepared)
-        if evicted:
-            self.counters["evicted"] += evicted
-            self._log("evicted {} entries to stay within bounds", evicted)
-            if self._front is not None:
-                with self._lock:
-                    self._front.clear()  # evicted keys are unknown here
+        self._note_evictions(evicted)
         self._after_commit([form for _, lookup, *_ in prepared for form in self._cache_forms(lookup)],
                            txn_id, in_txn)
 
@@ -718,23 +726,33 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         """Return ``d[key]``, first storing ``default`` if missing, atomically."""
-        key, lookup, exact, base, kind, payload = self._prepare(key, default)
+        lookup, exact = self._keys.encode(key)
+        base = self._keys.slot(lookup)
+        try:  # serialized before the transaction; an error matters only if the key is missing
+            kind, payload = self._encode_value(default)
+            self._check_fits(key, payload)
+            encode_error: Exception | None = None
+        except Exception as exc:
+            kind, payload, encode_error = 0, b"", exc
         now = self._clock()
 
-        def work(txn: Txn) -> tuple[int, bytes] | None:
+        def work(txn: Txn) -> tuple[int, bytes] | int:
             record = _table.find(txn, lookup, base).record
             if record is not None and self._is_live(record.expires, now):
                 return record.kind, bytes(record.payload)
-            seqs = _table.SeqAllocator(txn)
-            _table.put(txn, seqs, lookup, exact, base, kind, payload, now, 0.0)  # replaces an expired one
-            return None
+            if encode_error is not None:
+                raise encode_error
+            seq, _ = _table.put(txn, _table.SeqAllocator(txn), lookup, exact, base, kind, payload, now, 0.0)
+            return self._enforce_bounds(txn, {seq})  # put replaces an expired entry
 
-        existing, txn_id, in_txn = self._commit(work)
-        self._after_commit(self._cache_forms(lookup), txn_id, in_txn)
-        if existing is None:
+        outcome, txn_id, in_txn = self._commit(work)
+        if isinstance(outcome, int):
             self.counters["sets"] += 1
+            self._note_evictions(outcome)
+        self._after_commit(self._cache_forms(lookup), txn_id, in_txn)
+        if isinstance(outcome, int):
             return default
-        return self._decode_value(existing[0], existing[1], key)
+        return self._decode_value(outcome[0], outcome[1], key)
 
     @typechecked
     def touch(self, key: Any, ttl: int | float | None = None) -> None:

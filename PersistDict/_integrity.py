@@ -66,7 +66,7 @@ def check_database(
                 if len(report.corrupted) < _REPORTED:
                     report.corrupted.append(slot.hex())
                 if drop_unreadable:
-                    fixes.append(_dropper(slot, seq_of_slot.get(slot)))
+                    fixes.append(_dropper(slot, seq_of_slot.get(slot), keys.hash_bytes))
                     report.dropped += 1
                 continue
             record_seq[slot] = record.seq
@@ -76,7 +76,7 @@ def check_database(
                 if len(report.undecodable) < _REPORTED:
                     report.undecodable.append(_key_repr(keys, record.lookup, record.exact))
                 if drop_unreadable:
-                    fixes.append(_dropper(slot, record.seq))
+                    fixes.append(_dropper(slot, record.seq, keys.hash_bytes))
                     report.dropped += 1
                     continue
             if order.get(record.seq) != slot:
@@ -132,12 +132,9 @@ def _atime_remover(seq: int) -> Callable[[Txn], None]:
     return lambda txn: txn.delete_atime(seq)
 
 
-def _dropper(slot: bytes, seq: int | None) -> Callable[[Txn], None]:
+def _dropper(slot: bytes, seq: int | None, hash_bytes: int) -> Callable[[Txn], None]:
     def fix(txn: Txn) -> None:
-        txn.delete_record(slot)
-        if seq is not None:
-            txn.delete_order(seq)
-            txn.delete_atime(seq)
+        _table.drop_slot(txn, slot, seq, hash_bytes)
     fix.drops = True  # type: ignore[attr-defined]
     return fix
 

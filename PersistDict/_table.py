@@ -186,6 +186,23 @@ def remove_slot(txn: Txn, slot: bytes, hash_bytes: int) -> Record | None:
     return remove(txn, find(txn, record.lookup, base), base)
 
 
+def drop_slot(txn: Txn, slot: bytes, seq: int | None, hash_bytes: int) -> None:
+    """Delete the entry ``seq`` (or, when it is unknown, whatever is at ``slot``, even a record too
+    damaged to read), keeping its probe chain gap-free."""
+    if seq is not None:
+        row = txn.order_row(seq)
+        if row is not None:  # its current slot: an earlier drop may have moved it along the chain
+            slot = unpack_order(row)[2]
+        txn.delete_order(seq)
+        txn.delete_atime(seq)
+    if is_hashed_slot(slot):
+        base = base_of(slot, hash_bytes)
+        probe = int.from_bytes(slot[len(base):], "big") if len(slot) > len(base) else 0
+        _close_chain_gap(txn, base, probe)
+    else:
+        txn.delete_record(slot)
+
+
 def _close_chain_gap(txn: Txn, base: bytes, hole: int) -> None:
     last = hole
     while txn.record(probe_slot(base, last + 1)) is not None:

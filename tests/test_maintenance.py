@@ -366,3 +366,36 @@ def test_get_many_uses_the_front_cache_consistently(make_db: Callable[..., Persi
     assert list(db.get_many(["c", "missing", "a"]).items()) == [("c", 3), ("a", 1)]
     db["a"] = 10
     assert db.get_many(["a", "b", "c"]) == {"a": 10, "b": 2, "c": 3}
+
+
+def test_drop_unreadable_keeps_hash_chains_reachable(make_db: Callable[..., PersistDict]) -> None:
+    """Dropping undecodable entries from colliding hash chains leaves every healthy entry reachable."""
+    import pickle
+
+    def loads(data: bytes) -> object:
+        value = pickle.loads(data)
+        if value == "BAD":
+            raise ValueError("cannot decode")
+        return value
+
+    db = make_db(key_size_limit=1, value_unserializer=loads)
+    keys = [f"key-{i}-" + "y" * 30 for i in range(300)]
+    db.update({key: ("BAD" if i % 7 == 0 else i) for i, key in enumerate(keys)})
+    report = db.check(drop_unreadable=True)
+    assert report.dropped == len(range(0, 300, 7))
+    assert db.check().ok
+    assert all(db[key] == i for i, key in enumerate(keys) if i % 7)
+    assert len(db) == 300 - report.dropped
+
+
+def test_setdefault_respects_bounds_and_raw_values(make_db: Callable[..., PersistDict]) -> None:
+    """setdefault keeps max_items, and in raw mode an unstorable default matters only if the key is missing."""
+    bounded = make_db(max_items=2)
+    bounded["a"], bounded["b"] = 1, 2
+    assert bounded.setdefault("c", 3) == 3 and len(bounded) == 2 and "c" in bounded
+    raw = make_db(path=make_db().path + "-raw", value_serializer=None, value_unserializer=None)
+    raw["k"] = "v"
+    assert raw.setdefault("k") == "v"
+    with pytest.raises(TypeError):
+        raw.setdefault("new")
+    assert "new" not in raw
