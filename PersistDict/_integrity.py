@@ -124,12 +124,32 @@ def _key_repr(keys: KeyCodec, lookup: bytes, exact: bytes | None) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# Repairs run in a later write transaction than the scan that found the
+# problem: each one checks again that the problem is still there.
+
 def _order_row_remover(seq: int) -> Callable[[Txn], None]:
-    return lambda txn: txn.delete_order(seq)
+    def fix(txn: Txn) -> None:
+        row = txn.order_row(seq)
+        if row is None:
+            return
+        data = txn.record(_table.unpack_order(row)[2])
+        if data is None or _seq_of(data) != seq:
+            txn.delete_order(seq)
+    return fix
 
 
 def _atime_remover(seq: int) -> Callable[[Txn], None]:
-    return lambda txn: txn.delete_atime(seq)
+    def fix(txn: Txn) -> None:
+        if txn.order_row(seq) is None:
+            txn.delete_atime(seq)
+    return fix
+
+
+def _seq_of(data: bytes | memoryview) -> int | None:
+    try:
+        return unpack_record(data).seq
+    except CorruptedRecordError:
+        return None
 
 
 def _dropper(slot: bytes, seq: int | None, hash_bytes: int) -> Callable[[Txn], None]:
@@ -142,11 +162,15 @@ def _dropper(slot: bytes, seq: int | None, hash_bytes: int) -> Callable[[Txn], N
 def _reindexer(slot: bytes, seq: int, expires: float, key_in_slot: bool, seq_taken: bool) -> Callable[[Txn], None]:
     """Give an orphan record its order row back (a new seq if its own is taken)."""
     def fix(txn: Txn) -> None:
+        data = txn.record(slot)
+        if data is None or _seq_of(data) != seq:
+            return  # removed or rewritten meanwhile
+        row = txn.order_row(seq)
+        if row is not None and _table.unpack_order(row)[2] == slot:
+            return  # indexed meanwhile
         new_seq = seq
-        if seq_taken:
-            allocator = _table.SeqAllocator(txn)
-            new_seq = allocator.take()
-            record = unpack_record(txn.record(slot))  # type: ignore[arg-type]
-            txn.put_record(slot, with_header(record, seq=new_seq))
+        if seq_taken or row is not None:
+            new_seq = _table.SeqAllocator(txn).take()
+            txn.put_record(slot, with_header(unpack_record(data), seq=new_seq))
         txn.put_order(new_seq, _table.pack_order(expires, key_in_slot, slot))
     return fix
