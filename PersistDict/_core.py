@@ -109,7 +109,8 @@ def _reset_after_fork_in_child() -> None:
     for instance in list(_live_instances.values()):
         instance._lock = threading.RLock()
         if instance._front is not None:
-            instance._front = FrontCache(instance._front.max_entries, instance._front.max_bytes)
+            instance._front = FrontCache(instance._front.max_entries, instance._front.max_bytes,
+                                         instance._record_hits)
         instance._maintenance.restart_after_fork()
 
 
@@ -193,7 +194,7 @@ class PersistDict(MutableMapping[Any, Any]):
         self._raw_values = value_serializer is None
         self._loads_takes_buffer = value_unserializer is pickle.loads
         self._lock = threading.RLock()
-        self._front = FrontCache(cache_max_entries, cache_max_bytes) if caching else None
+        self._front = FrontCache(cache_max_entries, cache_max_bytes, self._record_hits) if caching else None
         self._touched: dict[int, float] = {}  # seq -> atime not yet written
         # hit/miss counters are plain attributes: the read path is the product
         self._hits = self._misses = 0
@@ -384,12 +385,14 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def _apply_recent(self) -> None:
         """Apply buffered front-cache hits to the LRU order and the pending atimes."""
-        front = self._front
-        if front is None:
-            return
+        if self._front is not None:
+            self._front.apply_recent()
+
+    def _record_hits(self, entries: list[CachedEntry]) -> None:
+        """Front-cache hits count as reads: their access times go to the next flush."""
         now = self._clock()
         touched = self._touched
-        for entry in front.apply_recent():
+        for entry in entries:
             touched[entry.seq] = now
 
     def get(self, key: Any, default: Any = None) -> Any:

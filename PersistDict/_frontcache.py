@@ -127,9 +127,11 @@ class FrontCache:
     with the owner's lock held.
     """
 
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
+    def __init__(self, max_entries: int, max_bytes: int,
+                 on_hits: Callable[[list[CachedEntry]], None]) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.on_hits = on_hits  # receives buffered hits when they are applied (the owner's atimes)
         self.hot: dict[Any, CachedEntry] = {}
         self.lru = _MirroredLRU(max_bytes, self.hot)
         self.valid_at = -1
@@ -153,28 +155,21 @@ class FrontCache:
             self.valid_at = last_txnid
             self._end()
 
-    def get(self, key: Any, last_txnid: int) -> CachedEntry | None:
-        self.validate(last_txnid)
-        entry = self.hot.get(key)
-        if entry is not None:
-            self.hits += 1
-            self.note_hit(entry)
-        return entry
-
     def note_hit(self, entry: CachedEntry) -> None:
         recent = self.recent
         recent[entry.key] = entry
         if len(recent) > RECENT_LIMIT:
             self.apply_recent()
 
-    def apply_recent(self) -> list[CachedEntry]:
-        """Move buffered hits to the LRU's most-recent end; returns them (for atimes)."""
+    def apply_recent(self) -> None:
+        """Move buffered hits to the LRU's most-recent end and hand them to ``on_hits``."""
         recent, self.recent = self.recent, {}
         lru = self.lru
         for key, entry in recent.items():
             if self.hot.get(key) is entry:
                 lru[key]  # cachetools moves it to the most-recent end
-        return list(recent.values())
+        if recent:
+            self.on_hits(list(recent.values()))
 
     def fill(self, key: Any, kind: int, payload: bytes | memoryview, seq: int, expires: float,
              snapshot_id: int) -> None:

@@ -399,3 +399,21 @@ def test_setdefault_respects_bounds_and_raw_values(make_db: Callable[..., Persis
     with pytest.raises(TypeError):
         raw.setdefault("new")
     assert "new" not in raw
+
+
+def test_many_front_cache_hits_all_count_as_reads(make_db: Callable[..., PersistDict]) -> None:
+    """More distinct cached keys than the hit buffer holds: every one read recently survives expiry."""
+    clock = Clock()
+    db = make_db(expiration_days=1, clock=clock)
+    keys = [("k", i) for i in range(5000)]  # tuple keys take the locked cache path
+    db.set_many({key: i for i, key in enumerate(keys)})
+    for _ in range(2):  # two misses: admitted to the front cache
+        for key in keys:
+            db[key]
+    clock.now += 0.8 * DAY
+    for key in keys:
+        db[key]  # served by the front cache
+    assert db.stats()["front_cache_hits"] >= 5000
+    clock.now += 0.5 * DAY
+    db.run_maintenance()
+    assert len(db) == 5000
