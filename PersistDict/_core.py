@@ -822,7 +822,7 @@ class PersistDict(MutableMapping[Any, Any]):
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def flush_atimes(self, batch: int = 2000) -> int:
+    def flush_atimes(self, batch: int = 500) -> int:
         """Write the access times kept in memory; returns how many were written.
 
         Written in transactions of ``batch`` entries so writers never wait long,
@@ -852,6 +852,7 @@ class PersistDict(MutableMapping[Any, Any]):
             count, txn_id, in_txn = self._commit(work)
             written += count
             self._after_commit([], txn_id, in_txn)
+            time.sleep(0)  # let foreground threads take the GIL between batches
         return written
 
     @typechecked
