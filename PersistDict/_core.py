@@ -227,6 +227,10 @@ class PersistDict(MutableMapping[Any, Any]):
             raise ClosedError(f"PersistDict {self.path!r} is closed")
         return self._storage
 
+    def _cache_key(self, key: Any, lookup: bytes) -> Any:
+        """The front-cache key for ``key``: itself for str/bytes, else (lookup,)."""
+        return key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
+
     def _cache_forms(self, lookup: bytes) -> list[Any]:
         """Every front-cache key under which the entry of ``lookup`` may be cached.
 
@@ -344,7 +348,7 @@ class PersistDict(MutableMapping[Any, Any]):
         if front is not None and storage.txn_holders and storage.current_write_txn() is not None:
             front = None  # inside transaction(): the cache does not see uncommitted writes
         if front is not None:
-            cache_key = key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
+            cache_key = self._cache_key(key, lookup)
             with self._lock:
                 front.validate(storage.last_txnid())
                 entry = front.hot.get(cache_key)
@@ -440,8 +444,7 @@ class PersistDict(MutableMapping[Any, Any]):
                 front.validate(storage.last_txnid())
                 cached_at = front.valid_at
                 for key, lookup in encoded:
-                    entry = front.hot.get(key if type(key) in _PLAIN_KEY_TYPES and self._plain_cache_keys
-                                          else (lookup,))
+                    entry = front.hot.get(self._cache_key(key, lookup))
                     if entry is not None and self._is_live(entry.expires, now):
                         cached[key] = entry
                         front.hits += 1
@@ -679,11 +682,8 @@ class PersistDict(MutableMapping[Any, Any]):
         now = self._clock()
 
         def work(txn: Txn) -> Record | None:
-            found = _table.find(txn, lookup, base)
-            if found.record is None:
-                return None
-            record = _table.remove(txn, found, base)
-            return None if record.expires and record.expires <= now else record
+            record = _table.delete(txn, lookup, base)
+            return None if record is None or not self._is_live(record.expires, now) else record
 
         record, txn_id, in_txn = self._commit(work)
         if record is not None:
@@ -887,7 +887,8 @@ class PersistDict(MutableMapping[Any, Any]):
         storage = self._check_open()
         now = self._clock()
         cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
-        self.flush_atimes()  # expiry must see this process's recent reads
+        with self._lock:
+            self._apply_recent()  # expiry must see reads served by the front cache, even unflushed
         removed, resume = sweep(storage, self._keys.hash_bytes, now, cutoff, self._touched,
                                 start_after, deadline, time.monotonic)
         if removed:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _table
-from ._keys import KeyCodec, is_hashed_slot, probe_slot
+from ._keys import KeyCodec, is_hashed_slot, probe_index, probe_slot
 from ._records import unpack_record, with_header
 from ._storage import Storage, Txn
 from .exceptions import CorruptedRecordError
@@ -112,7 +112,7 @@ def _in_place(keys: KeyCodec, slot: bytes, lookup: bytes, txn: Txn) -> bool:
         return slot == base
     if not slot.startswith(base):
         return False
-    index = int.from_bytes(slot[len(base):], "big") if len(slot) > len(base) else 0
+    index = probe_index(slot, base)
     return index == 0 or txn.record(probe_slot(base, index - 1)) is not None  # no gap before it
 
 

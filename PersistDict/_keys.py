@@ -242,6 +242,11 @@ def probe_slot(base: bytes, index: int) -> bytes:
     return base if index == 0 else base + index.to_bytes(PROBE_SUFFIX_BYTES, "big")
 
 
+def probe_index(slot: bytes, base: bytes) -> int:
+    """Inverse of :func:`probe_slot`: the position of ``slot`` in the chain starting at ``base``."""
+    return int.from_bytes(slot[len(base):], "big") if len(slot) > len(base) else 0
+
+
 def is_hashed_slot(slot: bytes) -> bool:
     return slot[:1] == HASHED_SLOT_MARK
 

@@ -634,7 +634,7 @@ class Storage:
                 return Txn(env.begin(write=True, buffers=True), self._dbs, True)
             except lmdb.MapResizedError:
                 self._gate.leave()
-                self._adopt_map_size()
+                self._wait_or_adopt_resize()
             except lmdb.Error as exc:
                 self._gate.leave()
                 raise translate_error(exc, self.path) from exc

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from ._keys import is_hashed_slot, probe_slot
+from ._keys import is_hashed_slot, probe_index, probe_slot
 from ._records import Record, pack_record, unpack_record, with_header
 from ._storage import Txn
 from .exceptions import CorruptedRecordError
@@ -197,8 +197,7 @@ def drop_slot(txn: Txn, slot: bytes, seq: int | None, hash_bytes: int) -> None:
         txn.delete_atime(seq)
     if is_hashed_slot(slot):
         base = base_of(slot, hash_bytes)
-        probe = int.from_bytes(slot[len(base):], "big") if len(slot) > len(base) else 0
-        _close_chain_gap(txn, base, probe)
+        _close_chain_gap(txn, base, probe_index(slot, base))
     else:
         txn.delete_record(slot)
 
