@@ -255,6 +255,8 @@ class PersistDict(MutableMapping[Any, Any]):
                 f"values must be str or bytes when value_serializer is None, not {type(value).__name__!r}"
             )
         payload = self._value_serializer(value)  # type: ignore[misc]
+        if type(payload) is bytes:
+            return KIND_SERIALIZED, payload
         if isinstance(payload, str):  # json.dumps and friends
             return KIND_SERIALIZED_TEXT, payload.encode("utf-8", "surrogatepass")
         if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -585,17 +587,25 @@ class PersistDict(MutableMapping[Any, Any]):
         result, txn_id = storage.write(run)
         return result, txn_id, in_txn
 
-    def _after_commit(self, cache_keys: list[Any], txn_id: int, in_txn: bool) -> None:
+    def _after_commit(self, lookups: list[bytes], txn_id: int, in_txn: bool) -> None:
+        """Evict the written keys (``lookups``) from the front cache, which stays valid if ours was the only commit."""
         front = self._front
         if front is None or in_txn:
             return  # inside transaction(): the commit moves the txnid and resets the cache
         with self._lock:
-            front.after_write(cache_keys, txn_id, self._storage.last_txnid())
+            # forms are only worth computing when something may be cached under them
+            forms = [form for lookup in lookups for form in self._cache_forms(lookup)] if front.holds_keys() else []
+            front.after_write(forms, txn_id, self._storage.last_txnid())
 
     def _prepare(self, key: Any, value: Any) -> tuple[Any, bytes, bytes | None, bytes, int, bytes]:
-        lookup, exact = self._keys.encode(key)
+        keys = self._keys
+        if type(key) is str and keys.canonical:  # inlined KeyCodec.encode for the common case
+            lookup, exact = b"s" + key.encode("utf-8", "surrogatepass"), None
+        else:
+            lookup, exact = keys.encode(key)
         kind, payload = self._encode_value(value)
-        return key, lookup, exact, self._keys.slot(lookup), kind, payload
+        slot = lookup if len(lookup) <= keys.key_size_limit else keys.slot(lookup)
+        return key, lookup, exact, slot, kind, payload
 
     def _check_fits(self, key: Any, payload: bytes) -> None:
         if self.max_bytes is not None and len(payload) > self.max_bytes:
@@ -620,22 +630,28 @@ class PersistDict(MutableMapping[Any, Any]):
     def _write_many(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]], expires: float,
                     extra: Callable[[Txn], None] | None = None) -> None:
         now = self._clock()
-        for key, *_, payload in prepared:
-            self._check_fits(key, payload)
+        if self.max_bytes is not None:
+            for key, *_, payload in prepared:
+                self._check_fits(key, payload)
+        bounded = self.max_items is not None or self.max_bytes is not None
+        put = _table.put
 
         def work(txn: Txn) -> int:
             if extra is not None:
                 extra(txn)
             seqs = _table.SeqAllocator(txn)
-            written = {_table.put(txn, seqs, lookup, exact, base, kind, payload, now, expires)[0]
+            if not bounded:
+                for _, lookup, exact, base, kind, payload in prepared:
+                    put(txn, seqs, lookup, exact, base, kind, payload, now, expires)
+                return 0
+            written = {put(txn, seqs, lookup, exact, base, kind, payload, now, expires)[0]
                        for _, lookup, exact, base, kind, payload in prepared}
             return self._enforce_bounds(txn, written)
 
         evicted, txn_id, in_txn = self._commit(work)
         self.counters["sets"] += len(prepared)
         self._note_evictions(evicted)
-        self._after_commit([form for _, lookup, *_ in prepared for form in self._cache_forms(lookup)],
-                           txn_id, in_txn)
+        self._after_commit([lookup for _, lookup, *_ in prepared], txn_id, in_txn)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check_open()
@@ -690,7 +706,7 @@ class PersistDict(MutableMapping[Any, Any]):
             self.counters["deletes"] += 1
             with self._lock:
                 self._touched.pop(record.seq, None)
-        self._after_commit(self._cache_forms(lookup), txn_id, in_txn)
+        self._after_commit([lookup], txn_id, in_txn)
         return record
 
     def __delitem__(self, key: Any) -> None:
@@ -724,7 +740,7 @@ class PersistDict(MutableMapping[Any, Any]):
             raise KeyError("popitem(): PersistDict is empty")
         key = self._record_key(record)
         self.counters["deletes"] += 1
-        self._after_commit(self._cache_forms(record.lookup), txn_id, in_txn)
+        self._after_commit([record.lookup], txn_id, in_txn)
         return key, self._decode_value(record.kind, record.payload, key)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
@@ -752,7 +768,7 @@ class PersistDict(MutableMapping[Any, Any]):
         if isinstance(outcome, int):
             self.counters["sets"] += 1
             self._note_evictions(outcome)
-        self._after_commit(self._cache_forms(lookup), txn_id, in_txn)
+        self._after_commit([lookup], txn_id, in_txn)
         if isinstance(outcome, int):
             return default
         return self._decode_value(outcome[0], outcome[1], key)
@@ -776,7 +792,7 @@ class PersistDict(MutableMapping[Any, Any]):
             return True
 
         ok, txn_id, in_txn = self._commit(work)
-        self._after_commit(self._cache_forms(lookup), txn_id, in_txn)
+        self._after_commit([lookup], txn_id, in_txn)
         if not ok:
             raise KeyError(key)
 

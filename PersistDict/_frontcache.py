@@ -215,6 +215,10 @@ class FrontCache:
             self.valid_at = txn_id
         self._end()
 
+    def holds_keys(self) -> bool:
+        """Whether any key is cached or remembered for admission."""
+        return bool(self.hot) or bool(self.seen)
+
     def clear(self) -> None:
         self._begin()
         self.lru.clear()

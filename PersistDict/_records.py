@@ -96,6 +96,25 @@ def unpack_value(data: bytes) -> tuple[int, float, int, bytes | memoryview]:
     return seq, expires, kind, data[start:-4]
 
 
+_OVERWRITE_HEADER = struct.Struct("<BxxxQdxxxxxxxxdII")  # version, seq, ctime, expires, lengths
+
+
+def overwrite_fields(data: bytes | memoryview) -> tuple[int, float, float, bytes | None] | None:
+    """(seq, ctime, expires, exact key) of a record about to be overwritten; None if it is damaged.
+
+    The write path's parse: no Record, no payload slice.
+    """
+    if len(data) < HEADER_SIZE + 4 or zlib.crc32(data) != _CRC_RESIDUE:
+        return None
+    version, seq, ctime, expires, lookup_len, exact_len = _OVERWRITE_HEADER.unpack_from(data)
+    if version != RECORD_VERSION:
+        return None
+    if not exact_len:
+        return seq, ctime, expires, None
+    start = HEADER_SIZE + lookup_len
+    return seq, ctime, expires, bytes(data[start : start + exact_len])
+
+
 def record_mtime(data: bytes | memoryview) -> float:
     """The last write time of a record, read without verifying it (for expiry scans)."""
     return _HEADER.unpack_from(data)[5]  # type: ignore[no-any-return]

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from ._keys import is_hashed_slot, probe_index, probe_slot
-from ._records import Record, pack_record, unpack_record, with_header
+from ._records import Record, overwrite_fields, pack_record, unpack_record, with_header
 from ._storage import Txn
 from .exceptions import CorruptedRecordError
 
@@ -119,38 +119,27 @@ def put(
     """
     if expires:
         note_ttl_write(txn)
-    if not is_hashed_slot(base):
-        found = Found(base, 0, _readable(txn.record(base)))
-    else:
+    if is_hashed_slot(base):
         found = find(txn, lookup, base)
-    old = found.record
-    if old is not None and old.expires and old.expires <= now:
-        _drop_order_of(txn, old)
-        old = None
-    if old is None:
+        slot, old = found.slot, found.record
+        fields = None if old is None else (old.seq, old.ctime, old.expires, old.exact)
+    else:  # the common case: one lookup, and only the header fields an overwrite keeps
+        slot = base
+        data = txn.record(slot)
+        fields = None if data is None else overwrite_fields(data)  # damaged: replaced as new
+    if fields is not None and fields[2] and fields[2] <= now:  # past its TTL: a new entry
+        txn.delete_order(fields[0])
+        txn.delete_atime(fields[0])
+        fields = None
+    if fields is None:
         seq, ctime = seqs.take(), now
+        txn.put_order(seq, pack_order(expires, exact is None and slot == lookup, slot))
     else:  # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
-        seq, ctime, exact = old.seq, old.ctime, old.exact
-    if old is None or old.expires != expires:
-        key_in_slot = exact is None and found.slot == lookup
-        txn.put_order(seq, pack_order(expires, key_in_slot, found.slot))
-    txn.put_record(found.slot, pack_record(seq, ctime, now, expires, kind, lookup, exact, payload))
-    return seq, old is None
-
-
-def _readable(data: bytes | memoryview | None) -> Record | None:
-    if data is None:
-        return None
-    try:
-        return unpack_record(data)
-    except CorruptedRecordError:  # overwritten: the new record replaces the damaged one
-        return None
-
-
-def _drop_order_of(txn: Txn, old: Record | None) -> None:
-    if old is not None:
-        txn.delete_order(old.seq)
-        txn.delete_atime(old.seq)
+        seq, ctime, old_expires, exact = fields
+        if old_expires != expires:
+            txn.put_order(seq, pack_order(expires, exact is None and slot == lookup, slot))
+    txn.put_record(slot, pack_record(seq, ctime, now, expires, kind, lookup, exact, payload))
+    return seq, fields is None
 
 
 def delete(txn: Txn, lookup: bytes, base: bytes) -> Record | None:
