@@ -94,6 +94,11 @@ def _key_text(key: Any) -> str:
 _live_instances: weakref.WeakValueDictionary[int, PersistDict] = weakref.WeakValueDictionary()
 
 
+def _undecodable(key: Any) -> CodecError:
+    where = "" if key is _MISSING else f" of key {_key_text(key)}"
+    return CodecError(f"cannot decode the value{where} with the configured value_unserializer")
+
+
 @atexit.register
 def _flush_at_exit() -> None:
     for instance in list(_live_instances.values()):
@@ -276,8 +281,7 @@ class PersistDict(MutableMapping[Any, Any]):
             except CodecError:
                 raise
             except Exception as exc:
-                where = "" if key is _MISSING else f" of key {_key_text(key)}"
-                raise CodecError(f"cannot decode the value{where} with the configured value_unserializer") from exc
+                raise _undecodable(key) from exc
         if kind == KIND_STR:
             return bytes(payload).decode("utf-8", "surrogatepass")
         if kind == KIND_BYTES:
@@ -333,7 +337,7 @@ class PersistDict(MutableMapping[Any, Any]):
         return self._read(key)
 
     def _read(self, key: Any) -> Any:
-        """The slow path of a read: encode, look in the cache, then in LMDB.
+        """The slow path of a read, after ``_hot_entry`` missed: the cache under the lock, then LMDB.
 
         LMDB is read outside the instance lock: a read may have to wait for a
         map resize, which waits for open transactions, whose threads may need
@@ -344,33 +348,50 @@ class PersistDict(MutableMapping[Any, Any]):
             lookup = b"s" + key.encode("utf-8", "surrogatepass")
         else:
             lookup = keys.encode(key)[0]
-        slot = lookup if len(lookup) <= keys.key_size_limit else keys.slot(lookup)
         storage = self._check_open()
         front = self._front
-        if front is not None and storage.txn_holders and storage.current_write_txn() is not None:
-            front = None  # inside transaction(): the cache does not see uncommitted writes
         if front is not None:
             cache_key = self._cache_key(key, lookup)
-            with self._lock:
-                front.validate(storage.last_txnid())
-                entry = front.hot.get(cache_key)
-                if entry is not None and (not entry.expires or entry.expires > self._clock()):
-                    front.hits += 1
-                    front.note_hit(entry)
-                else:
-                    entry = None
-            if entry is not None:
-                return entry.value(self._decode_cached)
-        seq, expires, kind, payload, snapshot = self._find_value(storage, key, lookup, slot)
+            if storage.txn_holders and storage.current_write_txn() is not None:
+                front = None  # inside transaction(): the cache does not see uncommitted writes
+            elif cache_key is not key or storage.txnid_views is None or storage.txn_holders:
+                # _hot_entry could not look without the lock; otherwise its look was conclusive
+                with self._lock:
+                    front.validate(storage.last_txnid())
+                    entry = front.hot.get(cache_key)
+                    if entry is not None and (not entry.expires or entry.expires > self._clock()):
+                        front.hits += 1
+                        front.note_hit(entry)
+                    else:
+                        entry = None
+                if entry is not None:
+                    return entry.value(self._decode_cached)
+        if len(lookup) <= keys.key_size_limit:  # inlined _find_value for the common case
+            data, snapshot = storage.read_record(lookup)
+            if data is None:
+                seq = -1
+            else:
+                try:
+                    seq, expires, kind, payload = unpack_value(data)
+                except CorruptedRecordError as exc:
+                    raise CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}") from exc
+        else:
+            seq, expires, kind, payload, snapshot = self._find_value(storage, key, lookup, keys.slot(lookup))
         now = self._clock()
-        with self._lock:
-            if seq < 0 or (expires and expires <= now):
-                self._misses += 1
-                raise KeyError(key)
-            self._touched[seq] = now
-            self._hits += 1
-            if front is not None:  # only if nothing moved meanwhile (see FrontCache.fill)
+        if seq < 0 or (expires and expires <= now):
+            self._misses += 1  # counters are not locked: they may undercount under contention
+            raise KeyError(key)
+        self._touched[seq] = now  # no lock: flush_atimes drains by pop, so no access is lost
+        self._hits += 1
+        if front is not None and front.note_miss(cache_key, snapshot):
+            with self._lock:  # a second miss: cache it, if nothing moved meanwhile (see FrontCache.fill)
+                front.validate(storage.last_txnid())
                 front.fill(cache_key, kind, payload, seq, expires, snapshot)
+        if kind == KIND_SERIALIZED and self._loads_takes_buffer:  # inlined _decode_value for pickle
+            try:
+                return pickle.loads(payload)
+            except Exception as exc:
+                raise _undecodable(key) from exc
         return self._decode_value(kind, payload, key)
 
     def _find_value(self, storage: Storage, key: Any, lookup: bytes, slot: bytes) -> tuple[int, float, int, Any, int]:
@@ -846,10 +867,14 @@ class PersistDict(MutableMapping[Any, Any]):
         """
         with self._lock:
             self._apply_recent()
-            touched, self._touched = self._touched, {}
-        if not touched or self._closed:
+        if self._closed:
             return 0
-        pending = list(touched.items())
+        # drained by pop, not swapped: reads add to this dict without the lock, and an
+        # access recorded after its pop simply waits for the next flush
+        touched = self._touched
+        pending = [(seq, when) for seq in list(touched) if (when := touched.pop(seq, None)) is not None]
+        if not pending:
+            return 0
         written = 0
         for start in range(0, len(pending), batch):
             chunk = pending[start:start + batch]

@@ -171,6 +171,23 @@ class FrontCache:
         if recent:
             self.on_hits(list(recent.values()))
 
+    def note_miss(self, key: Any, snapshot_id: int) -> bool:
+        """The lock-free part of :meth:`fill`: remember a first miss. True if ``fill`` (under the
+        lock) should run: a second miss, or a snapshot other than ``valid_at`` (the cache may be stale).
+
+        ``seen`` is only an admission hint (it never holds a value) and dict
+        operations are atomic, so it is safe to update without the lock.
+        """
+        if snapshot_id != self.valid_at:
+            return True
+        seen = self.seen
+        if key in seen:
+            return True
+        if len(seen) >= _SEEN_LIMIT:
+            seen.clear()
+        seen[key] = None
+        return False
+
     def fill(self, key: Any, kind: int, payload: bytes | memoryview, seq: int, expires: float,
              snapshot_id: int) -> None:
         """Cache an entry read in transaction ``snapshot_id`` on its second miss.
@@ -186,7 +203,7 @@ class FrontCache:
                 seen.clear()
             seen[key] = None
             return
-        del seen[key]
+        seen.pop(key, None)  # pop: a lock-free note_miss may have cleared it
         entry = CachedEntry(key, bytes((kind,)) + payload, seq, expires)
         if entry.size > self.max_bytes:
             return
@@ -209,8 +226,7 @@ class FrontCache:
         for key in keys:
             if key in hot:
                 del self.lru[key]
-            if key in seen:
-                del seen[key]
+            seen.pop(key, None)
         if txn_id == self.valid_at + 1 and last_txnid == txn_id:
             self.valid_at = txn_id
         self._end()

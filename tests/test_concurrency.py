@@ -12,6 +12,7 @@ import os
 import pickle
 import random
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -189,6 +190,37 @@ def test_every_public_method_is_safe_from_16_threads(path, opened, background):
     assert d.copy() == expected
     assert len(d) == len(expected)
     check_no_torn_entries(d)
+
+
+def test_access_times_recorded_by_reader_threads_survive_concurrent_flushes(path, opened):
+    """Reads record access times without the lock; flushes running meanwhile lose none of them."""
+    d = opened(path, caching=False)
+    d.set_many({f"k{i}": i for i in range(8000)})
+    d._clock = lambda: 2_000_000_000.0  # every read from now on happens at this time
+    stop = threading.Event()
+
+    def flusher() -> None:
+        while not stop.is_set():
+            d.flush_atimes(batch=50)
+
+    def reader(t: int) -> None:
+        for i in range(t, 8000, 4):
+            assert d[f"k{i}"] == i
+
+    background = threading.Thread(target=flusher)
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to hit the narrow windows
+    background.start()
+    try:
+        run_threads(4, reader)
+    finally:
+        stop.set()
+        background.join()
+        sys.setswitchinterval(switch_interval)
+    d.flush_atimes()
+    fresh = opened(path)  # its own pending access times are empty: it sees what was written
+    stale = [i for i in range(8000) if fresh.metadata(f"k{i}").atime.timestamp() != 2_000_000_000.0]
+    assert not stale, f"{len(stale)} access times lost, e.g. k{stale[0]}"
 
 
 def test_popitem_from_16_threads_and_a_process_pops_each_entry_once(path, opened):
