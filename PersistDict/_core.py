@@ -42,7 +42,6 @@ from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds
 from ._maintenance import Maintenance, sweep, try_take_lease
 from ._records import (
-    HEADER_SIZE,
     KIND_BYTES,
     KIND_SERIALIZED,
     KIND_SERIALIZED_TEXT,
@@ -437,15 +436,17 @@ class PersistDict(MutableMapping[Any, Any]):
         if self._hot_entry(key) is not None:
             return True
         storage = self._check_open()
-        lookup, _ = self._keys.encode(key)
-        slot = self._keys.slot(lookup)
-        now = self._clock()
-        if slot[0] != HASHED_SLOT_TAG:
-            header, _ = storage.read_record(slot, prefix=HEADER_SIZE)
-            return header is not None and self._is_live(record_expires(header), now)
+        keys = self._keys
+        if type(key) is str and keys.canonical:  # inlined KeyCodec.encode for the common case
+            lookup = b"s" + key.encode("utf-8", "surrogatepass")
+        else:
+            lookup = keys.encode(key)[0]
+        if len(lookup) <= keys.key_size_limit:
+            expires, _ = storage.read_record(lookup, parse=record_expires)
+            return expires is not None and (not expires or expires > self._clock())
         with storage.reading() as txn:
-            record = _table.find(txn, lookup, slot).record
-            return record is not None and self._is_live(record.expires, now)
+            record = _table.find(txn, lookup, keys.slot(lookup)).record
+            return record is not None and self._is_live(record.expires, self._clock())
 
     @typechecked
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:

@@ -496,13 +496,16 @@ class Storage:
 
     # -- transactions ---------------------------------------------------------
 
-    def read_record(self, slot: bytes, prefix: int | None = None) -> tuple[bytes | None, int]:
-        """(record, or its first ``prefix`` bytes, or None; snapshot txn id): one round trip."""
+    def read_record(self, slot: bytes, parse: Callable[[Any], T] | None = None) -> tuple[Any, int]:
+        """(record or None, snapshot txn id) in one round trip; with ``parse``, (``parse(record
+        buffer)`` or None, id): the buffer is parsed in place, never copied."""
         if self.txn_holders:
             active = getattr(self._local, "txn", None)
             if active is not None:
                 data = active.raw.get(slot, db=self._records_db)
-                return (None if data is None else bytes(data[:prefix])), active.raw.id()
+                if data is not None and parse is not None:
+                    data = parse(data)
+                return data, active.raw.id()
         env = self.env if self.generation == _fork_generation[0] else self._checked_env()
         gate = self._gate
         open_txns = gate.open_txns
@@ -510,20 +513,20 @@ class Storage:
         try:
             if gate.resizing:
                 raise lmdb.MapResizedError("resize in progress")
-            if prefix is None:
+            if parse is None:
                 txn = env.begin()
                 data = txn.get(slot, db=self._records_db)
             else:
                 txn = env.begin(buffers=True)  # type: ignore[assignment]
                 data = txn.get(slot, db=self._records_db)
                 if data is not None:
-                    data = bytes(data[:prefix])  # copy before the txn ends
+                    data = parse(data)  # before the txn ends: the buffer is LMDB's memory
             snapshot = txn.id()
             txn.abort()
         except lmdb.MapResizedError:
             open_txns.pop()
             self._wait_or_adopt_resize()
-            return self.read_record(slot, prefix)
+            return self.read_record(slot, parse)
         except lmdb.Error as exc:
             open_txns.pop()
             raise translate_error(exc, self.path) from exc
