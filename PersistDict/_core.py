@@ -37,7 +37,7 @@ from loguru import logger
 
 from . import _table
 from ._frontcache import RECENT_LIMIT, SHARED, CachedEntry, FrontCache
-from ._keys import HASHED_SLOT_MARK, KeyCodec, canonical_key_serializer, canonical_key_unserializer
+from ._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds
 from ._maintenance import Maintenance, sweep, try_take_lease
@@ -63,13 +63,12 @@ from .exceptions import (
 typechecked = beartype(conf=BeartypeConf(violation_type=TypeError))
 
 _MISSING: Any = object()
-_ABSENT = (-1, 0.0, 0, b"", 0)  # _find_value's answer for a key that is not stored
+_ABSENT = (-1, 0.0, 0, b"", 0)  # _find_hashed's answer for a key that is not stored
 # Keys whose Python equality is exactly the canonical codec's equality (no
 # str equals a bytes or a number): the front cache is keyed by the object
 # itself for them, so a hit needs no encoding. Other keys use (lookup,).
 _PLAIN_KEY_TYPES = frozenset({str, bytes})
 _FORMAT_VERSION = 1
-HASHED_SLOT_TAG = HASHED_SLOT_MARK[0]
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,10 @@ def _key_text(key: Any) -> str:
 
 # id -> instance, for the flush at exit (instances are unhashable, like dict)
 _live_instances: weakref.WeakValueDictionary[int, PersistDict] = weakref.WeakValueDictionary()
+
+
+def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
+    return CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}")
 
 
 def _undecodable(key: Any) -> CodecError:
@@ -365,7 +368,7 @@ class PersistDict(MutableMapping[Any, Any]):
                         entry = None
                 if entry is not None:
                     return entry.value(self._decode_cached)
-        if len(lookup) <= keys.key_size_limit:  # inlined _find_value for the common case
+        if len(lookup) <= keys.key_size_limit:  # the slot is the lookup encoding: one get
             data, snapshot = storage.read_record(lookup)
             if data is None:
                 seq = -1
@@ -373,9 +376,9 @@ class PersistDict(MutableMapping[Any, Any]):
                 try:
                     seq, expires, kind, payload = unpack_value(data)
                 except CorruptedRecordError as exc:
-                    raise CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}") from exc
+                    raise _corrupted(key, exc) from exc
         else:
-            seq, expires, kind, payload, snapshot = self._find_value(storage, key, lookup, keys.slot(lookup))
+            seq, expires, kind, payload, snapshot = self._find_hashed(storage, key, lookup)
         now = self._clock()
         if seq < 0 or (expires and expires <= now):
             self._misses += 1  # counters are not locked: they may undercount under contention
@@ -393,21 +396,16 @@ class PersistDict(MutableMapping[Any, Any]):
                 raise _undecodable(key) from exc
         return self._decode_value(kind, payload, key)
 
-    def _find_value(self, storage: Storage, key: Any, lookup: bytes, slot: bytes) -> tuple[int, float, int, Any, int]:
-        """(seq, expires, kind, payload, snapshot txn id) of ``key``; seq is -1 if absent."""
+    def _find_hashed(self, storage: Storage, key: Any, lookup: bytes) -> tuple[int, float, int, Any, int]:
+        """(seq, expires, kind, payload, snapshot txn id) of a key with a hashed slot; seq is -1 if absent."""
         try:
-            if slot[0] != HASHED_SLOT_TAG:
-                data, snapshot = storage.read_record(slot)
-                if data is None:
-                    return _ABSENT
-                return (*unpack_value(data), snapshot)
             with storage.reading() as txn:
-                record = _table.find(txn, lookup, slot).record
+                record = _table.find(txn, lookup, self._keys.slot(lookup)).record
                 if record is None:
                     return _ABSENT
                 return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
         except CorruptedRecordError as exc:
-            raise CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}") from exc
+            raise _corrupted(key, exc) from exc
 
     def _apply_recent(self) -> None:
         """Apply buffered front-cache hits to the LRU order and the pending atimes."""
