@@ -36,6 +36,7 @@ from beartype import BeartypeConf, beartype
 from loguru import logger
 
 from . import _table
+from ._accesses import SHARD_MASK, PendingAccesses
 from ._frontcache import RECENT_LIMIT, SHARED, CachedEntry, FrontCache
 from ._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
 from ._integrity import CheckReport, check_database
@@ -202,7 +203,7 @@ class PersistDict(MutableMapping[Any, Any]):
         self._loads_takes_buffer = value_unserializer is pickle.loads
         self._lock = threading.RLock()
         self._front = FrontCache(cache_max_entries, cache_max_bytes, self._record_hits) if caching else None
-        self._touched: dict[int, float] = {}  # seq -> atime not yet written
+        self._touched = PendingAccesses()  # seq -> atime not yet written
         # hit/miss counters are plain attributes: the read path is the product
         self._hits = self._misses = 0
         self.counters = dict.fromkeys(("sets", "deletes", "expired", "evicted", "integrity_alerts"), 0)
@@ -383,7 +384,7 @@ class PersistDict(MutableMapping[Any, Any]):
         if seq < 0 or (expires and expires <= now):
             self._misses += 1  # counters are not locked: they may undercount under contention
             raise KeyError(key)
-        self._touched[seq] = now  # no lock: flush_atimes drains by pop, so no access is lost
+        self._touched.shards[seq & SHARD_MASK][seq] = now  # PendingAccesses.note, inlined; no lock needed
         self._hits += 1
         if front is not None and front.note_miss(cache_key, snapshot):
             with self._lock:  # a second miss: cache it, if nothing moved meanwhile (see FrontCache.fill)
@@ -415,9 +416,9 @@ class PersistDict(MutableMapping[Any, Any]):
     def _record_hits(self, entries: list[CachedEntry]) -> None:
         """Front-cache hits count as reads: their access times go to the next flush."""
         now = self._clock()
-        touched = self._touched
+        note = self._touched.note
         for entry in entries:
-            touched[entry.seq] = now
+            note(entry.seq, now)
 
     def get(self, key: Any, default: Any = None) -> Any:
         # Overridden: Mapping.get goes through __getitem__ and an exception on a miss.
@@ -482,9 +483,8 @@ class PersistDict(MutableMapping[Any, Any]):
                     record = _table.find(txn, lookup, self._keys.slot(lookup)).record
                     if record is not None and self._is_live(record.expires, now):
                         raw.append((key, record.seq, record.kind, bytes(record.payload)))
-        with self._lock:
-            for _, seq, _, _ in raw:
-                self._touched[seq] = now
+        for _, seq, _, _ in raw:
+            self._touched.note(seq, now)
         found = {key: entry.value(self._decode_cached) for key, entry in cached.items()}
         for key, _, kind, payload in raw:
             found[key] = self._decode_value(kind, payload, key)
@@ -590,8 +590,7 @@ class PersistDict(MutableMapping[Any, Any]):
             if record is None or not self._is_live(record.expires, now):
                 raise KeyError(key)
             atime = _table.atime_of(txn, record)
-        with self._lock:
-            atime = max(atime, self._touched.get(record.seq, 0.0))
+        atime = max(atime, self._touched.get(record.seq, 0.0))
         return Metadata(_utc(record.ctime), _utc(atime))
 
     # -- writing --------------------------------------------------------------------
@@ -725,7 +724,7 @@ class PersistDict(MutableMapping[Any, Any]):
         if record is not None:
             self.counters["deletes"] += 1
             with self._lock:
-                self._touched.pop(record.seq, None)
+                self._touched.discard(record.seq)
         self._after_commit([lookup], txn_id, in_txn)
         return record
 
@@ -863,37 +862,31 @@ class PersistDict(MutableMapping[Any, Any]):
 
         Written in transactions of ``batch`` entries so writers never wait long,
         and our own front cache stays valid (access times change no value).
+        Python work between two LMDB calls stays short: a background thread that
+        holds the GIL makes every foreground read wait for it (up to 5 ms each time).
         """
         with self._lock:
             self._apply_recent()
         if self._closed:
             return 0
-        # drained by pop, not swapped: reads add to this dict without the lock, and an
-        # access recorded after its pop simply waits for the next flush
-        touched = self._touched
-        pending = [(seq, when) for seq in list(touched) if (when := touched.pop(seq, None)) is not None]
-        if not pending:
-            return 0
-        written = 0
-        for start in range(0, len(pending), batch):
-            chunk = pending[start:start + batch]
+        return sum(self._write_atimes(chunk) for chunk in self._touched.drain(batch))
 
-            def work(txn: Txn, chunk: list[tuple[int, float]] = chunk) -> int:
-                count = 0
-                for seq, when in chunk:
-                    if txn.order_row(seq) is None:  # deleted meanwhile
-                        continue
-                    stored = txn.atime(seq)
-                    if stored is None or stored < when:
-                        txn.put_atime(seq, when)
-                        count += 1
-                return count
+    def _write_atimes(self, chunk: list[tuple[int, float]]) -> int:
+        def work(txn: Txn) -> int:
+            count = 0
+            for seq, when in chunk:
+                if txn.order_row(seq) is None:  # deleted meanwhile
+                    continue
+                stored = txn.atime(seq)
+                if stored is None or stored < when:
+                    txn.put_atime(seq, when)
+                    count += 1
+            return count
 
-            count, txn_id, in_txn = self._commit(work)
-            written += count
-            self._after_commit([], txn_id, in_txn)
-            time.sleep(0)  # let foreground threads take the GIL between batches
-        return written
+        count, txn_id, in_txn = self._commit(work)
+        self._after_commit([], txn_id, in_txn)
+        time.sleep(0)
+        return count
 
     @typechecked
     def check(self, repair: bool = False, drop_unreadable: bool = False) -> CheckReport:

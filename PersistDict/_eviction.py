@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 
 from . import _table
+from ._accesses import PendingAccesses
 from ._maintenance import last_access
 from ._storage import Txn
 
@@ -24,7 +25,7 @@ def enforce_bounds(
     max_items: int | None,
     max_bytes: int | None,
     protected: set[int],
-    touched: dict[int, float],
+    touched: PendingAccesses,
     hash_bytes: int,
     rng: random.Random,
 ) -> int:
@@ -40,7 +41,7 @@ def enforce_bounds(
     return evicted
 
 
-def _pick_victim(txn: Txn, protected: set[int], touched: dict[int, float], rng: random.Random) -> bytes | None:
+def _pick_victim(txn: Txn, protected: set[int], touched: PendingAccesses, rng: random.Random) -> bytes | None:
     """The slot of the least recently used unprotected entry (exact when small, sampled when large)."""
     if txn.count() <= SAMPLES * 4:
         rows = list(txn.iter_order())

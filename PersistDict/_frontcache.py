@@ -31,7 +31,7 @@ from cachetools import LRUCache
 SCALARS = frozenset({str, bytes, int, float, bool, type(None), complex})
 _ENTRY_OVERHEAD = 120  # rough bytes per cached entry beyond its payload
 RECENT_LIMIT = 4096  # hits buffered before they are applied to the LRU order
-_SEEN_LIMIT = 100_000  # keys remembered for admission on second miss
+_SEEN_GENERATION = 16_384  # keys remembered for admission on the second miss: two generations of this
 
 # how a cached entry gives out its value
 UNCLASSIFIED = 0  # holds the payload; decoded and classified on first hit
@@ -96,6 +96,41 @@ class CachedEntry:
         return value
 
 
+class _Misses:
+    """Keys that missed once, in two generations of at most ``_SEEN_GENERATION`` keys.
+
+    Small dicts on purpose: growing or clearing one of 100k keys stalls the read
+    that does it for milliseconds. Used without the lock by ``note_miss``: every
+    operation is a single dict operation or attribute swap (atomic under the
+    GIL), and a lost race only forgets a hint.
+    """
+
+    __slots__ = ("young", "old")
+
+    def __init__(self) -> None:
+        self.young: dict[Any, None] = {}
+        self.old: dict[Any, None] = {}
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.young or key in self.old
+
+    def __bool__(self) -> bool:
+        return bool(self.young) or bool(self.old)
+
+    def add(self, key: Any) -> None:
+        young = self.young
+        young[key] = None
+        if len(young) >= _SEEN_GENERATION:
+            self.old, self.young = young, {}
+
+    def discard(self, key: Any) -> None:
+        self.young.pop(key, None)
+        self.old.pop(key, None)
+
+    def clear(self) -> None:
+        self.young, self.old = {}, {}
+
+
 class _MirroredLRU(LRUCache):  # type: ignore[type-arg]
     """cachetools' LRU, keeping a plain dict of its contents for lock-free reads."""
 
@@ -137,7 +172,7 @@ class FrontCache:
         self.valid_at = -1
         self.stamp = 0  # odd while a mutation is in progress
         self.recent: dict[Any, CachedEntry] = {}  # hits not yet applied to the LRU order
-        self.seen: dict[Any, None] = {}  # keys that missed once
+        self.seen = _Misses()  # keys that missed once
         self.hits = 0  # counted without the lock on the hot path: may undercount under contention
 
     def _begin(self) -> None:
@@ -183,9 +218,7 @@ class FrontCache:
         seen = self.seen
         if key in seen:
             return True
-        if len(seen) >= _SEEN_LIMIT:
-            seen.clear()
-        seen[key] = None
+        seen.add(key)
         return False
 
     def fill(self, key: Any, kind: int, payload: bytes | memoryview, seq: int, expires: float,
@@ -199,11 +232,9 @@ class FrontCache:
             return
         seen = self.seen
         if key not in seen:
-            if len(seen) >= _SEEN_LIMIT:
-                seen.clear()
-            seen[key] = None
+            seen.add(key)
             return
-        seen.pop(key, None)  # pop: a lock-free note_miss may have cleared it
+        seen.discard(key)
         entry = CachedEntry(key, bytes((kind,)) + payload, seq, expires)
         if entry.size > self.max_bytes:
             return
@@ -226,7 +257,7 @@ class FrontCache:
         for key in keys:
             if key in hot:
                 del self.lru[key]
-            seen.pop(key, None)
+            seen.discard(key)
         if txn_id == self.valid_at + 1 and last_txnid == txn_id:
             self.valid_at = txn_id
         self._end()

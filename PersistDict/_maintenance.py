@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from . import _table
+from ._accesses import PendingAccesses
 from ._records import record_mtime
 from ._storage import Storage, Txn
 from ._table import TTL_FLAG
@@ -94,7 +95,7 @@ class Maintenance:
 
 
 
-def last_access(txn: Txn, seq: int, slot: bytes, touched: dict[int, float]) -> float:
+def last_access(txn: Txn, seq: int, slot: bytes, touched: PendingAccesses) -> float:
     """An entry's atime: the latest of its last write, its stored read time and an unflushed read."""
     data = txn.record(slot)
     mtime = record_mtime(data) if data is not None else 0.0
@@ -105,7 +106,7 @@ def last_access(txn: Txn, seq: int, slot: bytes, touched: dict[int, float]) -> f
 
 
 def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | None,
-          touched: dict[int, float], start_after: int, deadline: float,
+          touched: PendingAccesses, start_after: int, deadline: float,
           clock: Callable[[], float], chunk: int = 500) -> tuple[int, int | None]:
     """Remove entries past their TTL, or not accessed since ``atime_cutoff``.
 

@@ -347,7 +347,7 @@ def task_maint_latency(ad: Adapter, spec: dict[str, Any], sz: Sizes) -> dict[str
         out["maintenance_error"] = errors[0]
     # passes alone, nothing else running: one flushing the atimes of the last
     # baseline half, then one with nothing pending
-    out["single_pass_pending_atimes"] = len(getattr(d, "_touched", ()))
+    out["single_pass_pending_atimes"] = len(getattr(d, "_touched", ()))  # PendingAccesses
     t = perf_counter()
     d.run_maintenance()
     out["single_pass_idle_s"] = perf_counter() - t
