@@ -500,6 +500,9 @@ class PersistDict(MutableMapping[Any, Any]):
         now = self._clock()
         with storage.reading(buffers=False) as txn:
             rows = txn.order_rows()
+            str_keys = self._keys.decode_str_keys(rows)  # plain rows (the slot is the key) of str keys
+            if str_keys is not None:
+                return str_keys
             encoded = [row for row in rows if row[0]]  # plain rows: the slot is the key
             if len(encoded) != len(rows):  # some rows carry a TTL or need their record
                 encoded = []

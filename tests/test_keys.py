@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from PersistDict import KeyEncodingError, PersistDict, canonical_key_serializer, canonical_key_unserializer
 from PersistDict._keys import KeyCodec
@@ -187,3 +189,29 @@ def test_subclass_keys_equal_their_value(db: PersistDict) -> None:
     assert db[complex(2, 3)] == "imaginary"
     keys = list(db)
     assert keys[0] is Color.RED and type(keys[2]) is Level and type(keys[4]) is complex
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(), st.text(alphabet="s\x00é"), st.binary(max_size=4), st.integers())))
+def test_bulk_str_key_decoding_matches_one_by_one(keys: list[Any]) -> None:
+    """The one-pass decoder of str keys (keys() fast path) gives what decoding each key gives, or declines."""
+    codec = KeyCodec(canonical_key_serializer, canonical_key_unserializer, 511)
+    encodings = [codec.encode(key)[0] for key in keys]
+    bulk = codec.decode_str_keys(encodings)
+    if bulk is None:
+        assert not keys or any(type(key) is not str or "\x00" in key for key in keys)
+    else:
+        assert bulk == keys == codec.decode_many(encodings)
+
+
+def test_keys_with_nul_and_ttl_rows_iterate_in_order(make_db: Callable[..., PersistDict]) -> None:
+    """keys() keeps order and exact keys when some str keys hold NUL, or carry a TTL, among plain ones."""
+    d = make_db()
+    d["plain"] = 1
+    d["with\x00nul"] = 2
+    d.set("ttl", 3, ttl=1000)
+    d["s\x00s"] = 4
+    d["last"] = 5
+    assert list(d) == ["plain", "with\x00nul", "ttl", "s\x00s", "last"]
+    del d["with\x00nul"], d["ttl"], d["s\x00s"]
+    assert list(d) == ["plain", "last"]
