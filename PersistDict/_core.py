@@ -347,7 +347,7 @@ class PersistDict(MutableMapping[Any, Any]):
         the lock.
         """
         keys = self._keys
-        if type(key) is str and keys.canonical:  # inlined KeyCodec.encode for the common case
+        if type(key) is str and keys.canonical:  # KeyCodec.lookup, inlined: the read path is the product
             lookup = b"s" + key.encode("utf-8", "surrogatepass")
         else:
             lookup = keys.encode(key)[0]
@@ -436,10 +436,7 @@ class PersistDict(MutableMapping[Any, Any]):
             return True
         storage = self._check_open()
         keys = self._keys
-        if type(key) is str and keys.canonical:  # inlined KeyCodec.encode for the common case
-            lookup = b"s" + key.encode("utf-8", "surrogatepass")
-        else:
-            lookup = keys.encode(key)[0]
+        lookup = keys.lookup(key)
         if len(lookup) <= keys.key_size_limit:
             expires, _ = storage.read_record(lookup, parse=record_expires)
             return expires is not None and (not expires or expires > self._clock())
@@ -454,7 +451,8 @@ class PersistDict(MutableMapping[Any, Any]):
         Front-cache hits are used when they are valid for the same snapshot
         as the transaction that reads the rest.
         """
-        encoded = [(key, self._keys.encode(key)[0]) for key in keys]
+        lookup_of = self._keys.lookup
+        encoded = [(key, lookup_of(key)) for key in keys]
         storage = self._check_open()
         now = self._clock()
         front = self._front
@@ -474,15 +472,28 @@ class PersistDict(MutableMapping[Any, Any]):
                         front.note_hit(entry)
         raw: list[tuple[Any, int, int, bytes]] = []
         if len(cached) < len(encoded):
-            with storage.reading() as txn:
+            limit = self._keys.key_size_limit
+            with storage.reading(buffers=False) as txn:
                 if txn.id != cached_at:  # something was committed meanwhile: read all of it here
                     cached.clear()
                 for key, lookup in encoded:
                     if key in cached:
                         continue
-                    record = _table.find(txn, lookup, self._keys.slot(lookup)).record
-                    if record is not None and self._is_live(record.expires, now):
-                        raw.append((key, record.seq, record.kind, bytes(record.payload)))
+                    try:
+                        if len(lookup) <= limit:  # the slot is the lookup encoding: one get
+                            data = txn.record(lookup)
+                            if data is None:
+                                continue
+                            seq, expires, kind, payload = unpack_value(data)
+                        else:
+                            record = _table.find(txn, lookup, self._keys.slot(lookup)).record
+                            if record is None:
+                                continue
+                            seq, expires, kind, payload = record.seq, record.expires, record.kind, record.payload
+                    except CorruptedRecordError as exc:
+                        raise _corrupted(key, exc) from exc
+                    if not expires or expires > now:
+                        raw.append((key, seq, kind, bytes(payload)))  # copied: the txn's memory goes
         for _, seq, _, _ in raw:
             self._touched.note(seq, now)
         found = {key: entry.value(self._decode_cached) for key, entry in cached.items()}
@@ -621,10 +632,7 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def _prepare(self, key: Any, value: Any) -> tuple[Any, bytes, bytes | None, bytes, int, bytes]:
         keys = self._keys
-        if type(key) is str and keys.canonical:  # inlined KeyCodec.encode for the common case
-            lookup, exact = b"s" + key.encode("utf-8", "surrogatepass"), None
-        else:
-            lookup, exact = keys.encode(key)
+        lookup, exact = keys.encode(key)
         kind, payload = self._encode_value(value)
         slot = lookup if len(lookup) <= keys.key_size_limit else keys.slot(lookup)
         return key, lookup, exact, slot, kind, payload

@@ -182,6 +182,12 @@ class KeyCodec:
             return "raw"
         return "custom:" + _callable_name(self.serializer)
 
+    def lookup(self, key: Any) -> bytes:
+        """The lookup encoding alone (what reads need)."""
+        if type(key) is str and self.canonical:  # the common case, kept short
+            return b"s" + key.encode("utf-8", "surrogatepass")
+        return self.encode(key)[0]
+
     def encode(self, key: Any) -> tuple[bytes, bytes | None]:
         """Return (lookup encoding, exact encoding or None when identical)."""
         if self.canonical:
