@@ -83,7 +83,7 @@ def unpack_record(data: bytes | memoryview) -> Record:
     return Record(seq, ctime, mtime, expires, kind, lookup, exact, view[start + exact_len : -4])
 
 
-def unpack_value(data: bytes) -> tuple[int, float, int, bytes | memoryview]:
+def unpack_value(data: bytes | memoryview) -> tuple[int, float, int, bytes | memoryview]:
     """Verify a record and return (seq, expires, kind, payload): the read path's fast parse."""
     if zlib.crc32(data) != _CRC_RESIDUE or len(data) < HEADER_SIZE + 4:
         raise CorruptedRecordError("record checksum mismatch")
