@@ -37,7 +37,7 @@ from loguru import logger
 
 from . import _table
 from ._accesses import SHARD_MASK, PendingAccesses
-from ._frontcache import RECENT_LIMIT, SHARED, CachedEntry, FrontCache
+from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, FrontCache
 from ._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds
@@ -335,8 +335,8 @@ class PersistDict(MutableMapping[Any, Any]):
     def __getitem__(self, key: Any) -> Any:
         entry = self._hot_entry(key)
         if entry is not None:
-            mode, obj, _ = entry.state
-            return obj if mode == SHARED else entry.value(self._decode_cached)
+            mode, obj, copier = entry.state  # CachedEntry.value, inlined for the two common modes
+            return obj if mode == SHARED else copier(obj) if mode == COPIED else entry.value(self._decode_cached)
         return self._read(key)
 
     def _read(self, key: Any) -> Any:
@@ -424,8 +424,8 @@ class PersistDict(MutableMapping[Any, Any]):
         # Overridden: Mapping.get goes through __getitem__ and an exception on a miss.
         entry = self._hot_entry(key)
         if entry is not None:
-            mode, obj, _ = entry.state
-            return obj if mode == SHARED else entry.value(self._decode_cached)
+            mode, obj, copier = entry.state  # CachedEntry.value, inlined for the two common modes
+            return obj if mode == SHARED else copier(obj) if mode == COPIED else entry.value(self._decode_cached)
         try:
             return self._read(key)
         except KeyError:
