@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from beartype import BeartypeConf, beartype
 from loguru import logger
@@ -91,6 +91,12 @@ def _key_text(key: Any) -> str:
 
 # id -> instance, for the flush at exit (instances are unhashable, like dict)
 _live_instances: weakref.WeakValueDictionary[int, PersistDict] = weakref.WeakValueDictionary()
+
+
+class _Commit(NamedTuple):
+    txn_id: int
+    wrote: bool  # it changed something, so it took txn id ``txn_id``
+    tracked: bool  # reported to the front cache (not inside transaction())
 
 
 def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
@@ -360,8 +366,7 @@ class PersistDict(MutableMapping[Any, Any]):
             elif cache_key is not key or storage.txnid_views is None or storage.txn_holders:
                 # _hot_entry could not look without the lock; otherwise its look was conclusive
                 with self._lock:
-                    front.validate(storage.last_txnid())
-                    entry = front.hot.get(cache_key)
+                    entry = front.hot.get(cache_key) if front.validate(storage.last_txnid()) else None
                     if entry is not None and (not entry.expires or entry.expires > self._clock()):
                         front.hits += 1
                         front.note_hit(entry)
@@ -438,7 +443,10 @@ class PersistDict(MutableMapping[Any, Any]):
         keys = self._keys
         lookup = keys.lookup(key)
         if len(lookup) <= keys.key_size_limit:
-            expires, _ = storage.read_record(lookup, parse=record_expires)
+            try:
+                expires, _ = storage.read_record(lookup, parse=record_expires)
+            except CorruptedRecordError as exc:
+                raise _corrupted(key, exc) from exc
             return expires is not None and (not expires or expires > self._clock())
         with storage.reading() as txn:
             record = _table.find(txn, lookup, keys.slot(lookup)).record
@@ -462,9 +470,9 @@ class PersistDict(MutableMapping[Any, Any]):
         cached_at = -1
         if front is not None:
             with self._lock:
-                front.validate(storage.last_txnid())
+                current = front.validate(storage.last_txnid())
                 cached_at = front.valid_at
-                for key, lookup in encoded:
+                for key, lookup in encoded if current else ():
                     entry = front.hot.get(self._cache_key(key, lookup))
                     if entry is not None and self._is_live(entry.expires, now):
                         cached[key] = entry
@@ -609,26 +617,38 @@ class PersistDict(MutableMapping[Any, Any]):
 
     # -- writing --------------------------------------------------------------------
 
-    def _commit(self, work: Callable[[Txn], Any]) -> tuple[Any, int, bool]:
-        """Run ``work`` in a write transaction; returns (result, txn id, inside transaction())."""
+    def _commit(self, work: Callable[[Txn], Any]) -> tuple[Any, _Commit]:
+        """Run ``work`` in a write transaction; returns its result and what ``_after_commit``
+        needs, which every caller must call next (the front cache waits for it)."""
         storage = self._check_open()
-
-        def run(txn: Txn) -> tuple[Any, int]:
-            return work(txn), txn.id
-
-        in_txn = storage.current_write_txn() is not None
-        result, txn_id = storage.write(run)
-        return result, txn_id, in_txn
-
-    def _after_commit(self, lookups: list[bytes], txn_id: int, in_txn: bool) -> None:
-        """Evict the written keys (``lookups``) from the front cache, which stays valid if ours was the only commit."""
         front = self._front
-        if front is None or in_txn:
-            return  # inside transaction(): the commit moves the txnid and resets the cache
+        tracked = front is not None and storage.current_write_txn() is None  # not inside transaction()
+
+        def run(txn: Txn) -> tuple[Any, int, bool]:
+            return work(txn), txn.id, txn.wrote
+
+        if tracked:
+            with self._lock:
+                front.before_write()  # type: ignore[union-attr]
+        try:
+            result, txn_id, wrote = storage.write(run)
+        except BaseException:
+            if tracked:
+                with self._lock:
+                    front.after_write([], -1, False, storage.last_txnid())  # type: ignore[union-attr]
+            raise
+        return result, _Commit(txn_id, wrote, tracked)
+
+    def _after_commit(self, lookups: list[bytes], commit: _Commit) -> None:
+        """Report a commit to the front cache: the keys it wrote (``lookups``) leave the cache."""
+        front = self._front
+        if front is None or not commit.tracked:
+            return  # inside transaction(): its final commit is not ours to track, and empties the cache
         with self._lock:
-            # forms are only worth computing when something may be cached under them
-            forms = [form for lookup in lookups for form in self._cache_forms(lookup)] if front.holds_keys() else []
-            front.after_write(forms, txn_id, self._storage.last_txnid())
+            # forms are only worth computing when something may be cached under them later
+            needed = commit.wrote and front.needs_keys(commit.txn_id)
+            forms = [form for lookup in lookups for form in self._cache_forms(lookup)] if needed else []
+            front.after_write(forms, commit.txn_id, commit.wrote, self._storage.last_txnid())
 
     def _prepare(self, key: Any, value: Any) -> tuple[Any, bytes, bytes | None, bytes, int, bytes]:
         keys = self._keys
@@ -678,10 +698,10 @@ class PersistDict(MutableMapping[Any, Any]):
                        for _, lookup, exact, base, kind, payload in prepared}
             return self._enforce_bounds(txn, written)
 
-        evicted, txn_id, in_txn = self._commit(work)
+        evicted, commit = self._commit(work)
         self.counters["sets"] += len(prepared)
-        self._note_evictions(evicted)
-        self._after_commit([lookup for _, lookup, *_ in prepared], txn_id, in_txn)
+        self._note_evictions(evicted)  # before _after_commit: evicted keys are unknown, the cache must go first
+        self._after_commit([lookup for _, lookup, *_ in prepared], commit)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check_open()
@@ -731,12 +751,11 @@ class PersistDict(MutableMapping[Any, Any]):
             record = _table.delete(txn, lookup, base)
             return None if record is None or not self._is_live(record.expires, now) else record
 
-        record, txn_id, in_txn = self._commit(work)
+        record, commit = self._commit(work)
+        self._after_commit([lookup], commit)
         if record is not None:
             self.counters["deletes"] += 1
-            with self._lock:
-                self._touched.discard(record.seq)
-        self._after_commit([lookup], txn_id, in_txn)
+            self._touched.discard(record.seq)
         return record
 
     def __delitem__(self, key: Any) -> None:
@@ -765,12 +784,12 @@ class PersistDict(MutableMapping[Any, Any]):
                 return None
             return _table.remove_slot(txn, entry.slot, self._keys.hash_bytes)
 
-        record, txn_id, in_txn = self._commit(work)
+        record, commit = self._commit(work)
+        self._after_commit([] if record is None else [record.lookup], commit)
         if record is None:
             raise KeyError("popitem(): PersistDict is empty")
         key = self._record_key(record)
         self.counters["deletes"] += 1
-        self._after_commit([record.lookup], txn_id, in_txn)
         return key, self._decode_value(record.kind, record.payload, key)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
@@ -794,11 +813,11 @@ class PersistDict(MutableMapping[Any, Any]):
             seq, _ = _table.put(txn, _table.SeqAllocator(txn), lookup, exact, base, kind, payload, now, 0.0)
             return self._enforce_bounds(txn, {seq})  # put replaces an expired entry
 
-        outcome, txn_id, in_txn = self._commit(work)
+        outcome, commit = self._commit(work)
         if isinstance(outcome, int):
             self.counters["sets"] += 1
-            self._note_evictions(outcome)
-        self._after_commit([lookup], txn_id, in_txn)
+            self._note_evictions(outcome)  # before _after_commit, as in _write_many
+        self._after_commit([lookup], commit)
         if isinstance(outcome, int):
             return default
         return self._decode_value(outcome[0], outcome[1], key)
@@ -821,8 +840,8 @@ class PersistDict(MutableMapping[Any, Any]):
             txn.put_atime(record.seq, now)
             return True
 
-        ok, txn_id, in_txn = self._commit(work)
-        self._after_commit([lookup], txn_id, in_txn)
+        ok, commit = self._commit(work)
+        self._after_commit([lookup], commit)
         if not ok:
             raise KeyError(key)
 
@@ -833,11 +852,12 @@ class PersistDict(MutableMapping[Any, Any]):
             txn.clear_all()
             txn.delete_meta(b"called")
 
-        _, txn_id, in_txn = self._commit(work)
-        with self._lock:
-            self._touched.clear()
-            if self._front is not None:
-                self._front.clear()
+        _, commit = self._commit(work)
+        self._touched.clear()
+        if self._front is not None:
+            with self._lock:
+                self._front.clear()  # before _after_commit lets the cache pass this commit
+        self._after_commit([], commit)
 
     def __call__(self, *args: Any, **kwargs: Any) -> PersistDict:
         """Initialise like ``dict(...)``; allowed once per database (until ``clear()``)."""
@@ -894,8 +914,8 @@ class PersistDict(MutableMapping[Any, Any]):
                     count += 1
             return count
 
-        count, txn_id, in_txn = self._commit(work)
-        self._after_commit([], txn_id, in_txn)
+        count, commit = self._commit(work)
+        self._after_commit([], commit)
         time.sleep(0)
         return count
 

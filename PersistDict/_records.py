@@ -121,7 +121,9 @@ def record_mtime(data: bytes | memoryview) -> float:
 
 
 def record_expires(data: bytes | memoryview) -> float:
-    """The expiry time of a record, read without verifying it (for ``in``)."""
+    """The expiry time of a record, read without verifying its checksum (for ``in``)."""
+    if len(data) < HEADER_SIZE + 4:
+        raise CorruptedRecordError("record shorter than its header")
     return _READ_HEADER.unpack_from(data)[3]  # type: ignore[no-any-return]
 
 

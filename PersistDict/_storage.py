@@ -101,12 +101,13 @@ def translate_error(exc: BaseException, path: str) -> BaseException:
 class Txn:
     """An LMDB transaction seen as four tables of bytes."""
 
-    __slots__ = ("raw", "write", "buffers", "_records", "_order", "_atimes", "_meta")
+    __slots__ = ("raw", "write", "buffers", "wrote", "_records", "_order", "_atimes", "_meta")
 
     def __init__(self, raw: lmdb.Transaction, dbs: tuple[Any, ...], write: bool, buffers: bool = True) -> None:
         self.raw = raw
         self.write = write
         self.buffers = buffers
+        self.wrote = False  # whether it changed anything: only then does its commit take a txn id
         self._records, self._order, self._atimes, self._meta = dbs
 
     @property
@@ -119,9 +120,10 @@ class Txn:
 
     def put_record(self, slot: bytes, data: bytes) -> None:
         self.raw.put(slot, data, db=self._records)
+        self.wrote = True
 
     def delete_record(self, slot: bytes) -> None:
-        self.raw.delete(slot, db=self._records)
+        self.wrote |= self.raw.delete(slot, db=self._records)
 
     def count(self) -> int:
         return self.raw.stat(self._records)["entries"]
@@ -134,9 +136,10 @@ class Txn:
     # order: seq -> slot, iterated in insertion order
     def put_order(self, seq: int, slot: bytes) -> None:
         self.raw.put(encode_seq(seq), slot, db=self._order)
+        self.wrote = True
 
     def delete_order(self, seq: int) -> None:
-        self.raw.delete(encode_seq(seq), db=self._order)
+        self.wrote |= self.raw.delete(encode_seq(seq), db=self._order)
 
     def order_row(self, seq: int) -> bytes | None:
         row = self.raw.get(encode_seq(seq), db=self._order)
@@ -183,9 +186,10 @@ class Txn:
 
     def put_atime(self, seq: int, when: float) -> None:
         self.raw.put(encode_seq(seq), encode_time(when), db=self._atimes)
+        self.wrote = True
 
     def delete_atime(self, seq: int) -> None:
-        self.raw.delete(encode_seq(seq), db=self._atimes)
+        self.wrote |= self.raw.delete(encode_seq(seq), db=self._atimes)
 
     def iter_atimes(self) -> Iterator[tuple[int, float]]:
         with self.raw.cursor(db=self._atimes) as cursor:
@@ -199,9 +203,10 @@ class Txn:
 
     def put_meta(self, name: bytes, value: bytes) -> None:
         self.raw.put(name, value, db=self._meta)
+        self.wrote = True
 
     def delete_meta(self, name: bytes) -> None:
-        self.raw.delete(name, db=self._meta)
+        self.wrote |= self.raw.delete(name, db=self._meta)
 
     def next_seq_value(self) -> int:
         """One more than the newest entry's seq.
@@ -221,7 +226,9 @@ class Txn:
 
     def clear_all(self) -> None:
         for db in (self._records, self._order, self._atimes):
-            self.raw.drop(db, delete=False)
+            if self.raw.stat(db)["entries"]:
+                self.raw.drop(db, delete=False)
+                self.wrote = True
 
 
 class _TxnGate:
@@ -503,13 +510,14 @@ class Storage:
             active = getattr(self._local, "txn", None)
             if active is not None:
                 data = active.raw.get(slot, db=self._records_db)
-                if data is not None and parse is not None:
-                    data = parse(data)
+                if data is not None:  # copied: decoding may run user code that writes in this txn
+                    data = bytes(data) if parse is None else parse(data)
                 return data, active.raw.id()
         env = self.env if self.generation == _fork_generation[0] else self._checked_env()
         gate = self._gate
         open_txns = gate.open_txns
         open_txns.append(None)
+        txn: Any = None
         try:
             if gate.resizing:
                 raise lmdb.MapResizedError("resize in progress")
@@ -517,20 +525,22 @@ class Storage:
                 txn = env.begin()
                 data = txn.get(slot, db=self._records_db)
             else:
-                txn = env.begin(buffers=True)  # type: ignore[assignment]
+                txn = env.begin(buffers=True)
                 data = txn.get(slot, db=self._records_db)
                 if data is not None:
                     data = parse(data)  # before the txn ends: the buffer is LMDB's memory
             snapshot = txn.id()
-            txn.abort()
         except lmdb.MapResizedError:
+            snapshot = -1  # adopted below, once this read no longer counts as open
+        except lmdb.Error as exc:
+            raise translate_error(exc, self.path) from exc
+        finally:  # whatever happened, parse included: a leaked count would block every resize
+            if txn is not None:
+                txn.abort()
             open_txns.pop()
+        if snapshot < 0:
             self._wait_or_adopt_resize()
             return self.read_record(slot, parse)
-        except lmdb.Error as exc:
-            open_txns.pop()
-            raise translate_error(exc, self.path) from exc
-        open_txns.pop()
         return data, snapshot
 
     def _wait_or_adopt_resize(self) -> None:

@@ -11,19 +11,17 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from PersistDict import (
-    CorruptedDatabaseError,
     CorruptedRecordError,
-    DatabasePermissionError,
     NotADatabaseDirectoryError,
     PersistDict,
     PersistDictError,
-    StorageFullError,
 )
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -269,6 +267,32 @@ def test_flipped_byte_in_a_record_names_the_key(db_path: Path) -> None:
         assert d["victim"] == "rewritten"
         assert d.check(repair=True).repaired >= 0
         assert d.check().ok
+
+
+def test_truncated_record_raises_and_leaves_no_transaction_open(db_path: Path) -> None:
+    """A record cut shorter than its header: 'in' and reads raise CorruptedRecordError naming the key, and the
+    failed read leaves no transaction counted open (a later map resize would otherwise wait for it forever)."""
+    with PersistDict(db_path, background_thread="disabled", map_size=1 << 20) as d:
+        for i in range(60):
+            d[f"k{i}"] = "v" * 10_000  # over half of the 1 MiB map: the next transaction() grows it
+        storage = d._storage
+        with storage.env.begin(write=True) as txn:  # damage the record of key "bad" behind the library's back
+            txn.put(b"sbad", b"tiny", db=storage._records_db)
+        with pytest.raises(CorruptedRecordError, match="bad"):
+            assert "bad" in d  # raises before it can assert
+        with pytest.raises(CorruptedRecordError, match="bad"):
+            d["bad"]
+        finished = threading.Event()
+
+        def grow_and_write() -> None:
+            with d.transaction():
+                d["x"] = 1
+            finished.set()
+
+        thread = threading.Thread(target=grow_and_write, daemon=True)
+        thread.start()
+        assert finished.wait(20), "transaction() never finished: a read left its transaction counted open"
+        assert d["x"] == 1 and storage.env.info()["map_size"] > 1 << 20
 
 
 def test_instance_pickles_as_path_and_settings(db_path: Path, db: PersistDict) -> None:
