@@ -295,10 +295,6 @@ class FrontCache:
         when the cache passes it, unless nothing is cached and it is passed at once."""
         return bool(self.hot) or bool(self.seen) or txn_id != self.valid_at + 1
 
-    def holds_keys(self) -> bool:
-        """Whether any key is cached or remembered for admission."""
-        return bool(self.hot) or bool(self.seen)
-
     def clear(self) -> None:
         self._begin()
         self.lru.clear()
