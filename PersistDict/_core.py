@@ -96,7 +96,7 @@ _live_instances: weakref.WeakValueDictionary[int, PersistDict] = weakref.WeakVal
 class _Commit(NamedTuple):
     txn_id: int
     wrote: bool  # it changed something, so it took txn id ``txn_id``
-    tracked: bool  # reported to the front cache (not inside transaction())
+    tracked: bool  # its own commit (not a write inside transaction(), committed with the block)
 
 
 def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
@@ -366,7 +366,8 @@ class PersistDict(MutableMapping[Any, Any]):
             elif cache_key is not key or storage.txnid_views is None or storage.txn_holders:
                 # _hot_entry could not look without the lock; otherwise its look was conclusive
                 with self._lock:
-                    entry = front.hot.get(cache_key) if front.validate(storage.last_txnid()) else None
+                    front.validate(storage.last_txnid())
+                    entry = front.hot.get(cache_key)
                     if entry is not None and (not entry.expires or entry.expires > self._clock()):
                         front.hits += 1
                         front.note_hit(entry)
@@ -470,9 +471,9 @@ class PersistDict(MutableMapping[Any, Any]):
         cached_at = -1
         if front is not None:
             with self._lock:
-                current = front.validate(storage.last_txnid())
+                front.validate(storage.last_txnid())
                 cached_at = front.valid_at
-                for key, lookup in encoded if current else ():
+                for key, lookup in encoded:
                     entry = front.hot.get(self._cache_key(key, lookup))
                     if entry is not None and self._is_live(entry.expires, now):
                         cached[key] = entry
@@ -618,36 +619,24 @@ class PersistDict(MutableMapping[Any, Any]):
     # -- writing --------------------------------------------------------------------
 
     def _commit(self, work: Callable[[Txn], Any]) -> tuple[Any, _Commit]:
-        """Run ``work`` in a write transaction; returns its result and what ``_after_commit``
-        needs, which every caller must call next (the front cache waits for it)."""
+        """Run ``work`` in a write transaction; returns its result and what ``_after_commit`` needs."""
         storage = self._check_open()
-        front = self._front
-        tracked = front is not None and storage.current_write_txn() is None  # not inside transaction()
 
         def run(txn: Txn) -> tuple[Any, int, bool]:
             return work(txn), txn.id, txn.wrote
 
-        if tracked:
-            with self._lock:
-                front.before_write()  # type: ignore[union-attr]
-        try:
-            result, txn_id, wrote = storage.write(run)
-        except BaseException:
-            if tracked:
-                with self._lock:
-                    front.after_write([], -1, False, storage.last_txnid())  # type: ignore[union-attr]
-            raise
+        tracked = storage.current_write_txn() is None  # not inside transaction()
+        result, txn_id, wrote = storage.write(run)
         return result, _Commit(txn_id, wrote, tracked)
 
     def _after_commit(self, lookups: list[bytes], commit: _Commit) -> None:
-        """Report a commit to the front cache: the keys it wrote (``lookups``) leave the cache."""
+        """Evict the written keys (``lookups``) from the front cache, which stays valid if ours was the only commit."""
         front = self._front
         if front is None or not commit.tracked:
-            return  # inside transaction(): its final commit is not ours to track, and empties the cache
+            return  # inside transaction(): its final commit moves the txnid and empties the cache
         with self._lock:
-            # forms are only worth computing when something may be cached under them later
-            needed = commit.wrote and front.needs_keys(commit.txn_id)
-            forms = [form for lookup in lookups for form in self._cache_forms(lookup)] if needed else []
+            # forms are only worth computing when something may be cached under them
+            forms = [form for lookup in lookups for form in self._cache_forms(lookup)] if front.holds_keys() else []
             front.after_write(forms, commit.txn_id, commit.wrote, self._storage.last_txnid())
 
     def _prepare(self, key: Any, value: Any) -> tuple[Any, bytes, bytes | None, bytes, int, bytes]:

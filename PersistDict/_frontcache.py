@@ -1,19 +1,13 @@
 """The in-memory LRU front cache and the rule that keeps it coherent.
 
-Coherence: the cache is valid as of one LMDB transaction id (``valid_at``),
-and hits are served only while that is LMDB's last txnid. Any commit, by any
-instance or process, moves the last txnid; the next lookup sees the change and
-empties the cache, so a read never returns a value older than the last commit.
-A value read in a snapshot is only cached if that snapshot is ``valid_at``.
-
-The owner's own commits keep the rest of the cache: a commit that changed
-something takes the next txn id, so the owner knows which ids are its own and
-which keys each one changed (``own_commits``). The cache moves ``valid_at``
-over its own ids in order, evicting their keys as it passes them, and is
-emptied only when the gap holds an id that is not its own. While one of the
-owner's writes is in flight (``writes_in_flight``: between taking its lock
-turn and reporting its commit) a gap is not judged yet: reads go to LMDB
-meanwhile, and nothing newer than ``valid_at`` is cached.
+Coherence: the cache is valid as of one LMDB transaction id (``valid_at``).
+Any commit, by any instance or process, moves LMDB's last txnid; the next
+lookup sees the change and empties the cache, so a read never returns a value
+older than the last commit. A value read in a snapshot is only cached if that
+snapshot is ``valid_at``. The owner's own write evicts its keys and keeps the
+rest of the cache when it took the very next txn id and is still the last
+commit. Only a transaction that changed something takes a txn id: one that
+changed nothing leaves its id to the next commit, whoever makes it.
 
 Speed: hits are served without a lock from ``hot`` (a dict mirroring the
 cachetools LRU). Every mutation happens under the owner's lock and bumps
@@ -180,8 +174,6 @@ class FrontCache:
         self.stamp = 0  # odd while a mutation is in progress
         self.recent: dict[Any, CachedEntry] = {}  # hits not yet applied to the LRU order
         self.seen = _Misses()  # keys that missed once
-        self.own_commits: dict[int, list[Any]] = {}  # own txn id -> keys it changed, not yet passed
-        self.writes_in_flight = 0  # the owner's writes not yet reported by after_write
         self.hits = 0  # counted without the lock on the hot path: may undercount under contention
 
     def _begin(self) -> None:
@@ -190,33 +182,14 @@ class FrontCache:
     def _end(self) -> None:
         self.stamp += 1
 
-    def validate(self, last_txnid: int) -> bool:
-        """Catch up with ``last_txnid``: pass the owner's own commits, empty the cache if
-        another commit happened; wait (change nothing) while an own write is in flight.
-        Returns whether the cache is current: only then may its entries be served."""
-        if last_txnid != self.valid_at and not self.writes_in_flight:
+    def validate(self, last_txnid: int) -> None:
+        """Empty the cache if anything was committed since it was last valid."""
+        if last_txnid != self.valid_at:
             self._begin()
-            self._catch_up(last_txnid)
-            self._end()
-        return self.valid_at == last_txnid
-
-    def _catch_up(self, last_txnid: int) -> None:
-        own = self.own_commits
-        while self.valid_at + 1 in own:
-            self.valid_at += 1
-            self._evict(own.pop(self.valid_at))
-        if self.valid_at != last_txnid and not self.writes_in_flight:
-            self.lru.clear()  # someone else committed: anything may have changed
+            self.lru.clear()
             self.seen.clear()
-            own.clear()
             self.valid_at = last_txnid
-
-    def _evict(self, keys: list[Any]) -> None:
-        hot, seen = self.hot, self.seen
-        for key in keys:
-            if key in hot:
-                del self.lru[key]
-            seen.discard(key)
+            self._end()
 
     def note_hit(self, entry: CachedEntry) -> None:
         recent = self.recent
@@ -273,34 +246,32 @@ class FrontCache:
             lru.popitem()
         self._end()
 
-    def before_write(self) -> None:
-        """The owner starts a write: until ``after_write``, a commit of it may be visible."""
-        self.writes_in_flight += 1
-
     def after_write(self, keys: list[Any], txn_id: int, wrote: bool, last_txnid: int) -> None:
-        """The owner's write ended: transaction ``txn_id`` committed, changing ``keys``
-        if ``wrote`` (a transaction that changed nothing takes no txn id), or failed
-        (``txn_id`` -1: whether it landed is unknown, so the cache is emptied)."""
+        """The owner's transaction ``txn_id`` committed; ``keys`` may have changed.
+
+        The cache stays valid only if the transaction changed something (so it
+        took ``txn_id``), ``txn_id`` is ``valid_at + 1`` and still LMDB's last
+        txnid: nobody else committed in between.
+        """
         self._begin()
-        self.writes_in_flight -= 1
-        if txn_id < 0:
-            self.valid_at = -1
-        elif wrote:
-            self.own_commits[txn_id] = keys
-        self._catch_up(last_txnid)
+        hot, seen = self.hot, self.seen
+        for key in keys:
+            if key in hot:
+                del self.lru[key]
+            seen.discard(key)
+        if wrote and txn_id == self.valid_at + 1 and last_txnid == txn_id:
+            self.valid_at = txn_id
         self._end()
 
-    def needs_keys(self, txn_id: int) -> bool:
-        """Whether ``after_write`` needs the keys of own commit ``txn_id``: they are evicted
-        when the cache passes it, unless nothing is cached and it is passed at once."""
-        return bool(self.hot) or bool(self.seen) or txn_id != self.valid_at + 1
+    def holds_keys(self) -> bool:
+        """Whether any key is cached or remembered for admission."""
+        return bool(self.hot) or bool(self.seen)
 
     def clear(self) -> None:
         self._begin()
         self.lru.clear()
         self.seen.clear()
         self.recent.clear()
-        self.own_commits.clear()
         self.valid_at = -1
         self._end()
 
