@@ -84,7 +84,8 @@ def unpack_record(data: bytes | memoryview) -> Record:
 
 
 def unpack_value(data: bytes | memoryview) -> tuple[int, float, int, bytes | memoryview]:
-    """Verify a record and return (seq, expires, kind, payload): the read path's fast parse."""
+    """Verify a record and return (seq, expires, kind, payload): the read path's fast parse
+    (``_verify`` inlined: one call less per read)."""
     if zlib.crc32(data) != _CRC_RESIDUE or len(data) < HEADER_SIZE + 4:
         raise CorruptedRecordError("record checksum mismatch")
     version, kind, seq, expires, lookup_len, exact_len = _READ_HEADER.unpack_from(data)
@@ -104,11 +105,11 @@ def overwrite_fields(data: bytes | memoryview) -> tuple[int, float, float, bytes
 
     The write path's parse: no Record, no payload slice.
     """
-    if len(data) < HEADER_SIZE + 4 or zlib.crc32(data) != _CRC_RESIDUE:
+    try:
+        _verify(data)
+    except CorruptedRecordError:
         return None
-    version, seq, ctime, expires, lookup_len, exact_len = _OVERWRITE_HEADER.unpack_from(data)
-    if version != RECORD_VERSION:
-        return None
+    _, seq, ctime, expires, lookup_len, exact_len = _OVERWRITE_HEADER.unpack_from(data)
     if not exact_len:
         return seq, ctime, expires, None
     start = HEADER_SIZE + lookup_len
