@@ -14,6 +14,7 @@ import pickle
 import random
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from PersistDict import PersistDict
@@ -48,6 +49,29 @@ def load_result(result_path: str) -> Any:
 
 LONG_PREFIX = "x" * 520
 INT_BASE = 10**9
+
+
+def run_threads_together(n_threads: int, body: Callable[[int], None], barrier: Any) -> dict[int, str]:
+    """Run ``body(t)`` in ``n_threads`` threads that start together once every process passed
+    ``barrier`` (None: no other process to wait for); returns {thread: failure} for those that raised."""
+    failures: dict[int, str] = {}
+    start = threading.Barrier(n_threads)
+
+    def thread_main(t: int) -> None:
+        try:
+            start.wait()
+            body(t)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            failures[t] = f"{exc!r}\n{traceback.format_exc()}"
+
+    if barrier is not None:
+        barrier.wait()
+    threads = [threading.Thread(target=thread_main, args=(t,)) for t in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
 
 
 def owned_key(owner: tuple[int, int], i: int) -> Any:
@@ -293,21 +317,12 @@ def replay_worker(d: PersistDict, proc_id: int, n_threads: int, seed: int, n_ops
                   result_path: str) -> None:
     """One process of the seeded replay: ``n_threads`` threads run run_mixed_ops on their own ranges."""
     results: list[Any] = [None] * n_threads
-    local_barrier = threading.Barrier(n_threads)
 
-    def thread_main(t: int) -> None:
-        try:
-            local_barrier.wait()
-            results[t] = run_mixed_ops(d, (proc_id, t), seed * 1000 + proc_id * 100 + t, n_ops)
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            results[t] = {"oracle": {}, "increments": {}, "errors": [f"thread crashed: {exc!r}"]}
+    def body(t: int) -> None:
+        results[t] = run_mixed_ops(d, (proc_id, t), seed * 1000 + proc_id * 100 + t, n_ops)
 
-    barrier.wait()  # all processes start together
-    threads = [threading.Thread(target=thread_main, args=(t,)) for t in range(n_threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for t, failure in run_threads_together(n_threads, body, barrier).items():
+        results[t] = {"oracle": {}, "increments": {}, "errors": [f"thread crashed: {failure}"]}
     d.close()
     dump_result(result_path, results)
 
@@ -360,35 +375,24 @@ def shared_writer(path: str, proc_id: int, keys: list[str], rounds: int, barrier
 
 def counter_worker(d: PersistDict, proc_id: int, n_threads: int, n_incr: int, barrier: Any) -> None:
     """``n_threads`` threads each increment two counters ``n_incr`` times in transaction(), plus rollbacks."""
-    errors: list[str] = []
-    start = threading.Barrier(n_threads)
 
-    def thread_main(t: int) -> None:
-        try:
-            start.wait()
-            for n in range(n_incr):
-                with d.transaction():
-                    d["count"] = d.get("count", 0) + 1
-                    with d.transaction():  # nested: joins the outer one
-                        d["nested"] = d["nested"] + 1 if "nested" in d else 1
-                if n % 5 == 0:
-                    try:
-                        with d.transaction():
-                            d["count"] = d["count"] + 1000
-                            raise Rollback
-                    except Rollback:
-                        pass
-                with d.transaction():
-                    d[f"seen.{proc_id}.{t}"] = d.get(f"seen.{proc_id}.{t}", 0) + 1
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(f"{exc!r}\n{traceback.format_exc()}")
+    def body(t: int) -> None:
+        for n in range(n_incr):
+            with d.transaction():
+                d["count"] = d.get("count", 0) + 1
+                with d.transaction():  # nested: joins the outer one
+                    d["nested"] = d["nested"] + 1 if "nested" in d else 1
+            if n % 5 == 0:
+                try:
+                    with d.transaction():
+                        d["count"] = d["count"] + 1000
+                        raise Rollback
+                except Rollback:
+                    pass
+            with d.transaction():
+                d[f"seen.{proc_id}.{t}"] = d.get(f"seen.{proc_id}.{t}", 0) + 1
 
-    barrier.wait()
-    threads = [threading.Thread(target=thread_main, args=(t,)) for t in range(n_threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = list(run_threads_together(n_threads, body, barrier).values())
     d.close()
     if errors:
         raise SystemExit(f"counter_worker: {len(errors)} threads failed; first:\n{errors[0]}")
@@ -718,33 +722,22 @@ def growth_worker(path: str, proc_id: int, n_threads: int, n_writes: int, barrie
     faulthandler.dump_traceback_later(25, exit=True)  # a deadlock shows its stacks before the parent gives up
     d = open_db(path, map_size=GROWTH_MAP_SIZE)
     errors: list[str] = []
-    start = threading.Barrier(n_threads)
 
-    def thread_main(t: int) -> None:
-        try:
-            start.wait()
-            for j in range(n_writes):
-                d[f"g{proc_id}.{t}.{j}"] = growth_value(proc_id, t, j)
-                if j % 4 == 0:
-                    with d.transaction():  # reads inside a transaction while others grow the map
-                        d["count"] = d.get("count", 0) + 1
-                        if d.get(f"g{proc_id}.{t}.{j}") != growth_value(proc_id, t, j):
-                            errors.append(f"transaction read a wrong value for g{proc_id}.{t}.{j}")
-                if d.get(f"g{proc_id}.{t}.{j // 2}") != growth_value(proc_id, t, j // 2):
-                    errors.append(f"read a wrong value for g{proc_id}.{t}.{j // 2}")
-                if j % 10 == 0:
-                    len(d)
-                    d.get_many([f"g{proc_id}.{t}.{k}" for k in range(j)])
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(f"{exc!r}\n{traceback.format_exc()}")
+    def body(t: int) -> None:
+        for j in range(n_writes):
+            d[f"g{proc_id}.{t}.{j}"] = growth_value(proc_id, t, j)
+            if j % 4 == 0:
+                with d.transaction():  # reads inside a transaction while others grow the map
+                    d["count"] = d.get("count", 0) + 1
+                    if d.get(f"g{proc_id}.{t}.{j}") != growth_value(proc_id, t, j):
+                        errors.append(f"transaction read a wrong value for g{proc_id}.{t}.{j}")
+            if d.get(f"g{proc_id}.{t}.{j // 2}") != growth_value(proc_id, t, j // 2):
+                errors.append(f"read a wrong value for g{proc_id}.{t}.{j // 2}")
+            if j % 10 == 0:
+                len(d)
+                d.get_many([f"g{proc_id}.{t}.{k}" for k in range(j)])
 
-    if barrier is not None:
-        barrier.wait()
-    threads = [threading.Thread(target=thread_main, args=(t,)) for t in range(n_threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors += run_threads_together(n_threads, body, barrier).values()
     d.close()
     faulthandler.cancel_dump_traceback_later()
     if errors:
