@@ -112,17 +112,18 @@ class _Misses:
         self.young: dict[Any, None] = {}
         self.old: dict[Any, None] = {}
 
-    def __contains__(self, key: Any) -> bool:
-        return key in self.young or key in self.old
-
     def __bool__(self) -> bool:
         return bool(self.young) or bool(self.old)
 
-    def add(self, key: Any) -> None:
+    def note(self, key: Any) -> bool:
+        """Remember ``key``; True if it was already remembered (one call: the cold read path)."""
         young = self.young
+        if key in young or key in self.old:
+            return True
         young[key] = None
         if len(young) >= _SEEN_GENERATION:
             self.old, self.young = young, {}
+        return False
 
     def discard(self, key: Any) -> None:
         self.young.pop(key, None)
@@ -214,13 +215,7 @@ class FrontCache:
         ``seen`` is only an admission hint (it never holds a value) and dict
         operations are atomic, so it is safe to update without the lock.
         """
-        if snapshot_id != self.valid_at:
-            return True
-        seen = self.seen
-        if key in seen:
-            return True
-        seen.add(key)
-        return False
+        return snapshot_id != self.valid_at or self.seen.note(key)
 
     def fill(self, key: Any, kind: int, payload: bytes | memoryview, seq: int, expires: float,
              snapshot_id: int) -> None:
@@ -232,8 +227,7 @@ class FrontCache:
         if snapshot_id != self.valid_at:
             return
         seen = self.seen
-        if key not in seen:
-            seen.add(key)
+        if not seen.note(key):
             return
         seen.discard(key)
         entry = CachedEntry(key, bytes((kind,)) + payload, seq, expires)

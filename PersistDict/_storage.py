@@ -521,14 +521,10 @@ class Storage:
         try:
             if gate.resizing:
                 raise lmdb.MapResizedError("resize in progress")
-            if parse is None:
-                txn = env.begin()
-                data = txn.get(slot, db=self._records_db)
-            else:
-                txn = env.begin(buffers=True)
-                data = txn.get(slot, db=self._records_db)
-                if data is not None:
-                    data = parse(data)  # before the txn ends: the buffer is LMDB's memory
+            txn = env.begin(db=self._records_db, buffers=parse is not None)  # type: ignore[call-overload]  # stubs want a literal
+            data = txn.get(slot)
+            if parse is not None and data is not None:
+                data = parse(data)  # before the txn ends: the buffer is LMDB's memory
             snapshot = txn.id()
         except lmdb.MapResizedError:
             snapshot = -1  # adopted below, once this read no longer counts as open
