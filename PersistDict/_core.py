@@ -365,8 +365,9 @@ class PersistDict(MutableMapping[Any, Any]):
                 front = None  # inside transaction(): the cache does not see uncommitted writes
             elif cache_key is not key or storage.txnid_views is None or storage.txn_holders:
                 # _hot_entry could not look without the lock; otherwise its look was conclusive
+                unchanged = self._unchanged_commits(storage, front)
                 with self._lock:
-                    front.validate(storage.last_txnid())
+                    front.validate(storage.last_txnid(), unchanged)
                     entry = front.hot.get(cache_key)
                     if entry is not None and (not entry.expires or entry.expires > self._clock()):
                         front.hits += 1
@@ -393,8 +394,9 @@ class PersistDict(MutableMapping[Any, Any]):
         self._touched.shards[seq & SHARD_MASK][seq] = now  # PendingAccesses.note, inlined; no lock needed
         self._hits += 1
         if front is not None and front.note_miss(cache_key, snapshot):
+            unchanged = self._unchanged_commits(storage, front)
             with self._lock:  # a second miss: cache it, if nothing moved meanwhile (see FrontCache.fill)
-                front.validate(storage.last_txnid())
+                front.validate(storage.last_txnid(), unchanged)
                 front.fill(cache_key, kind, payload, seq, expires, snapshot)
         if kind == KIND_SERIALIZED and self._loads_takes_buffer:  # inlined _decode_value for pickle
             try:
@@ -413,6 +415,16 @@ class PersistDict(MutableMapping[Any, Any]):
                 return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
         except CorruptedRecordError as exc:
             raise _corrupted(key, exc) from exc
+
+    def _unchanged_commits(self, storage: Storage, front: FrontCache) -> tuple[int, int] | None:
+        """For ``FrontCache.validate``: (valid_at, snapshot id) if no commit since the front cache
+        was valid changed an entry (another process's access-time flush, the maintenance lease),
+        else None. It reads LMDB, so it runs before the lock is taken (see ``_read``)."""
+        since = front.valid_at
+        if since < 0 or storage.last_txnid() == since:
+            return None
+        upto = storage.unchanged_since(since)
+        return None if upto is None else (since, upto)
 
     def _apply_recent(self) -> None:
         """Apply buffered front-cache hits to the LRU order and the pending atimes."""
@@ -474,8 +486,9 @@ class PersistDict(MutableMapping[Any, Any]):
         cached: dict[Any, CachedEntry] = {}
         cached_at = -1
         if front is not None:
+            unchanged = self._unchanged_commits(storage, front)
             with self._lock:
-                front.validate(storage.last_txnid())
+                front.validate(storage.last_txnid(), unchanged)
                 cached_at = front.valid_at
                 for key, lookup in encoded:
                     entry = front.hot.get(self._cache_key(key, lookup))

@@ -183,14 +183,21 @@ class FrontCache:
     def _end(self) -> None:
         self.stamp += 1
 
-    def validate(self, last_txnid: int) -> None:
-        """Empty the cache if anything was committed since it was last valid."""
-        if last_txnid != self.valid_at:
-            self._begin()
+    def validate(self, last_txnid: int, unchanged: tuple[int, int] | None = None) -> None:
+        """Bring the cache to LMDB's last commit: empty it if anything was committed since it
+        was valid, unless ``unchanged`` = (valid_at, snapshot id) says that no commit in
+        between changed an entry (``Storage.unchanged_since``); then it is valid at that snapshot.
+        """
+        if last_txnid == self.valid_at:
+            return
+        self._begin()
+        if unchanged is not None and unchanged[0] == self.valid_at:
+            self.valid_at = unchanged[1]
+        else:
             self.lru.clear()
             self.seen.clear()
             self.valid_at = last_txnid
-            self._end()
+        self._end()
 
     def note_hit(self, entry: CachedEntry) -> None:
         recent = self.recent

@@ -171,8 +171,8 @@ def _clear_ttl_flag(txn: Txn, seen: bytes) -> None:
 def try_take_lease(storage: Storage, holder: str, now: float, duration: float) -> bool:
     """Claim the database-wide maintenance lease, so one process at a time sweeps.
 
-    A holder renews it only once half of it has run out: every commit empties
-    the front caches of the other processes, so maintenance writes as little as it can.
+    A holder renews it only once half of it has run out: every commit costs an
+    fsync and a check in the other processes' front caches, so maintenance writes as little as it can.
     """
     def current(txn: Txn) -> tuple[str, float] | None:
         value = txn.meta(LEASE)

@@ -54,6 +54,11 @@ DURABILITY = {
 TABLES = ("records", "order", "atimes", "meta")
 
 _SEQ = struct.Struct(">Q")  # big-endian so LMDB's byte order is numeric order
+SEQ_BYTES = _SEQ.size
+
+# meta key: ids of the last commits that changed no entry (see Txn.note_if_entries_unchanged)
+UNCHANGED_COMMITS = b"unchanged_commits"
+UNCHANGED_COMMITS_KEPT = 64
 _FLOAT = struct.Struct("<d")
 
 # LMDB's on-disk meta page: MDB_page header (16 bytes) then MDB_meta, whose
@@ -101,13 +106,14 @@ def translate_error(exc: BaseException, path: str) -> BaseException:
 class Txn:
     """An LMDB transaction seen as four tables of bytes."""
 
-    __slots__ = ("raw", "write", "buffers", "wrote", "_records", "_order", "_atimes", "_meta")
+    __slots__ = ("raw", "write", "buffers", "wrote", "changed_entries", "_records", "_order", "_atimes", "_meta")
 
     def __init__(self, raw: lmdb.Transaction, dbs: tuple[Any, ...], write: bool, buffers: bool = True) -> None:
         self.raw = raw
         self.write = write
         self.buffers = buffers
         self.wrote = False  # whether it changed anything: only then does its commit take a txn id
+        self.changed_entries = False  # whether it changed records or order rows (not only atimes, meta)
         self._records, self._order, self._atimes, self._meta = dbs
 
     @property
@@ -120,10 +126,11 @@ class Txn:
 
     def put_record(self, slot: bytes, data: bytes) -> None:
         self.raw.put(slot, data, db=self._records)
-        self.wrote = True
+        self.wrote = self.changed_entries = True
 
     def delete_record(self, slot: bytes) -> None:
-        self.wrote |= self.raw.delete(slot, db=self._records)
+        if self.raw.delete(slot, db=self._records):
+            self.wrote = self.changed_entries = True
 
     def count(self) -> int:
         return self.raw.stat(self._records)["entries"]
@@ -136,10 +143,11 @@ class Txn:
     # order: seq -> slot, iterated in insertion order
     def put_order(self, seq: int, slot: bytes) -> None:
         self.raw.put(encode_seq(seq), slot, db=self._order)
-        self.wrote = True
+        self.wrote = self.changed_entries = True
 
     def delete_order(self, seq: int) -> None:
-        self.wrote |= self.raw.delete(encode_seq(seq), db=self._order)
+        if self.raw.delete(encode_seq(seq), db=self._order):
+            self.wrote = self.changed_entries = True
 
     def order_row(self, seq: int) -> bytes | None:
         row = self.raw.get(encode_seq(seq), db=self._order)
@@ -228,7 +236,15 @@ class Txn:
         for db in (self._records, self._order, self._atimes):
             if self.raw.stat(db)["entries"]:
                 self.raw.drop(db, delete=False)
-                self.wrote = True
+                self.wrote = self.changed_entries = True
+
+    def note_if_entries_unchanged(self) -> None:
+        """Before commit: if this transaction writes but changes no entry (access times, meta
+        only), add its id to the list of such commits, so other processes' front caches can
+        tell it from a write and stay valid across it (see :meth:`Storage.unchanged_since`)."""
+        if self.wrote and not self.changed_entries:
+            ids = (self.meta(UNCHANGED_COMMITS) or b"") + encode_seq(self.raw.id())
+            self.put_meta(UNCHANGED_COMMITS, ids[-UNCHANGED_COMMITS_KEPT * SEQ_BYTES:])
 
 
 class _TxnGate:
@@ -593,6 +609,20 @@ class Storage:
         finally:
             self.end(txn)
 
+    def unchanged_since(self, since: int) -> int | None:
+        """A snapshot's txn id if no commit after ``since`` up to it changed an entry, else None.
+
+        One read transaction: the list of recent commits that wrote only access times or meta
+        (:meth:`Txn.note_if_entries_unchanged`) is read in the snapshot it describes.
+        """
+        with self.reading(buffers=False) as txn:
+            snapshot = txn.id
+            if snapshot - since > UNCHANGED_COMMITS_KEPT:
+                return None
+            listed = txn.meta(UNCHANGED_COMMITS) or b""
+        ids = {decode_seq(listed[i:i + SEQ_BYTES]) for i in range(0, len(listed), SEQ_BYTES)}
+        return snapshot if all(txn_id in ids for txn_id in range(since + 1, snapshot + 1)) else None
+
     def write(self, work: Callable[[Txn], T]) -> T:
         """Run ``work`` in one write transaction and commit it.
 
@@ -618,6 +648,7 @@ class Storage:
             txn = self._begin_write()
             try:
                 result = work(txn)
+                txn.note_if_entries_unchanged()
                 txn.raw.commit()
                 return result
             except lmdb.MapFullError:

@@ -41,3 +41,19 @@ def test_a_foreign_commit_between_own_commits_empties_the_cache() -> None:
     front.after_write([], 9, True, 9)
     front.validate(9)
     assert "x" not in front.hot and front.valid_at == 9
+
+
+def test_commits_that_changed_no_entry_keep_the_cache() -> None:
+    """validate() keeps the cache across commits checked to have changed no entry since valid_at, and moves valid_at to the checked snapshot."""
+    front = _cache_with("x", b"x", 6)
+    front.validate(9, (6, 8))  # 7 and 8 changed nothing; 9 is not checked yet
+    assert front.valid_at == 8 and "x" in front.hot
+    front.validate(9, (8, 9))
+    assert front.valid_at == 9 and "x" in front.hot
+
+
+def test_a_check_made_from_an_older_valid_at_does_not_keep_the_cache() -> None:
+    """A check made before the cache moved (from another valid_at) proves nothing: the cache is emptied."""
+    front = _cache_with("x", b"x", 6)
+    front.validate(9, (5, 9))
+    assert "x" not in front.hot and front.valid_at == 9

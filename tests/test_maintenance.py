@@ -354,6 +354,56 @@ def test_own_maintenance_writes_keep_the_front_cache(make_db: Callable[..., Pers
     assert db.stats()["front_cache_hits"] >= 50
 
 
+def _in_another_process(db_path: Path, body: str) -> None:
+    code = f"""
+from PersistDict import PersistDict
+d = PersistDict({str(db_path)!r}, background_thread="disabled")
+{body}
+d.close()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_another_process_s_maintenance_writes_keep_the_front_cache(
+        db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """Another process flushing access times and taking the lease leaves this front cache serving hits; its write empties it."""
+    db = make_db()
+    db.set_many({f"k{i}": i for i in range(50)})
+    for _ in range(2):
+        for i in range(50):
+            assert db[f"k{i}"] == i
+    assert len(db._front) == 50
+    _in_another_process(db_path, "[d[f'k{i}'] for i in range(50)]; assert d.flush_atimes() == 50; d.run_maintenance()")
+    hits = db.stats()["front_cache_hits"]
+    for _ in range(2):
+        for i in range(50):
+            assert db[f"k{i}"] == i
+    assert db.stats()["front_cache_hits"] >= hits + 99  # the first read may find the gap: one LMDB read
+    _in_another_process(db_path, "d['k7'] = 'new'")
+    assert db["k7"] == "new" and db["k8"] == 8
+    assert len(db._front) == 0  # one entry changed: everything goes
+
+
+def test_unchanged_commits_are_listed_and_checked(make_db: Callable[..., PersistDict]) -> None:
+    """Commits that change only access times or meta are listed (the last 64); any entry write breaks the chain."""
+    db = make_db()
+    db["a"] = 1
+    storage = db._storage
+    base = storage.last_txnid()
+    assert storage.unchanged_since(base) == base
+    db["a"]
+    db.flush_atimes()
+    assert try_take_lease(storage, "me", 1000.0, 60)
+    assert storage.last_txnid() == base + 2 and storage.unchanged_since(base) == base + 2
+    db["b"] = 2
+    assert storage.unchanged_since(base) is None and storage.unchanged_since(base + 3) == base + 3
+    for i in range(70):
+        assert try_take_lease(storage, f"p{i}", 2000.0 + 100 * i, 60)
+    last = storage.last_txnid()
+    assert storage.unchanged_since(last - 64) == last and storage.unchanged_since(last - 65) is None
+
+
 def test_get_many_uses_the_front_cache_consistently(make_db: Callable[..., PersistDict]) -> None:
     """get_many serves cached keys, reads the rest, and returns keys in the order asked."""
     db = make_db()
