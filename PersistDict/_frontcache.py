@@ -3,7 +3,9 @@
 Coherence: the cache is valid as of one LMDB transaction id (``valid_at``).
 Any commit, by any instance or process, moves LMDB's last txnid; the next
 lookup sees the change and empties the cache, so a read never returns a value
-older than the last commit. A value read in a snapshot is only cached if that
+older than the last commit, unless every commit in between changed no entry
+(access-time flushes, the maintenance lease: they list their txn ids in the
+database, see ``Storage.unchanged_since``). A value read in a snapshot is only cached if that
 snapshot is ``valid_at``. The owner's own write evicts its keys and keeps the
 rest of the cache when it took the very next txn id and is still the last
 commit. Only a transaction that changed something takes a txn id: one that

@@ -613,11 +613,15 @@ class Storage:
         """A snapshot's txn id if no commit after ``since`` up to it changed an entry, else None.
 
         One read transaction: the list of recent commits that wrote only access times or meta
-        (:meth:`Txn.note_if_entries_unchanged`) is read in the snapshot it describes.
+        (:meth:`Txn.note_if_entries_unchanged`) is read in the snapshot it describes. A snapshot
+        older than ``since`` proves nothing (LMDB's meta page, which ``last_txnid`` reads, can
+        be ahead of the id a new read transaction starts from for a moment).
         """
+        if self.last_txnid() - since > UNCHANGED_COMMITS_KEPT:
+            return None  # more commits than the list keeps: no need to look
         with self.reading(buffers=False) as txn:
             snapshot = txn.id
-            if snapshot - since > UNCHANGED_COMMITS_KEPT:
+            if snapshot < since or snapshot - since > UNCHANGED_COMMITS_KEPT:
                 return None
             listed = txn.meta(UNCHANGED_COMMITS) or b""
         ids = {decode_seq(listed[i:i + SEQ_BYTES]) for i in range(0, len(listed), SEQ_BYTES)}
@@ -749,8 +753,11 @@ class Storage:
     def _grow_map(self) -> None:
         with self._gate.exclusive():
             env = self._checked_env()
-            env.set_mapsize(0)  # start from the largest size any process set
-            env.set_mapsize(env.info()["map_size"] * 2)
+            current = env.info()["map_size"]
+            env.set_mapsize(0)  # adopt a larger size another process set (0: the last committed one)
+            # double the larger of the two: while one transaction keeps outgrowing the map, the
+            # committed size does not change, and doubling it alone would retry forever
+            env.set_mapsize(max(current, env.info()["map_size"]) * 2)
 
     def _grow_map_if_half_full(self) -> None:
         info = self._env_info()

@@ -154,6 +154,15 @@ def test_map_grows_past_600_mib(make_db: Callable[..., PersistDict]) -> None:
     assert db._storage.info()["map_size"] > 600 * 1024 * 1024
 
 
+def test_one_write_larger_than_twice_the_map(make_db: Callable[..., PersistDict]) -> None:
+    """A single write needing several doublings of the map grows it until it fits (it used to retry forever)."""
+    db = make_db(map_size=1 << 20)
+    db["big"] = b"x" * (7 << 20)
+    db.set_many({f"k{i}": b"y" * (1 << 20) for i in range(12)})
+    assert len(db["big"]) == 7 << 20 and len(db) == 13
+    assert db._storage.info()["map_size"] >= 16 << 20
+
+
 def test_map_growth_seen_by_other_process(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
     """When another process grows the map, this one adopts the new size and keeps working."""
     db = make_db(map_size=2 * 1024 * 1024)
