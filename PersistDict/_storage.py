@@ -55,11 +55,11 @@ TABLES = ("records", "order", "atimes", "meta")
 
 _SEQ = struct.Struct(">Q")  # big-endian so LMDB's byte order is numeric order
 SEQ_BYTES = _SEQ.size
+_FLOAT = struct.Struct("<d")
 
 # meta key: ids of the last commits that changed no entry (see Txn.note_if_entries_unchanged)
 UNCHANGED_COMMITS = b"unchanged_commits"
 UNCHANGED_COMMITS_KEPT = 64
-_FLOAT = struct.Struct("<d")
 
 # LMDB's on-disk meta page: MDB_page header (16 bytes) then MDB_meta, whose
 # mm_txnid sits at byte 128 on 64-bit builds. Reading it from a read-only map
