@@ -5,8 +5,8 @@ written inline against raw py-lmdb on records in PersistDict's own layout: the k
 tag, one transaction and get, the checksum (a damaged record is never returned as a value),
 the header (expiry, and the entry's seq for its access time), the access-time note and the
 pickle decode; ``in`` needs the tag, the get and the expiry. No front cache, no guards for
-fork or map resize, no counters. The reference is the raw LMDB contender's loop from
-contenders.py (one transaction per get, pickle). Both read a freshly opened environment
+fork or map resize, no counters. The reference is the raw LMDB contender itself
+(contenders.LmdbAdapter: one transaction per get, pickle). Both read a freshly opened environment
 (first touches of the map, like the benchmark's fresh process), interleaved, best of 7.
 
 If a floor is below a target's ratio, no pure-Python implementation on py-lmdb that keeps
@@ -24,45 +24,40 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 
 import lmdb
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from common import make_value  # noqa: E402  (this directory is sys.path[0])
+from contenders import LmdbAdapter  # noqa: E402
 from PersistDict._records import _CRC_RESIDUE, _READ_HEADER, HEADER_SIZE, pack_record  # noqa: E402
 
 N = 10_000
 KINDS = ["str100", "record2k", "embedding", "embedding_np"]
 
 
-def build(path: str, kind: str, keys: list[str]) -> None:
-    env = lmdb.open(path, map_size=1 << 30, max_dbs=2)
-    raw, records = env.open_db(b"raw"), env.open_db(b"records")
+def build(raw_path: str, records_path: str, kind: str, keys: list[str]) -> None:
+    """The same values twice: as the raw LMDB contender writes them, and as PersistDict records."""
+    values = [make_value(kind, i % 16) for i in range(len(keys))]
+    raw = _raw_contender(raw_path)
+    raw.batch_set(list(zip(keys, values, strict=True)))
+    raw.close()
+    env = lmdb.open(records_path, map_size=1 << 30, max_dbs=1)
+    records = env.open_db(b"records")
     now = time.time()
-    with env.begin(write=True) as txn:
-        for i, key in enumerate(keys):
-            payload = pickle.dumps(make_value(kind, i % 16), protocol=5)
-            txn.put(key.encode(), payload, db=raw)
+    with env.begin(write=True, db=records) as txn:
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
             lookup = b"s" + key.encode()
-            txn.put(lookup, pack_record(i, now, now, 0.0, 0, lookup, None, payload), db=records)
+            txn.put(lookup, pack_record(i, now, now, 0.0, 0, lookup, None, pickle.dumps(value)))
     env.close()
 
 
-def raw_get(env: lmdb.Environment, db: object, keys: list[str]) -> None:
-    loads = pickle.loads
-    for k in keys:  # contenders.LmdbAdapter.get_keys
-        with env.begin(db=db) as txn:
-            raw = txn.get(k.encode())
-        loads(raw)
-
-
-def raw_contains(env: lmdb.Environment, db: object, keys: list[str]) -> int:
-    n = 0
-    for k in keys:  # contenders.LmdbAdapter.contains_keys
-        with env.begin(db=db) as txn:
-            if txn.get(k.encode()) is not None:
-                n += 1
-    return n
+def _raw_contender(path: str) -> LmdbAdapter:
+    raw = LmdbAdapter(sync=True)
+    raw.load()
+    raw.open(path)
+    return raw
 
 
 def floor_get(env: lmdb.Environment, db: object, keys: list[str]) -> None:
@@ -103,15 +98,27 @@ def floor_contains(env: lmdb.Environment, db: object, keys: list[str]) -> int:
     return n
 
 
-def best_us(path: str, db_name: bytes, fn, keys: list[str]) -> float:
-    env = lmdb.open(path, map_size=1 << 30, max_dbs=2, readonly=True)
+def per_key_us(run: Callable[[list[str]], object], keys: list[str]) -> float:
+    order = keys[:]
+    random.shuffle(order)
+    start = time.perf_counter()
+    run(order)
+    return (time.perf_counter() - start) / len(order) * 1e6
+
+
+def raw_us(path: str, op: str, keys: list[str]) -> float:
+    raw = _raw_contender(path)
     try:
-        db = env.open_db(db_name, create=False)
-        order = keys[:]
-        random.shuffle(order)
-        start = time.perf_counter()
-        fn(env, db, order)
-        return (time.perf_counter() - start) / len(order) * 1e6
+        return per_key_us(getattr(raw, op), keys)
+    finally:
+        raw.close()
+
+
+def floor_us(path: str, floor: Callable[..., object], keys: list[str]) -> float:
+    env = lmdb.open(path, map_size=1 << 30, max_dbs=1, readonly=True)
+    try:
+        db = env.open_db(b"records", create=False)
+        return per_key_us(lambda order: floor(env, db, order), keys)
     finally:
         env.close()
 
@@ -121,20 +128,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in KINDS:
-            path = os.path.join(tmp, kind)
-            build(path, kind, keys)
-            pairs = {"get": (raw_get, floor_get), "contains": (raw_contains, floor_contains)}
-            for op, (raw_fn, floor_fn) in pairs.items():
+            raw_path, records_path = os.path.join(tmp, f"{kind}-raw"), os.path.join(tmp, f"{kind}-records")
+            build(raw_path, records_path, kind, keys)
+            pairs = {"get": ("get_keys", floor_get), "contains": ("contains_keys", floor_contains)}
+            for op, (raw_op, floor) in pairs.items():
                 raw_t, floor_t = [], []
                 for _ in range(7):
-                    raw_t.append(best_us(path, b"raw", raw_fn, keys))
-                    floor_t.append(best_us(path, b"records", floor_fn, keys))
-                raw_us, floor_us = min(raw_t), min(floor_t)
-                rows.append((op, kind, raw_us, floor_us, raw_us / floor_us))
+                    raw_t.append(raw_us(raw_path, raw_op, keys))
+                    floor_t.append(floor_us(records_path, floor, keys))
+                raw_best, floor_best = min(raw_t), min(floor_t)
+                rows.append((op, kind, raw_best, floor_best, raw_best / floor_best))
     print("| operation | value | raw LMDB µs | floor µs | floor / raw (ops/s ratio) |")
     print("|---|---|---:|---:|---:|")
-    for op, kind, raw_us, floor_us, ratio in rows:
-        print(f"| {op} | {kind} | {raw_us:.2f} | {floor_us:.2f} | {ratio:.2f}x |")
+    for op, kind, raw_best, floor_best, ratio in rows:
+        print(f"| {op} | {kind} | {raw_best:.2f} | {floor_best:.2f} | {ratio:.2f}x |")
 
 
 if __name__ == "__main__":
