@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import random
@@ -162,11 +163,11 @@ def test_key_size_limit_mismatch_is_refused(db_path: Any, make_db: Callable[...,
         make_db(key_size_limit=511)
 
 
-class Color(str, __import__("enum").Enum):
+class Color(str, enum.Enum):
     RED = "red"
 
 
-class Level(__import__("enum").IntEnum):
+class Level(enum.IntEnum):
     HIGH = 3
 
 
