@@ -37,7 +37,7 @@ from loguru import logger
 
 from . import _table
 from ._accesses import SHARD_MASK, PendingAccesses
-from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, FrontCache
+from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, FrontCache
 from ._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds
@@ -365,9 +365,9 @@ class PersistDict(MutableMapping[Any, Any]):
                 front = None  # inside transaction(): the cache does not see uncommitted writes
             elif cache_key is not key or storage.txnid_views is None or storage.txn_holders:
                 # _hot_entry could not look without the lock; otherwise its look was conclusive
-                unchanged = self._unchanged_commits(storage, front)
+                changes = self._changes_since(storage, front)
                 with self._lock:
-                    front.validate(storage.last_txnid(), unchanged)
+                    front.validate(storage.last_txnid(), changes)
                     entry = front.hot.get(cache_key)
                     if entry is not None and (not entry.expires or entry.expires > self._clock()):
                         front.hits += 1
@@ -394,9 +394,9 @@ class PersistDict(MutableMapping[Any, Any]):
         self._touched.shards[seq & SHARD_MASK][seq] = now  # PendingAccesses.note, inlined; no lock needed
         self._hits += 1
         if front is not None and front.note_miss(cache_key, snapshot):
-            unchanged = self._unchanged_commits(storage, front)
+            changes = self._changes_since(storage, front)
             with self._lock:  # a second miss: cache it, if nothing moved meanwhile (see FrontCache.fill)
-                front.validate(storage.last_txnid(), unchanged)
+                front.validate(storage.last_txnid(), changes)
                 front.fill(cache_key, kind, payload, seq, expires, snapshot)
         if kind == KIND_SERIALIZED and self._loads_takes_buffer:  # inlined _decode_value for pickle
             try:
@@ -416,15 +416,18 @@ class PersistDict(MutableMapping[Any, Any]):
         except CorruptedRecordError as exc:
             raise _corrupted(key, exc) from exc
 
-    def _unchanged_commits(self, storage: Storage, front: FrontCache) -> tuple[int, int] | None:
-        """For ``FrontCache.validate``: (valid_at, snapshot id) if no commit since the front cache
-        was valid changed an entry (another process's access-time flush, the maintenance lease),
-        else None. It reads LMDB, so it runs before the lock is taken (see ``_read``)."""
+    def _changes_since(self, storage: Storage, front: FrontCache) -> Changes | None:
+        """For ``FrontCache.validate``: (valid_at, snapshot id, cache keys changed in between) if
+        the change log covers every commit since the front cache was valid, else None. It reads
+        LMDB, so it runs before the lock is taken (see ``_read``)."""
         since = front.valid_at
         if since < 0 or storage.last_txnid() == since:
             return None
-        upto = storage.unchanged_since(since)
-        return None if upto is None else (since, upto)
+        logged = storage.changes_since(since)
+        if logged is None:
+            return None
+        snapshot, lookups = logged
+        return since, snapshot, [form for lookup in lookups for form in self._cache_forms(lookup)]
 
     def _apply_recent(self) -> None:
         """Apply buffered front-cache hits to the LRU order and the pending atimes."""
@@ -486,9 +489,9 @@ class PersistDict(MutableMapping[Any, Any]):
         cached: dict[Any, CachedEntry] = {}
         cached_at = -1
         if front is not None:
-            unchanged = self._unchanged_commits(storage, front)
+            changes = self._changes_since(storage, front)
             with self._lock:
-                front.validate(storage.last_txnid(), unchanged)
+                front.validate(storage.last_txnid(), changes)
                 cached_at = front.valid_at
                 for key, lookup in encoded:
                     entry = front.hot.get(self._cache_key(key, lookup))

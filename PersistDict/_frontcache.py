@@ -2,11 +2,12 @@
 
 Coherence: the cache is valid as of one LMDB transaction id (``valid_at``).
 Any commit, by any instance or process, moves LMDB's last txnid; the next
-lookup sees the change and empties the cache, so a read never returns a value
-older than the last commit, unless every commit in between changed no entry
-(access-time flushes, the maintenance lease: they list their txn ids in the
-database, see ``Storage.unchanged_since``). A value read in a snapshot is only cached if that
-snapshot is ``valid_at``. The owner's own write evicts its keys and keeps the
+lookup sees the change and brings the cache up to it, so a read never returns
+a value older than the last commit: each commit logs the keys it changed
+(``Storage.changes_since``; access-time flushes and the maintenance lease log
+none), and the cache evicts those. If a commit in the gap is not in the log
+(too large, ``clear()``, more than the log keeps), the cache empties. A value
+read in a snapshot is only cached if that snapshot is ``valid_at``. The owner's own write evicts its keys and keeps the
 rest of the cache when it took the very next txn id and is still the last
 commit. Only a transaction that changed something takes a txn id: one that
 changed nothing leaves its id to the next commit, whoever makes it.
@@ -35,6 +36,9 @@ SCALARS = frozenset({str, bytes, int, float, bool, type(None), complex})
 _ENTRY_OVERHEAD = 120  # rough bytes per cached entry beyond its payload
 RECENT_LIMIT = 4096  # hits buffered before they are applied to the LRU order
 _SEEN_GENERATION = 16_384  # keys remembered for admission on the second miss: two generations of this
+
+# (valid_at, snapshot id, keys changed in between): what validate needs to keep the cache
+Changes = tuple[int, int, list[Any]]
 
 # how a cached entry gives out its value
 UNCLASSIFIED = 0  # holds the payload; decoded and classified on first hit
@@ -185,21 +189,30 @@ class FrontCache:
     def _end(self) -> None:
         self.stamp += 1
 
-    def validate(self, last_txnid: int, unchanged: tuple[int, int] | None = None) -> None:
+    def validate(self, last_txnid: int, changes: Changes | None = None) -> None:
         """Bring the cache to LMDB's last commit: empty it if anything was committed since it
-        was valid, unless ``unchanged`` = (valid_at, snapshot id) says that no commit in
-        between changed an entry (``Storage.unchanged_since``); then it is valid at that snapshot.
+        was valid, unless ``changes`` = (valid_at, snapshot id, keys) names every key the commits
+        in between changed (``Storage.changes_since``); then only those go, and the rest is
+        valid at that snapshot.
         """
         if last_txnid == self.valid_at:
             return
         self._begin()
-        if unchanged is not None and unchanged[0] == self.valid_at:
-            self.valid_at = unchanged[1]
+        if changes is not None and changes[0] == self.valid_at:
+            self._evict(changes[2])
+            self.valid_at = changes[1]
         else:
             self.lru.clear()
             self.seen.clear()
             self.valid_at = last_txnid
         self._end()
+
+    def _evict(self, keys: list[Any]) -> None:
+        hot, seen = self.hot, self.seen
+        for key in keys:
+            if key in hot:
+                del self.lru[key]
+            seen.discard(key)
 
     def note_hit(self, entry: CachedEntry) -> None:
         recent = self.recent
@@ -257,11 +270,7 @@ class FrontCache:
         txnid: nobody else committed in between.
         """
         self._begin()
-        hot, seen = self.hot, self.seen
-        for key in keys:
-            if key in hot:
-                del self.lru[key]
-            seen.discard(key)
+        self._evict(keys)
         if wrote and txn_id == self.valid_at + 1 and last_txnid == txn_id:
             self.valid_at = txn_id
         self._end()

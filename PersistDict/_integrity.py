@@ -171,6 +171,7 @@ def _reindexer(slot: bytes, seq: int, expires: float, key_in_slot: bool, seq_tak
         new_seq = seq
         if seq_taken or row is not None:
             new_seq = _table.SeqAllocator(txn).take()
-            txn.put_record(slot, with_header(unpack_record(data), seq=new_seq))
+            record = unpack_record(data)
+            txn.put_record(slot, with_header(record, seq=new_seq), record.lookup)
         txn.put_order(new_seq, _table.pack_order(expires, key_in_slot, slot))
     return fix

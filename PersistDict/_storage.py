@@ -51,15 +51,17 @@ DURABILITY = {
     "fast": (False, False),  # survives kill -9; OS crash may lose recent writes or corrupt
 }
 
-TABLES = ("records", "order", "atimes", "meta")
+TABLES = ("records", "order", "atimes", "meta", "changes")
 
 _SEQ = struct.Struct(">Q")  # big-endian so LMDB's byte order is numeric order
 SEQ_BYTES = _SEQ.size
 _FLOAT = struct.Struct("<d")
 
-# meta key: ids of the last commits that changed no entry (see Txn.note_if_entries_unchanged)
-UNCHANGED_COMMITS = b"unchanged_commits"
-UNCHANGED_COMMITS_KEPT = 64
+# the change log (``changes`` table, a ring: txn id % KEPT -> txn id + lookups of the entries that
+# commit changed), read by other front caches to evict only those (Txn.log_changes, Storage.changes_since)
+CHANGE_LOG_KEPT = 64  # commits
+CHANGE_LOG_MAX_BYTES = 16 << 10  # a commit that changed more is not logged: readers empty their cache
+_LENGTH = struct.Struct("<I")
 
 # LMDB's on-disk meta page: MDB_page header (16 bytes) then MDB_meta, whose
 # mm_txnid sits at byte 128 on 64-bit builds. Reading it from a read-only map
@@ -74,6 +76,10 @@ def encode_seq(seq: int) -> bytes:
 
 def decode_seq(data: bytes | memoryview) -> int:
     return _SEQ.unpack(data)[0]
+
+
+def change_log_slot(txn_id: int) -> bytes:
+    return bytes((txn_id % CHANGE_LOG_KEPT,))
 
 
 def encode_time(value: float) -> bytes:
@@ -106,15 +112,25 @@ def translate_error(exc: BaseException, path: str) -> BaseException:
 class Txn:
     """An LMDB transaction seen as four tables of bytes."""
 
-    __slots__ = ("raw", "write", "buffers", "wrote", "changed_entries", "_records", "_order", "_atimes", "_meta")
+    __slots__ = ("raw", "write", "buffers", "wrote", "changed", "_records", "_order", "_atimes", "_meta", "_changes")
 
     def __init__(self, raw: lmdb.Transaction, dbs: tuple[Any, ...], write: bool, buffers: bool = True) -> None:
         self.raw = raw
         self.write = write
         self.buffers = buffers
         self.wrote = False  # whether it changed anything: only then does its commit take a txn id
-        self.changed_entries = False  # whether it changed records or order rows (not only atimes, meta)
-        self._records, self._order, self._atimes, self._meta = dbs
+        # lookups of the entries whose records it changed; None once it changed one it cannot name
+        self.changed: list[bytes] | None = []
+        self._records, self._order, self._atimes, self._meta, self._changes = dbs
+
+    def _note_changed(self, lookup: bytes | None) -> None:
+        self.wrote = True
+        changed = self.changed
+        if changed is not None:
+            if lookup is None:
+                self.changed = None
+            else:
+                changed.append(lookup)
 
     @property
     def id(self) -> int:
@@ -124,13 +140,15 @@ class Txn:
     def record(self, slot: bytes) -> bytes | memoryview | None:
         return self.raw.get(slot, db=self._records)
 
-    def put_record(self, slot: bytes, data: bytes) -> None:
+    def put_record(self, slot: bytes, data: bytes, lookup: bytes) -> None:
+        """Store ``data``, the record of the entry whose lookup encoding is ``lookup``."""
         self.raw.put(slot, data, db=self._records)
-        self.wrote = self.changed_entries = True
+        self._note_changed(lookup)
 
-    def delete_record(self, slot: bytes) -> None:
+    def delete_record(self, slot: bytes, lookup: bytes | None) -> None:
+        """Delete the record at ``slot``, of the entry ``lookup`` (None: not known, e.g. unreadable)."""
         if self.raw.delete(slot, db=self._records):
-            self.wrote = self.changed_entries = True
+            self._note_changed(lookup)
 
     def count(self) -> int:
         return self.raw.stat(self._records)["entries"]
@@ -143,11 +161,10 @@ class Txn:
     # order: seq -> slot, iterated in insertion order
     def put_order(self, seq: int, slot: bytes) -> None:
         self.raw.put(encode_seq(seq), slot, db=self._order)
-        self.wrote = self.changed_entries = True
+        self.wrote = True
 
     def delete_order(self, seq: int) -> None:
-        if self.raw.delete(encode_seq(seq), db=self._order):
-            self.wrote = self.changed_entries = True
+        self.wrote |= self.raw.delete(encode_seq(seq), db=self._order)
 
     def order_row(self, seq: int) -> bytes | None:
         row = self.raw.get(encode_seq(seq), db=self._order)
@@ -216,6 +233,23 @@ class Txn:
     def delete_meta(self, name: bytes) -> None:
         self.wrote |= self.raw.delete(name, db=self._meta)
 
+    # changes: txn id -> the lookups its commit changed (see log_changes)
+    def logged_changes(self, txn_id: int) -> bytes | None:
+        """The lookups commit ``txn_id`` changed, encoded by ``log_changes``; None if not logged."""
+        data = self.raw.get(change_log_slot(txn_id), db=self._changes)
+        if data is None or decode_seq(data[:SEQ_BYTES]) != txn_id:
+            return None  # not logged, or the ring's row is another commit's
+        return bytes(data[SEQ_BYTES:])
+
+    def future_change_log_rows(self, after: int) -> list[bytes]:
+        """Ring slots holding a commit after txn id ``after``."""
+        with self.raw.cursor(db=self._changes) as cursor:
+            return [bytes(slot) for slot, row in cursor if decode_seq(row[:SEQ_BYTES]) > after]
+
+    def delete_change_log_rows(self, slots: list[bytes]) -> None:
+        for slot in slots:
+            self.wrote |= self.raw.delete(slot, db=self._changes)
+
     def next_seq_value(self) -> int:
         """One more than the newest entry's seq.
 
@@ -236,15 +270,27 @@ class Txn:
         for db in (self._records, self._order, self._atimes):
             if self.raw.stat(db)["entries"]:
                 self.raw.drop(db, delete=False)
-                self.wrote = self.changed_entries = True
+                self._note_changed(None)
 
-    def note_if_entries_unchanged(self) -> None:
-        """Before commit: if this transaction writes but changes no entry (access times, meta
-        only), add its id to the list of such commits, so other processes' front caches can
-        tell it from a write and stay valid across it (see :meth:`Storage.unchanged_since`)."""
-        if self.wrote and not self.changed_entries:
-            ids = (self.meta(UNCHANGED_COMMITS) or b"") + encode_seq(self.raw.id())
-            self.put_meta(UNCHANGED_COMMITS, ids[-UNCHANGED_COMMITS_KEPT * SEQ_BYTES:])
+    def absorb(self, child: Txn) -> None:
+        """A savepoint (child transaction) committed into this one: its changes are now ours."""
+        self.wrote |= child.wrote
+        if self.changed is not None:
+            self.changed = None if child.changed is None else self.changed + child.changed
+
+    def log_changes(self) -> None:
+        """Before commit: record which entries this transaction changed, under its txn id, so
+        other front caches evict only those (see :meth:`Storage.changes_since`). A commit that
+        changed an entry it cannot name, or too many, is not logged: readers then empty their
+        cache. The log is a ring of ``CHANGE_LOG_KEPT`` rows; each names the txn id it is for.
+        """
+        if not self.wrote or self.changed is None:
+            return  # no txn id of its own, or changes it cannot name
+        changed = self.changed
+        if sum(map(len, changed)) + _LENGTH.size * len(changed) <= CHANGE_LOG_MAX_BYTES:
+            txn_id = self.raw.id()
+            log = b"".join([encode_seq(txn_id)] + [_LENGTH.pack(len(lookup)) + lookup for lookup in changed])
+            self.raw.put(change_log_slot(txn_id), log, db=self._changes)
 
 
 class _TxnGate:
@@ -428,6 +474,18 @@ class Storage:
         self._meta_map: mmap.mmap | None = None
         self._map_txnid_reader()
         self.generation = _fork_generation[0]
+        self._drop_change_log_rows_from_the_future()
+
+    def _drop_change_log_rows_from_the_future(self) -> None:
+        """Change-log rows for txn ids not reached yet come from a store whose ids went back (a
+        restored or compacted copy): they must not vouch for the commits that take those ids."""
+        with self.reading() as txn:
+            if not txn.future_change_log_rows(txn.id):
+                return
+
+        def drop(txn: Txn) -> None:  # this commit is txn.id: rows for it or later are stale
+            txn.delete_change_log_rows(txn.future_change_log_rows(txn.id - 1))
+        self.write(drop)
         self.pid = os.getpid()
 
     def _check_file_size(self) -> None:
@@ -609,23 +667,31 @@ class Storage:
         finally:
             self.end(txn)
 
-    def unchanged_since(self, since: int) -> int | None:
-        """A snapshot's txn id if no commit after ``since`` up to it changed an entry, else None.
+    def changes_since(self, since: int) -> tuple[int, set[bytes]] | None:
+        """(snapshot txn id, lookups of the entries changed after ``since`` up to it), or None
+        when some commit in between is not in the change log (see :meth:`Txn.log_changes`).
 
-        One read transaction: the list of recent commits that wrote only access times or meta
-        (:meth:`Txn.note_if_entries_unchanged`) is read in the snapshot it describes. A snapshot
+        One read transaction, which reads the log in the snapshot it describes. A snapshot
         older than ``since`` proves nothing (LMDB's meta page, which ``last_txnid`` reads, can
         be ahead of the id a new read transaction starts from for a moment).
         """
-        if self.last_txnid() - since > UNCHANGED_COMMITS_KEPT:
-            return None  # more commits than the list keeps: no need to look
+        if self.last_txnid() - since > CHANGE_LOG_KEPT:
+            return None  # more commits than the log keeps: no need to look
+        changed: set[bytes] = set()
         with self.reading(buffers=False) as txn:
             snapshot = txn.id
-            if snapshot < since or snapshot - since > UNCHANGED_COMMITS_KEPT:
+            if snapshot < since or snapshot - since > CHANGE_LOG_KEPT:
                 return None
-            listed = txn.meta(UNCHANGED_COMMITS) or b""
-        ids = {decode_seq(listed[i:i + SEQ_BYTES]) for i in range(0, len(listed), SEQ_BYTES)}
-        return snapshot if all(txn_id in ids for txn_id in range(since + 1, snapshot + 1)) else None
+            for txn_id in range(since + 1, snapshot + 1):
+                log = txn.logged_changes(txn_id)
+                if log is None:
+                    return None
+                start = 0
+                while start < len(log):
+                    (length,) = _LENGTH.unpack_from(log, start)
+                    start += _LENGTH.size + length
+                    changed.add(log[start - length:start])
+        return snapshot, changed
 
     def write(self, work: Callable[[Txn], T]) -> T:
         """Run ``work`` in one write transaction and commit it.
@@ -652,7 +718,7 @@ class Storage:
             txn = self._begin_write()
             try:
                 result = work(txn)
-                txn.note_if_entries_unchanged()
+                txn.log_changes()
                 txn.raw.commit()
                 return result
             except lmdb.MapFullError:
@@ -714,6 +780,7 @@ class Storage:
                     f"database {self.path!r}: an operation in the transaction failed, so it was rolled back"
                 )
             try:
+                txn.log_changes()
                 txn.raw.commit()
             except lmdb.Error as exc:
                 raise translate_error(exc, self.path) from exc
@@ -740,6 +807,7 @@ class Storage:
                 child.raw.abort()
             else:
                 child.raw.commit()
+                parent.absorb(child)
         finally:
             local.txn = parent
 

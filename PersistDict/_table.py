@@ -138,7 +138,7 @@ def put(
         seq, ctime, old_expires, exact = fields
         if old_expires != expires:
             txn.put_order(seq, pack_order(expires, exact is None and slot == lookup, slot))
-    txn.put_record(slot, pack_record(seq, ctime, now, expires, kind, lookup, exact, payload))
+    txn.put_record(slot, pack_record(seq, ctime, now, expires, kind, lookup, exact, payload), lookup)
     return seq, fields is None
 
 
@@ -159,9 +159,9 @@ def remove(txn: Txn, found: Found, base: bytes) -> Record:
     txn.delete_order(record.seq)
     txn.delete_atime(record.seq)
     if is_hashed_slot(base):
-        _close_chain_gap(txn, base, found.probe)
+        _close_chain_gap(txn, base, found.probe, record.lookup)
     else:
-        txn.delete_record(found.slot)
+        txn.delete_record(found.slot, record.lookup)
     return record
 
 
@@ -184,24 +184,25 @@ def drop_slot(txn: Txn, slot: bytes, seq: int | None, hash_bytes: int) -> None:
             slot = unpack_order(row)[2]
         txn.delete_order(seq)
         txn.delete_atime(seq)
-    if is_hashed_slot(slot):
+    if is_hashed_slot(slot):  # the record may be unreadable: its key is not known
         base = base_of(slot, hash_bytes)
-        _close_chain_gap(txn, base, probe_index(slot, base))
+        _close_chain_gap(txn, base, probe_index(slot, base), None)
     else:
-        txn.delete_record(slot)
+        txn.delete_record(slot, slot)  # an exact slot is the key's lookup encoding
 
 
-def _close_chain_gap(txn: Txn, base: bytes, hole: int) -> None:
+def _close_chain_gap(txn: Txn, base: bytes, hole: int, lookup: bytes | None) -> None:
+    """Delete the record of ``lookup`` at probe position ``hole``."""
     last = hole
     while txn.record(probe_slot(base, last + 1)) is not None:
         last += 1
     hole_slot, last_slot = probe_slot(base, hole), probe_slot(base, last)
     if last != hole:
         moved = unpack_record(txn.record(last_slot))  # type: ignore[arg-type]
-        txn.put_record(hole_slot, with_header(moved))
+        txn.put_record(hole_slot, with_header(moved), moved.lookup)
         txn.put_order(moved.seq, pack_order(moved.expires, False, hole_slot))
         hole_slot = last_slot
-    txn.delete_record(hole_slot)
+    txn.delete_record(hole_slot, lookup)
 
 
 def set_expiry(txn: Txn, found: Found, expires: float) -> None:
@@ -210,7 +211,7 @@ def set_expiry(txn: Txn, found: Found, expires: float) -> None:
     assert record is not None
     if expires:
         note_ttl_write(txn)
-    txn.put_record(found.slot, with_header(record, expires=expires))
+    txn.put_record(found.slot, with_header(record, expires=expires), record.lookup)
     key_in_slot = record.exact is None and found.slot == record.lookup
     txn.put_order(record.seq, pack_order(expires, key_in_slot, found.slot))
 

@@ -43,17 +43,30 @@ def test_a_foreign_commit_between_own_commits_empties_the_cache() -> None:
     assert "x" not in front.hot and front.valid_at == 9
 
 
-def test_commits_that_changed_no_entry_keep_the_cache() -> None:
-    """validate() keeps the cache across commits checked to have changed no entry since valid_at, and moves valid_at to the checked snapshot."""
+def test_logged_commits_evict_only_the_keys_they_changed() -> None:
+    """validate() with the keys the commits since valid_at changed evicts those, keeps the rest, and
+    moves valid_at to the snapshot the log was read in."""
     front = _cache_with("x", b"x", 6)
-    front.validate(9, (6, 8))  # 7 and 8 changed nothing; 9 is not checked yet
-    assert front.valid_at == 8 and "x" in front.hot
-    front.validate(9, (8, 9))
-    assert front.valid_at == 9 and "x" in front.hot
+    front.fill("y", KIND_STR, b"y", 2, 0.0, 6)
+    front.fill("y", KIND_STR, b"y", 2, 0.0, 6)
+    front.validate(9, (6, 8, []))  # 7 and 8 changed no entry; 9 is not checked yet
+    assert front.valid_at == 8 and {"x", "y"} <= front.hot.keys()
+    front.validate(9, (8, 9, ["y", ("sy",)]))
+    assert front.valid_at == 9 and "x" in front.hot and "y" not in front.hot
+
+
+def test_a_changed_key_that_missed_once_must_miss_twice_again() -> None:
+    """A logged change also forgets the key's first miss: the admission hint was about the old value."""
+    front = FrontCache(100, 1 << 20, lambda hits: None)
+    front.validate(6)
+    assert front.note_miss("k", 6) is False
+    front.validate(7, (6, 7, ["k"]))
+    front.fill("k", KIND_STR, b"new", 1, 0.0, 7)
+    assert "k" not in front.hot
 
 
 def test_a_check_made_from_an_older_valid_at_does_not_keep_the_cache() -> None:
     """A check made before the cache moved (from another valid_at) proves nothing: the cache is emptied."""
     front = _cache_with("x", b"x", 6)
-    front.validate(9, (5, 9))
+    front.validate(9, (5, 9, []))
     assert "x" not in front.hot and front.valid_at == 9

@@ -14,6 +14,7 @@ import pytest
 
 from PersistDict import CodecMismatchWarning, PersistDict, serializers
 from PersistDict._maintenance import try_take_lease
+from PersistDict._storage import change_log_slot, encode_seq
 
 DAY = 86400.0
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -247,6 +248,7 @@ import sys
 sys.path.insert(0, {ROOT!r})
 from PersistDict import PersistDict
 from PersistDict._maintenance import try_take_lease
+from PersistDict._storage import change_log_slot, encode_seq
 d = PersistDict({str(db_path)!r}, background_thread="disabled")
 print(try_take_lease(d._storage, "other", 1030.0, 60), try_take_lease(d._storage, "other", 1061.0, 60))
 """
@@ -373,7 +375,7 @@ d.close()
 
 def test_another_process_s_maintenance_writes_keep_the_front_cache(
         db_path: Path, make_db: Callable[..., PersistDict]) -> None:
-    """Another process flushing access times and taking the lease leaves this front cache serving hits; its write empties it."""
+    """Another process flushing access times and taking the lease leaves this front cache serving hits."""
     db = make_db()
     db.set_many({f"k{i}": i for i in range(50)})
     _read_all_twice(db)
@@ -382,28 +384,108 @@ def test_another_process_s_maintenance_writes_keep_the_front_cache(
     hits = db.stats()["front_cache_hits"]
     _read_all_twice(db)
     assert db.stats()["front_cache_hits"] >= hits + 99  # the first read may find the gap: one LMDB read
-    _in_another_process(db_path, "d['k7'] = 'new'")
-    assert db["k7"] == "new" and db["k8"] == 8
-    assert len(db._front) == 0  # one entry changed: everything goes
 
 
-def test_unchanged_commits_are_listed_and_checked(make_db: Callable[..., PersistDict]) -> None:
-    """Commits that change only access times or meta are listed (the last 64); any entry write breaks the chain."""
+@pytest.mark.parametrize(("body", "changed"), [
+    ("d['k7'] = 'new'", {"k7": "new"}),
+    ("del d['k7']; d['k8'] = 'eight'", {"k7": None, "k8": "eight"}),
+    ("d.touch('k7', ttl=0.001); import time; time.sleep(0.01); d.expire()", {"k7": None}),
+    ("d.set_many({'k7': 7.5, 'k60': 60})", {"k7": 7.5, "k60": 60}),
+    ("with d.transaction():\n    d['k7'] = 'in txn'\n    try:\n        with d.transaction():\n"
+     "            d['k8'] = 'rolled back'\n            raise KeyError\n    except KeyError:\n        pass",
+     {"k7": "in txn"}),
+])
+def test_another_process_s_write_evicts_only_the_entries_it_changed(
+        db_path: Path, make_db: Callable[..., PersistDict], body: str, changed: dict[str, object]) -> None:
+    """A write in another process logs the keys it changed: this front cache evicts those and keeps
+    serving the rest as hits; the changed keys read their new state."""
+    db = make_db()
+    db.set_many({f"k{i}": i for i in range(50)})
+    _read_all_twice(db)
+    _in_another_process(db_path, body)
+    for key, value in changed.items():
+        assert db.get(key) == value
+    hits = db.stats()["front_cache_hits"]
+    kept = [f"k{i}" for i in range(50) if f"k{i}" not in changed]
+    assert all(db[key] == int(key[1:]) for key in kept)
+    # a read that misses LMDB does not bring the cache up to date: then the first kept key is read there
+    assert db.stats()["front_cache_hits"] >= hits + len(kept) - 1
+    for key, value in changed.items():  # now from a cache brought up to date: evicted, read again
+        assert db.get(key) == value
+
+
+def test_another_process_s_write_evicts_keys_of_every_kind(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """The log names entries by their lookup encoding: int, float, tuple, bytes and long (hashed-slot)
+    keys cached here are evicted when another process overwrites them."""
+    keys = ["L" * 600, 5, 2.5, ("t", 1), b"raw", "short"]
+    db = make_db()
+    for key in keys:
+        db[key] = "old"
+    for _ in range(2):
+        assert all(db[key] == "old" for key in keys)
+    assert len(db._front) == len(keys)
+    _in_another_process(db_path, f"d.update(dict.fromkeys({keys[:-1]!r}, 'new'))")
+    for _ in range(2):
+        assert [db[key] for key in keys] == ["new"] * (len(keys) - 1) + ["old"]
+
+
+@pytest.mark.parametrize("body", [
+    "d.clear(); d.update({f'k{i}': i for i in range(50)})",  # clear() names no key
+    "d.set_many({f'key-{i:040d}': i for i in range(1000)})",  # too many keys to log
+])
+def test_another_process_s_unlogged_write_empties_the_front_cache(
+        db_path: Path, make_db: Callable[..., PersistDict], body: str) -> None:
+    """A commit that is not in the change log empties the cache, so nothing stale is served."""
+    db = make_db()
+    db.set_many({f"k{i}": i for i in range(50)})
+    _read_all_twice(db)
+    _in_another_process(db_path, body)
+    assert db["k0"] == 0
+    assert len(db._front) == 0
+
+
+def test_the_change_log_names_what_each_commit_changed(make_db: Callable[..., PersistDict]) -> None:
+    """Each commit logs the lookups of the entries it changed (none for access times and the lease);
+    clear() is not logged; the log keeps the last 64 commits."""
     db = make_db()
     db["a"] = 1
     storage = db._storage
     base = storage.last_txnid()
-    assert storage.unchanged_since(base) == base
+    assert storage.changes_since(base) == (base, set())
     db["a"]
     db.flush_atimes()
     assert try_take_lease(storage, "me", 1000.0, 60)
-    assert storage.last_txnid() == base + 2 and storage.unchanged_since(base) == base + 2
+    assert storage.last_txnid() == base + 2 and storage.changes_since(base) == (base + 2, set())
     db["b"] = 2
-    assert storage.unchanged_since(base) is None and storage.unchanged_since(base + 3) == base + 3
+    del db["a"]
+    assert storage.changes_since(base) == (base + 4, {b"sa", b"sb"})
+    assert storage.changes_since(base + 3) == (base + 4, {b"sa"})
+    db.clear()
+    assert storage.changes_since(base + 4) is None and storage.changes_since(base + 5) == (base + 5, set())
     for i in range(70):
         assert try_take_lease(storage, f"p{i}", 2000.0 + 100 * i, 60)
     last = storage.last_txnid()
-    assert storage.unchanged_since(last - 64) == last and storage.unchanged_since(last - 65) is None
+    assert storage.changes_since(last - 64) == (last, set()) and storage.changes_since(last - 65) is None
+    with storage.reading() as txn:
+        assert txn.raw.stat(txn._changes)["entries"] == 64
+
+
+def test_change_log_rows_ahead_of_the_txn_id_are_dropped_at_open(make_db: Callable[..., PersistDict]) -> None:
+    """A row for a txn id not reached yet (left by a store whose ids went back) is dropped when the
+    store is opened, so it can never vouch for an unlogged commit that later takes that id."""
+    db = make_db()
+    db["a"] = 1
+    storage = db._storage
+    last = storage.last_txnid()
+    with storage.env.begin(write=True) as raw:  # commit last + 1, not logged; a stray row for last + 3
+        raw.put(change_log_slot(last + 3), encode_seq(last + 3), db=storage._dbs[4])
+    db.close()
+    db = make_db()  # opening drops the row: commit last + 2
+    storage = db._storage
+    with storage.env.begin(write=True) as raw:  # commit last + 3, not logged
+        raw.put(b"x", b"", db=storage._dbs[3])
+    assert storage.last_txnid() == last + 3
+    assert storage.changes_since(last + 2) is None
 
 
 def test_get_many_uses_the_front_cache_consistently(make_db: Callable[..., PersistDict]) -> None:
