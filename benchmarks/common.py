@@ -152,6 +152,9 @@ class Sizes:
     mixed_threads: list[int] = field(default_factory=lambda: [2, 4])
     mixed_procs: list[int] = field(default_factory=lambda: [2, 4])
     mixed_s: float = 0.75
+    shared_hot_keys: int = 2_000  # get hot while another process writes: the hot set...
+    shared_keys: int = 4_000  # ...in a store of this many entries...
+    writer_rate: int = 100  # ...which the other process sets at random, this many per second
     n_big: int = 1_000_000
     big_reps: int = 3
     big_cold_ops: int = 5_000
@@ -177,6 +180,8 @@ QUICK = Sizes(
     mixed_keys=300,
     mixed_keys_slow=100,
     mixed_s=0.5,
+    shared_hot_keys=500,
+    shared_keys=1_000,
     n_big=100_000,
     big_reps=2,
     big_cold_ops=1_000,

@@ -38,6 +38,7 @@ WORKLOAD_LABELS = {
     "mixed_threads_4": "mixed 80/20, 4 threads",
     "mixed_procs_2": "mixed 80/20, 2 processes",
     "mixed_procs_4": "mixed 80/20, 4 processes",
+    "hot_with_writer": "get hot while another process sets 100 keys/s",
     "get_cold_big": "get cold, large store",
     "open_ms": "open store (ms, lower is better)",
 }

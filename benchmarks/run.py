@@ -390,6 +390,19 @@ def run_mixed(runner: Runner, figs: Figures, contenders: list[str]) -> None:
                     res = runner.run_procs(name, nprocs, value=value, path=path, n=n, seed=rep)
                     figs.add(workload, value, name, res["mixed"] if res["status"] == "ok" else res)
                     shutil.rmtree(path, ignore_errors=True)
+            for name in contenders:
+                c = CONTENDER_BY_NAME[name]
+                if not c.processes:
+                    figs.mark_na("hot_with_writer", value, name, "in-memory only" if not c.persistent
+                                 else "no multi-process support (one writer, no locking)")
+                    continue
+                n = sz.mixed_keys_slow if c.slow else sz.shared_keys
+                path = fresh_dir("mixed", f"hw-{name}-{value}-{rep}")
+                res = runner.run("populate", name, value=value, path=path, n=n)
+                if res["status"] == "ok":
+                    res = runner.run("hot_with_writer", name, value=value, path=path, n=n)
+                figs.add("hot_with_writer", value, name, res["hot_with_writer"] if res["status"] == "ok" else res)
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def run_big(runner: Runner, figs: Figures, contenders: list[str], with_maintenance: bool) -> dict[str, Any]:

@@ -9,6 +9,7 @@ success. Only the contender's own library is imported here.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import resource
@@ -263,6 +264,54 @@ def task_mixed_proc(ad: Adapter, spec: dict[str, Any], sz: Sizes) -> dict[str, A
     return result
 
 
+def _write_steadily(name: str, path: str, value: str, keys: list[str], rate: int,
+                    ready: Any, stop: Any) -> None:
+    """The other process of ``task_hot_with_writer``: set random keys, ``rate`` per second."""
+    ad = make_adapter(name)
+    ad.load()
+    ad.open(path)
+    pool = value_pool(value)
+    rnd = random.Random(7)
+    ready.set()
+    next_at = time.monotonic()
+    done = 0
+    while not stop.is_set():
+        ad.set(keys[rnd.randrange(len(keys))], pool[done % POOL_SIZE])
+        done += 1
+        next_at += 1.0 / rate
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    ad.close()
+    os._exit(0)
+
+
+def task_hot_with_writer(ad: Adapter, spec: dict[str, Any], sz: Sizes) -> dict[str, Any]:
+    """get hot over a hot set while another process sets random keys of the store at a steady rate
+    (some of them in the hot set): what a front cache keeps across other processes' writes."""
+    keys = [key("r", i) for i in range(spec["n"])]
+    hot = keys[:min(sz.shared_hot_keys, len(keys) // 2)]
+    ctx = multiprocessing.get_context("fork")  # forked before this process opens the store
+    ready, stop = ctx.Event(), ctx.Event()
+    writer = ctx.Process(target=_write_steadily,
+                         args=(spec["contender"], spec["path"], spec["value"], keys, sz.writer_rate, ready, stop))
+    writer.start()
+    try:
+        ad.open(spec["path"])
+        if not ready.wait(120):
+            raise TimeoutError("the writer process did not start")
+        ad.get_keys(hot)
+        ad.get_keys(hot)
+        rounds = max(1, sz.max_hot_ops // len(hot))
+        out = {"hot_with_writer": timed(ad.get_keys, [hot] * rounds, sz.mixed_s)}
+    finally:
+        stop.set()
+        writer.join(60)
+    if writer.exitcode != 0:
+        raise RuntimeError(f"the writer process exited with {writer.exitcode}")
+    out["maxrss_mb"] = maxrss_mb()
+    ad.close()
+    return out
+
+
 def task_open_big(ad: Adapter, spec: dict[str, Any], sz: Sizes) -> dict[str, Any]:
     n = spec["n"]
     rnd = random.Random(spec.get("seed", 0))
@@ -365,6 +414,7 @@ TASKS = {
     "read": task_read,
     "mixed_threads": task_mixed_threads,
     "mixed_proc": task_mixed_proc,
+    "hot_with_writer": task_hot_with_writer,
     "open_big": task_open_big,
     "maint_latency": task_maint_latency,
 }
