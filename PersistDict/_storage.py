@@ -112,25 +112,29 @@ def translate_error(exc: BaseException, path: str) -> BaseException:
 class Txn:
     """An LMDB transaction seen as four tables of bytes."""
 
-    __slots__ = ("raw", "write", "buffers", "wrote", "changed", "_records", "_order", "_atimes", "_meta", "_changes")
+    __slots__ = ("raw", "write", "buffers", "wrote", "changed", "changed_bytes",
+                 "_records", "_order", "_atimes", "_meta", "_changes")
 
     def __init__(self, raw: lmdb.Transaction, dbs: tuple[Any, ...], write: bool, buffers: bool = True) -> None:
         self.raw = raw
         self.write = write
         self.buffers = buffers
         self.wrote = False  # whether it changed anything: only then does its commit take a txn id
-        # lookups of the entries whose records it changed; None once it changed one it cannot name
+        # lookups of the entries whose records it changed; None once it changed one it cannot name,
+        # or more than the change log takes (CHANGE_LOG_MAX_BYTES, counted in changed_bytes)
         self.changed: list[bytes] | None = []
+        self.changed_bytes = 0
         self._records, self._order, self._atimes, self._meta, self._changes = dbs
 
     def _note_changed(self, lookup: bytes | None) -> None:
         self.wrote = True
         changed = self.changed
         if changed is not None:
-            if lookup is None:
+            if lookup is None or self.changed_bytes > CHANGE_LOG_MAX_BYTES:
                 self.changed = None
             else:
                 changed.append(lookup)
+                self.changed_bytes += _LENGTH.size + len(lookup)
 
     @property
     def id(self) -> int:
@@ -277,6 +281,7 @@ class Txn:
         self.wrote |= child.wrote
         if self.changed is not None:
             self.changed = None if child.changed is None else self.changed + child.changed
+            self.changed_bytes += child.changed_bytes
 
     def log_changes(self) -> None:
         """Before commit: record which entries this transaction changed, under its txn id, so
@@ -284,13 +289,12 @@ class Txn:
         changed an entry it cannot name, or too many, is not logged: readers then empty their
         cache. The log is a ring of ``CHANGE_LOG_KEPT`` rows; each names the txn id it is for.
         """
-        if not self.wrote or self.changed is None:
-            return  # no txn id of its own, or changes it cannot name
         changed = self.changed
-        if sum(map(len, changed)) + _LENGTH.size * len(changed) <= CHANGE_LOG_MAX_BYTES:
-            txn_id = self.raw.id()
-            log = b"".join([encode_seq(txn_id)] + [_LENGTH.pack(len(lookup)) + lookup for lookup in changed])
-            self.raw.put(change_log_slot(txn_id), log, db=self._changes)
+        if not self.wrote or changed is None or self.changed_bytes > CHANGE_LOG_MAX_BYTES:
+            return  # no txn id of its own, or changes it cannot name
+        txn_id = self.raw.id()
+        log = b"".join([encode_seq(txn_id)] + [_LENGTH.pack(len(lookup)) + lookup for lookup in changed])
+        self.raw.put(change_log_slot(txn_id), log, db=self._changes)
 
 
 class _TxnGate:
