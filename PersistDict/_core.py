@@ -671,20 +671,17 @@ class PersistDict(MutableMapping[Any, Any]):
             raise ValueError(f"the value for key {_key_text(key)} ({len(payload)} bytes) is larger "
                              f"than max_bytes={self.max_bytes}")
 
-    def _enforce_bounds(self, txn: Txn, written: set[int]) -> int:
-        """Evict (inside the writing transaction) until max_items/max_bytes hold; how many went."""
+    def _enforce_bounds(self, txn: Txn, written: set[int]) -> list[bytes]:
+        """Evict (inside the writing transaction) until max_items/max_bytes hold; the lookups that went."""
         if self.max_items is None and self.max_bytes is None:
-            return 0
+            return []
         return enforce_bounds(txn, self.max_items, self.max_bytes, written, self._touched,
                               self._keys.hash_bytes, self._rng)
 
-    def _note_evictions(self, evicted: int) -> None:
+    def _note_evictions(self, evicted: list[bytes]) -> None:
         if evicted:
-            self.counters["evicted"] += evicted
-            self._log("evicted {} entries to stay within bounds", evicted)
-            if self._front is not None:
-                with self._lock:
-                    self._front.clear()  # which keys went is not known here
+            self.counters["evicted"] += len(evicted)
+            self._log("evicted {} entries to stay within bounds", len(evicted))
 
     def _write_many(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]], expires: float,
                     extra: Callable[[Txn], None] | None = None) -> None:
@@ -695,22 +692,22 @@ class PersistDict(MutableMapping[Any, Any]):
         bounded = self.max_items is not None or self.max_bytes is not None
         put = _table.put
 
-        def work(txn: Txn) -> int:
+        def work(txn: Txn) -> list[bytes]:
             if extra is not None:
                 extra(txn)
             seqs = _table.SeqAllocator(txn)
             if not bounded:
                 for _, lookup, exact, base, kind, payload in prepared:
                     put(txn, seqs, lookup, exact, base, kind, payload, now, expires)
-                return 0
+                return []
             written = {put(txn, seqs, lookup, exact, base, kind, payload, now, expires)[0]
                        for _, lookup, exact, base, kind, payload in prepared}
             return self._enforce_bounds(txn, written)
 
         evicted, commit = self._commit(work)
         self.counters["sets"] += len(prepared)
-        self._note_evictions(evicted)  # before _after_commit: evicted keys are unknown, the cache must go first
-        self._after_commit([lookup for _, lookup, *_ in prepared], commit)
+        self._note_evictions(evicted)
+        self._after_commit([lookup for _, lookup, *_ in prepared] + evicted, commit)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check_open()
@@ -813,7 +810,7 @@ class PersistDict(MutableMapping[Any, Any]):
             kind, payload, encode_error = 0, b"", exc
         now = self._clock()
 
-        def work(txn: Txn) -> tuple[int, bytes] | int:
+        def work(txn: Txn) -> tuple[int, bytes] | list[bytes]:
             record = _table.find(txn, lookup, base).record
             if record is not None and self._is_live(record.expires, now):
                 return record.kind, bytes(record.payload)
@@ -823,11 +820,12 @@ class PersistDict(MutableMapping[Any, Any]):
             return self._enforce_bounds(txn, {seq})  # put replaces an expired entry
 
         outcome, commit = self._commit(work)
-        if isinstance(outcome, int):
+        inserted = isinstance(outcome, list)  # the entries evicted to make room; else the one found
+        if inserted:
             self.counters["sets"] += 1
-            self._note_evictions(outcome)  # before _after_commit, as in _write_many
-        self._after_commit([lookup], commit)
-        if isinstance(outcome, int):
+            self._note_evictions(outcome)
+        self._after_commit([lookup] + outcome if inserted else [lookup], commit)
+        if inserted:
             return default
         return self._decode_value(outcome[0], outcome[1], key)
 

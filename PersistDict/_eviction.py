@@ -14,6 +14,7 @@ import random
 
 from . import _table
 from ._accesses import PendingAccesses
+from ._keys import read_as
 from ._maintenance import last_access
 from ._storage import Txn
 
@@ -28,16 +29,17 @@ def enforce_bounds(
     touched: PendingAccesses,
     hash_bytes: int,
     rng: random.Random,
-) -> int:
-    """Evict until the bounds hold; returns how many entries were evicted."""
-    evicted = 0
+) -> list[bytes]:
+    """Evict until the bounds hold; returns the lookup encodings of the entries evicted."""
+    evicted: list[bytes] = []
     while (max_items is not None and txn.count() > max_items) or (
             max_bytes is not None and txn.records_bytes() > max_bytes):
         victim = _pick_victim(txn, protected, touched, rng)
         if victim is None:
             break  # only protected entries are left
-        _table.remove_slot(txn, victim, hash_bytes)
-        evicted += 1
+        record = _table.remove_slot(txn, victim, hash_bytes)
+        if record is not None:
+            evicted.append(read_as(victim, record.lookup))  # type: ignore[arg-type]  # never None here
     return evicted
 
 

@@ -268,6 +268,12 @@ def is_hashed_slot(slot: bytes) -> bool:
     return slot[:1] == HASHED_SLOT_MARK
 
 
+def read_as(slot: bytes, record_lookup: bytes | None) -> bytes | None:
+    """The lookup encoding a read finds the entry at ``slot`` by (None: not known). An exact slot
+    is itself the lookup, whatever a damaged record in it says; a hashed slot holds its record's."""
+    return record_lookup if is_hashed_slot(slot) else slot
+
+
 def _callable_name(func: Callable[..., Any]) -> str:
     module = getattr(func, "__module__", None) or "?"
     name = getattr(func, "__qualname__", None) or type(func).__qualname__

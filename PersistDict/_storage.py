@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from ._keys import read_as
 from .exceptions import (
     CorruptedDatabaseError,
     DatabasePermissionError,
@@ -110,7 +111,7 @@ def translate_error(exc: BaseException, path: str) -> BaseException:
 
 
 class Txn:
-    """An LMDB transaction seen as four tables of bytes."""
+    """An LMDB transaction seen as five tables of bytes."""
 
     __slots__ = ("raw", "write", "buffers", "wrote", "changed", "changed_bytes",
                  "_records", "_order", "_atimes", "_meta", "_changes")
@@ -126,15 +127,16 @@ class Txn:
         self.changed_bytes = 0
         self._records, self._order, self._atimes, self._meta, self._changes = dbs
 
-    def _note_changed(self, lookup: bytes | None) -> None:
+    def _note_changed(self, slot: bytes, lookup: bytes | None) -> None:
         self.wrote = True
         changed = self.changed
         if changed is not None:
-            if lookup is None or self.changed_bytes > CHANGE_LOG_MAX_BYTES:
+            name = read_as(slot, lookup)
+            if name is None or self.changed_bytes > CHANGE_LOG_MAX_BYTES:
                 self.changed = None
             else:
-                changed.append(lookup)
-                self.changed_bytes += _LENGTH.size + len(lookup)
+                changed.append(name)
+                self.changed_bytes += _LENGTH.size + len(name)
 
     @property
     def id(self) -> int:
@@ -147,12 +149,12 @@ class Txn:
     def put_record(self, slot: bytes, data: bytes, lookup: bytes) -> None:
         """Store ``data``, the record of the entry whose lookup encoding is ``lookup``."""
         self.raw.put(slot, data, db=self._records)
-        self._note_changed(lookup)
+        self._note_changed(slot, lookup)
 
     def delete_record(self, slot: bytes, lookup: bytes | None) -> None:
         """Delete the record at ``slot``, of the entry ``lookup`` (None: not known, e.g. unreadable)."""
         if self.raw.delete(slot, db=self._records):
-            self._note_changed(lookup)
+            self._note_changed(slot, lookup)
 
     def count(self) -> int:
         return self.raw.stat(self._records)["entries"]
@@ -274,7 +276,7 @@ class Txn:
         for db in (self._records, self._order, self._atimes):
             if self.raw.stat(db)["entries"]:
                 self.raw.drop(db, delete=False)
-                self._note_changed(None)
+                self.changed = None  # every entry: readers empty their caches
 
     def absorb(self, child: Txn) -> None:
         """A savepoint (child transaction) committed into this one: its changes are now ours."""
@@ -478,7 +480,7 @@ class Storage:
         self._meta_map: mmap.mmap | None = None
         self._map_txnid_reader()
         self.generation = _fork_generation[0]
-        self._drop_change_log_rows_from_the_future()
+        self._drop_change_log_rows_from_the_future()  # one read of at most 64 rows per open
 
     def _drop_change_log_rows_from_the_future(self) -> None:
         """Change-log rows for txn ids not reached yet come from a store whose ids went back (a
@@ -490,7 +492,6 @@ class Storage:
         def drop(txn: Txn) -> None:  # this commit is txn.id: rows for it or later are stale
             txn.delete_change_log_rows(txn.future_change_log_rows(txn.id - 1))
         self.write(drop)
-        self.pid = os.getpid()
 
     def _check_file_size(self) -> None:
         """Refuse a data file shorter than LMDB believes: reading it would SIGBUS."""
@@ -710,11 +711,7 @@ class Storage:
                 return work(active)
             except lmdb.MapFullError as exc:
                 self._local.failed = self._local.map_full = True
-                raise StorageFullError(
-                    errno.ENOSPC,
-                    f"database {self.path!r}: the transaction outgrew the map; it was rolled back "
-                    "and the map grown, run the transaction again",
-                ) from exc
+                raise _outgrew_map(self.path) from exc
             except lmdb.Error as exc:
                 self._local.failed = True
                 raise translate_error(exc, self.path) from exc
@@ -786,7 +783,12 @@ class Storage:
             try:
                 txn.log_changes()
                 txn.raw.commit()
+            except lmdb.MapFullError as exc:  # the change log's row or the commit itself
+                txn.raw.abort()
+                local.map_full = True
+                raise _outgrew_map(self.path) from exc
             except lmdb.Error as exc:
+                txn.raw.abort()
                 raise translate_error(exc, self.path) from exc
         finally:
             local.txn = None
@@ -866,6 +868,14 @@ class Storage:
         if not os.path.exists(marker):
             fd = os.open(marker, os.O_CREAT | os.O_WRONLY, FILE_MODE)
             os.close(fd)
+
+
+def _outgrew_map(path: str) -> StorageFullError:
+    return StorageFullError(
+        errno.ENOSPC,
+        f"database {path!r}: the transaction outgrew the map; it was rolled back and the map grown, "
+        "run the transaction again",
+    )
 
 
 def _directory_identity(path: str) -> tuple[int, int]:

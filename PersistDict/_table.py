@@ -184,11 +184,12 @@ def drop_slot(txn: Txn, slot: bytes, seq: int | None, hash_bytes: int) -> None:
             slot = unpack_order(row)[2]
         txn.delete_order(seq)
         txn.delete_atime(seq)
-    if is_hashed_slot(slot):  # the record may be unreadable: its key is not known
+    # the record may be unreadable: its key is not known (the change log names an exact slot by itself)
+    if is_hashed_slot(slot):
         base = base_of(slot, hash_bytes)
         _close_chain_gap(txn, base, probe_index(slot, base), None)
     else:
-        txn.delete_record(slot, slot)  # an exact slot is the key's lookup encoding
+        txn.delete_record(slot, None)
 
 
 def _close_chain_gap(txn: Txn, base: bytes, hole: int, lookup: bytes | None) -> None:

@@ -362,6 +362,22 @@ def test_own_maintenance_writes_keep_the_front_cache(make_db: Callable[..., Pers
     assert db.stats()["front_cache_hits"] >= 99  # the lease commit is not reported to the cache: one read checks the gap
 
 
+def test_evictions_leave_the_rest_of_the_own_front_cache(make_db: Callable[..., PersistDict]) -> None:
+    """Writes that evict entries to stay within max_items evict exactly those from the front cache:
+    the survivors are still served from it, the evicted ones are gone."""
+    db = make_db(max_items=50)
+    db.set_many({f"k{i}": i for i in range(50)})
+    _read_all_twice(db)
+    for i in range(50, 60):  # each evicts one entry
+        db[f"k{i}"] = i
+    present = set(db.keys())
+    assert len(present) == 50
+    hits = db.stats()["front_cache_hits"]
+    for i in range(60):
+        assert db.get(f"k{i}") == (i if f"k{i}" in present else None)
+    assert db.stats()["front_cache_hits"] >= hits + 40  # the 40 cached survivors
+
+
 def _in_another_process(db_path: Path, body: str) -> None:
     code = f"""
 from PersistDict import PersistDict
@@ -442,6 +458,20 @@ def test_another_process_s_unlogged_write_empties_the_front_cache(
     _in_another_process(db_path, body)
     assert db["k0"] == 0
     assert len(db._front) == 0
+
+
+def test_a_misplaced_record_deleted_by_another_process_leaves_no_cached_copy(
+        db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """A damaged store can hold B's record under A's slot (check() counts it as misplaced). A read of
+    A finds it by the slot, so the commit that deletes it must log the slot, not the record's key."""
+    db = make_db()
+    db["A"], db["B"] = "value-A", "value-B"
+    with db._storage.transaction() as txn:
+        txn.raw.put(b"sA", bytes(txn.record(b"sB")), db=txn._records)
+    assert db.check().misplaced_records == 1
+    assert db["A"] == db["A"] == "value-B" and len(db._front) == 1
+    _in_another_process(db_path, "del d['A']")
+    assert db.get_many(["A"]) == {} and "A" not in db and db.get("A") is None
 
 
 def test_the_change_log_names_what_each_commit_changed(make_db: Callable[..., PersistDict]) -> None:

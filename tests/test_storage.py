@@ -163,6 +163,33 @@ def test_one_write_larger_than_twice_the_map(make_db: Callable[..., PersistDict]
     assert db._storage.info()["map_size"] >= 16 << 20
 
 
+@pytest.mark.parametrize(("value_size", "count"), [(3000, 232), (5000, 119), (1500, 232)])
+def test_a_transaction_that_outgrows_the_map_as_it_commits_can_run_again(
+        db_path: Path, make_db: Callable[..., PersistDict], value_size: int, count: int) -> None:
+    """A transaction() whose writes fit the map but whose commit does not (the change log's row, or
+    LMDB's own pages; these sizes hit both on a 1 MiB map) raises StorageFullError, releases the
+    writer lock, grows the map, and commits when run again."""
+    from PersistDict import StorageFullError
+    db = make_db(map_size=1 << 20, value_serializer=None, value_unserializer=None)
+
+    def run() -> None:
+        with db.transaction():
+            for j in range(count):
+                db[f"key{j:05d}" + "k" * 40] = "x" * value_size
+
+    with pytest.raises(StorageFullError, match="outgrew the map"):
+        run()
+    other = run_child(f"""
+        from PersistDict import PersistDict
+        d = PersistDict({str(db_path)!r}, background_thread="disabled")
+        d["other"] = 1
+        d.close()
+    """)
+    assert other.returncode == 0, other.stderr
+    run()
+    assert len(db) == count + 1
+
+
 def test_map_growth_seen_by_other_process(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
     """When another process grows the map, this one adopts the new size and keeps working."""
     db = make_db(map_size=2 * 1024 * 1024)
