@@ -7,10 +7,11 @@ a value older than the last commit: each commit logs the keys it changed
 (``Storage.changes_since``; access-time flushes and the maintenance lease log
 none), and the cache evicts those. If a commit in the gap is not in the log
 (too large, ``clear()``, more than the log keeps), the cache empties. A value
-read in a snapshot is only cached if that snapshot is ``valid_at``. The owner's own write evicts its keys and keeps the
-rest of the cache when it took the very next txn id and is still the last
-commit. Only a transaction that changed something takes a txn id: one that
-changed nothing leaves its id to the next commit, whoever makes it.
+read in a snapshot is only cached if that snapshot is ``valid_at``. The
+owner's own write evicts its keys and keeps the rest of the cache when it took
+the very next txn id and is still the last commit (else the log covers it).
+Only a transaction that changed something takes a txn id: one that changed
+nothing leaves its id to the next commit, whoever makes it.
 
 Speed: hits are served without a lock from ``hot`` (a dict mirroring the
 cachetools LRU). Every mutation happens under the owner's lock and bumps

@@ -240,12 +240,17 @@ class Txn:
         self.wrote |= self.raw.delete(name, db=self._meta)
 
     # changes: txn id -> the lookups its commit changed (see log_changes)
-    def logged_changes(self, txn_id: int) -> bytes | None:
-        """The lookups commit ``txn_id`` changed, encoded by ``log_changes``; None if not logged."""
-        data = self.raw.get(change_log_slot(txn_id), db=self._changes)
-        if data is None or decode_seq(data[:SEQ_BYTES]) != txn_id:
+    def logged_changes(self, txn_id: int) -> list[bytes] | None:
+        """The lookups commit ``txn_id`` changed (see ``log_changes``); None if it is not logged."""
+        row = self.raw.get(change_log_slot(txn_id), db=self._changes)
+        if row is None or decode_seq(row[:SEQ_BYTES]) != txn_id:
             return None  # not logged, or the ring's row is another commit's
-        return bytes(data[SEQ_BYTES:])
+        lookups, start = [], SEQ_BYTES
+        while start < len(row):
+            (length,) = _LENGTH.unpack_from(row, start)
+            start += _LENGTH.size + length
+            lookups.append(bytes(row[start - length:start]))
+        return lookups
 
     def future_change_log_rows(self, after: int) -> list[bytes]:
         """Ring slots holding a commit after txn id ``after``."""
@@ -688,14 +693,10 @@ class Storage:
             if snapshot < since or snapshot - since > CHANGE_LOG_KEPT:
                 return None
             for txn_id in range(since + 1, snapshot + 1):
-                log = txn.logged_changes(txn_id)
-                if log is None:
+                lookups = txn.logged_changes(txn_id)
+                if lookups is None:
                     return None
-                start = 0
-                while start < len(log):
-                    (length,) = _LENGTH.unpack_from(log, start)
-                    start += _LENGTH.size + length
-                    changed.add(log[start - length:start])
+                changed.update(lookups)
         return snapshot, changed
 
     def write(self, work: Callable[[Txn], T]) -> T:
