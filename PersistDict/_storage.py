@@ -305,25 +305,37 @@ class Txn:
 
 
 class _TxnGate:
-    """Counts open transactions so the map can be resized when there are none.
+    """Counts open transactions so the map can be resized when there are none, and so a write
+    transaction can be aborted when no other thread is inside LMDB.
 
     Entering is an append and a flag read (atomic under the GIL, no lock);
-    the resizer raises the flag, then waits for the count to reach zero.
+    the resizer raises its flag, then waits for the count to reach zero; an
+    abort raises its own flag, then waits until only its own transaction and
+    write begins queued on its writer lock are left (see ``quiesced``).
     """
 
     def __init__(self) -> None:
         self.open_txns: list[None] = []
+        self.write_begins: list[None] = []  # open_txns entries still waiting for LMDB's writer lock
         self.resizing = False
         self.resize_lock = threading.Lock()
+        self.quiescing = False
+        self.quiesce_lock = threading.Lock()
 
     def enter(self) -> None:
         while True:
             self.open_txns.append(None)
-            if not self.resizing:
+            if not (self.resizing or self.quiescing):
                 return
             self.open_txns.pop()
-            with self.resize_lock:  # wait for the resize to finish
-                pass
+            self.wait()
+
+    def wait(self) -> None:
+        """Until no resize and no abort holds new transactions back."""
+        with self.resize_lock:
+            pass
+        with self.quiesce_lock:
+            pass
 
     def leave(self) -> None:
         self.open_txns.pop()
@@ -339,7 +351,26 @@ class _TxnGate:
             finally:
                 self.resizing = False
 
+    @contextmanager
+    def quiesced(self) -> Iterator[None]:
+        """For the thread holding the write transaction, before it aborts it: py-lmdb 2 and 3 make
+        a write abort() wait until no other thread of the process is inside an LMDB call, which
+        never happens while two threads read in a loop (the abort hangs, holding the writer lock
+        of every process). So hold new transactions back and let the open ones end; write begins
+        are left out (they wait for the lock this abort releases, and py-lmdb does not wait for
+        them). Bounded by ABORT_WAIT_SECONDS in case a count is off."""
+        with self.quiesce_lock:
+            self.quiescing = True
+            try:
+                deadline = time.monotonic() + ABORT_WAIT_SECONDS
+                while len(self.open_txns) - len(self.write_begins) > 1 and time.monotonic() < deadline:
+                    time.sleep(0.0002)
+                yield
+            finally:
+                self.quiescing = False
 
+
+ABORT_WAIT_SECONDS = 5.0
 _registry: dict[tuple[int, int], Storage] = {}
 _registry_lock = threading.Lock()
 _fork_generation = [0]
@@ -601,10 +632,12 @@ class Storage:
         gate = self._gate
         open_txns = gate.open_txns
         open_txns.append(None)
+        if gate.resizing or gate.quiescing:  # _TxnGate.enter, inlined
+            open_txns.pop()
+            gate.wait()
+            return self.read_record(slot, parse)
         txn: Any = None
         try:
-            if gate.resizing:
-                raise lmdb.MapResizedError("resize in progress")
             txn = env.begin(db=self._records_db, buffers=parse is not None)  # type: ignore[call-overload]  # stubs want a literal
             data = txn.get(slot)
             if parse is not None and data is not None:
@@ -625,10 +658,14 @@ class Storage:
 
     def _wait_or_adopt_resize(self) -> None:
         if self._gate.resizing:
-            with self._gate.resize_lock:  # another thread is resizing: wait for it
-                pass
+            self._gate.wait()  # another thread is resizing
         else:
             self._adopt_map_size()
+
+    def _abort_write(self, raw: lmdb.Transaction) -> None:
+        """Abort this thread's write (or child) transaction; see ``_TxnGate.quiesced``."""
+        with self._gate.quiesced():
+            raw.abort()
 
     def current_write_txn(self) -> Txn | None:
         """The write transaction this thread holds through :meth:`transaction`, if any."""
@@ -724,15 +761,15 @@ class Storage:
                 txn.raw.commit()
                 return result
             except lmdb.MapFullError:
-                txn.raw.abort()
+                self._abort_write(txn.raw)
                 self._gate.leave()
                 txn = None  # type: ignore[assignment]
                 self._grow_map()
             except lmdb.Error as exc:
-                txn.raw.abort()
+                self._abort_write(txn.raw)
                 raise translate_error(exc, self.path) from exc
             except BaseException:
-                txn.raw.abort()
+                self._abort_write(txn.raw)
                 raise
             finally:
                 if txn is not None:
@@ -740,8 +777,10 @@ class Storage:
 
     def _begin_write(self) -> Txn:
         env = self._checked_env()
+        gate = self._gate
         while True:
-            self._gate.enter()
+            gate.enter()
+            gate.write_begins.append(None)
             try:
                 return Txn(env.begin(write=True, buffers=True), self._dbs, True)
             except lmdb.MapResizedError:
@@ -753,6 +792,8 @@ class Storage:
             except BaseException:
                 self._gate.leave()
                 raise
+            finally:
+                gate.write_begins.pop()
 
     @contextmanager
     def transaction(self) -> Iterator[Txn]:
@@ -773,11 +814,11 @@ class Storage:
         try:
             yield txn
         except BaseException:
-            txn.raw.abort()
+            self._abort_write(txn.raw)
             raise
         else:
             if local.failed:
-                txn.raw.abort()
+                self._abort_write(txn.raw)
                 raise TransactionError(
                     f"database {self.path!r}: an operation in the transaction failed, so it was rolled back"
                 )
@@ -785,11 +826,11 @@ class Storage:
                 txn.log_changes()
                 txn.raw.commit()
             except lmdb.MapFullError as exc:  # the change log's row or the commit itself
-                txn.raw.abort()
+                self._abort_write(txn.raw)
                 local.map_full = True
                 raise _outgrew_map(self.path) from exc
             except lmdb.Error as exc:
-                txn.raw.abort()
+                self._abort_write(txn.raw)
                 raise translate_error(exc, self.path) from exc
         finally:
             local.txn = None
@@ -807,11 +848,11 @@ class Storage:
         try:
             yield child
         except BaseException:
-            child.raw.abort()
+            self._abort_write(child.raw)
             raise
         else:
             if local.failed:  # the whole transaction is lost: the outermost level reports it
-                child.raw.abort()
+                self._abort_write(child.raw)
             else:
                 child.raw.commit()
                 parent.absorb(child)

@@ -635,6 +635,62 @@ def test_map_growth_does_not_deadlock_a_transaction_that_reads(path):
             process.join()
 
 
+def _rollbacks_while_two_threads_read(path, conn):
+    d = w.open_db(path, caching=False)
+    d.update({f"k{i}": i for i in range(100)})
+    stop = threading.Event()
+
+    def read() -> None:
+        i = 0
+        while not stop.is_set():
+            d.get(f"k{i % 100}")
+            i += 1
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    for round_ in range(20):
+        try:  # rolls back the whole transaction
+            with d.transaction():
+                d["k0"] = -round_
+                raise KeyError("roll back")
+        except KeyError:
+            pass
+        with d.transaction():  # rolls back a savepoint only
+            try:
+                with d.transaction():
+                    d["k1"] = -round_
+                    raise KeyError("roll back")
+            except KeyError:
+                pass
+        try:  # a write that fails inside its transaction
+            d.setdefault(f"new{round_}", lambda: None)
+        except Exception:
+            pass
+    stop.set()
+    for thread in readers:
+        thread.join()
+    conn.send("finished" if d["k0"] == 0 and d["k1"] == 1 and "new0" not in d else "wrong state")
+
+
+def test_rollbacks_finish_while_two_threads_read(path):
+    """A rolled-back transaction(), savepoint and failed write finish while two other threads read
+    in a loop. py-lmdb 2-3 make a write abort wait until no other thread is inside LMDB, which two
+    looping readers never allow: it hung, holding the writer lock of every process."""
+    ctx = mp.get_context("fork")
+    conn, child_conn = ctx.Pipe()
+    process = start_process(ctx, _rollbacks_while_two_threads_read, path, child_conn)
+    child_conn.close()
+    try:
+        assert conn.poll(60), "a rollback hung while two threads read"
+        assert conn.recv() == "finished"
+        join_all([process])
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 # ---------------------------------------------------------------------------
 # Never stale
 # ---------------------------------------------------------------------------
