@@ -38,7 +38,7 @@ from loguru import logger
 from . import _table
 from ._accesses import SHARD_MASK, PendingAccesses
 from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, FrontCache
-from ._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
+from ._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer, read_as
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds
 from ._maintenance import Maintenance, sweep, try_take_lease
@@ -782,16 +782,16 @@ class PersistDict(MutableMapping[Any, Any]):
         self._check_open()
         now = self._clock()
 
-        def work(txn: Txn) -> Record | None:
+        def work(txn: Txn) -> tuple[Record | None, bytes]:
             for entry in _table.iter_order(txn, newest_first=True):
                 if self._is_live(entry.expires, now):
                     break
             else:
-                return None
-            return _table.remove_slot(txn, entry.slot, self._keys.hash_bytes)
+                return None, b""
+            return _table.remove_slot(txn, entry.slot, self._keys.hash_bytes), entry.slot
 
-        record, commit = self._commit(work)
-        self._after_commit([] if record is None else [record.lookup], commit)
+        (record, slot), commit = self._commit(work)
+        self._after_commit([] if record is None else [read_as(slot, record.lookup)], commit)
         if record is None:
             raise KeyError("popitem(): PersistDict is empty")
         key = self._record_key(record)

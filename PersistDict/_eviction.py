@@ -37,26 +37,31 @@ def enforce_bounds(
         victim = _pick_victim(txn, protected, touched, rng)
         if victim is None:
             break  # only protected entries are left
-        record = _table.remove_slot(txn, victim, hash_bytes)
-        if record is not None:
-            evicted.append(read_as(victim, record.lookup))  # type: ignore[arg-type]  # never None here
+        seq, slot = victim
+        record = _table.remove_slot(txn, slot, hash_bytes)
+        if record is None:  # an order row whose record is gone (damaged store): it would be picked forever
+            txn.delete_order(seq)
+            txn.delete_atime(seq)
+        else:
+            evicted.append(read_as(slot, record.lookup))
     return evicted
 
 
-def _pick_victim(txn: Txn, protected: set[int], touched: PendingAccesses, rng: random.Random) -> bytes | None:
-    """The slot of the least recently used unprotected entry (exact when small, sampled when large)."""
+def _pick_victim(txn: Txn, protected: set[int], touched: PendingAccesses,
+                 rng: random.Random) -> tuple[int, bytes] | None:
+    """(seq, slot) of the least recently used unprotected entry (exact when small, sampled when large)."""
     if txn.count() <= SAMPLES * 4:
         rows = list(txn.iter_order())
     else:
         first, last = txn.seq_range()  # type: ignore[misc]
         sampled = (txn.order_row_at_or_after(rng.randint(first, last)) for _ in range(SAMPLES))
         rows = list(dict(row for row in sampled if row is not None).items())
-    best: tuple[float, bytes] | None = None
+    best: tuple[float, int, bytes] | None = None
     for seq, row in rows:
         if seq in protected:
             continue
         slot = _table.unpack_order(row)[2]
         atime = last_access(txn, seq, slot, touched)
         if best is None or atime < best[0]:
-            best = (atime, slot)
-    return None if best is None else best[1]
+            best = (atime, seq, slot)
+    return None if best is None else best[1:]

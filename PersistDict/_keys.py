@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 from .exceptions import KeyEncodingError
 
@@ -266,6 +266,12 @@ def probe_index(slot: bytes, base: bytes) -> int:
 
 def is_hashed_slot(slot: bytes) -> bool:
     return slot[:1] == HASHED_SLOT_MARK
+
+
+@overload
+def read_as(slot: bytes, record_lookup: bytes) -> bytes: ...
+@overload
+def read_as(slot: bytes, record_lookup: None) -> bytes | None: ...
 
 
 def read_as(slot: bytes, record_lookup: bytes | None) -> bytes | None:

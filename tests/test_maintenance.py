@@ -474,6 +474,41 @@ def test_a_misplaced_record_deleted_by_another_process_leaves_no_cached_copy(
     assert db.get_many(["A"]) == {} and "A" not in db and db.get("A") is None
 
 
+def test_popitem_of_a_misplaced_record_leaves_no_cached_copy(make_db: Callable[..., PersistDict]) -> None:
+    """popitem() of a record found under another key's exact slot evicts the key reads use (the slot)
+    from its own front cache and from another instance's; a bounded store then skips the orphan."""
+    db, other = make_db(), make_db()
+    db["A"], db["B"] = "value-A", "value-B"
+    with db._storage.transaction() as txn:
+        txn.raw.put(b"sA", bytes(txn.record(b"sB")), db=txn._records)
+    for instance in (db, other):
+        assert instance["A"] == instance["A"] == "value-B"
+    db.popitem()
+    db.popitem()
+    assert db.get("A") is None and other.get("A") is None
+
+
+def test_a_bounded_store_evicts_past_an_order_row_whose_record_is_gone(db_path: Path) -> None:
+    """A damaged store can keep an order row whose record was lost; the next insert into a bounded
+    store drops that row instead of picking it as the victim forever (it looped, holding the writer lock)."""
+    code = f"""
+import sys
+sys.path.insert(0, {ROOT!r})
+from PersistDict import PersistDict
+d = PersistDict({str(db_path)!r}, background_thread="disabled", max_items=3)
+d["A"], d["B"], d["C"] = 1, 2, 3
+with d._storage.transaction() as txn:
+    txn.raw.delete(b"sA", db=txn._records)
+d["D"] = 4
+d["E"] = 5
+with d._storage.reading() as txn:
+    assert txn.count() == txn.order_count() == 3, (txn.count(), txn.order_count())
+assert sorted(d) == ["C", "D", "E"], sorted(d)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_change_log_names_what_each_commit_changed(make_db: Callable[..., PersistDict]) -> None:
     """Each commit logs the lookups of the entries it changed (none for access times and the lease);
     clear() is not logged; the log keeps the last 64 commits."""
