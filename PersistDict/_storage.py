@@ -132,11 +132,13 @@ class Txn:
         changed = self.changed
         if changed is not None:
             name = read_as(slot, lookup)
-            if name is None or self.changed_bytes > CHANGE_LOG_MAX_BYTES:
+            if name is None:
                 self.changed = None
             else:
                 changed.append(name)
                 self.changed_bytes += _LENGTH.size + len(name)
+                if self.changed_bytes > CHANGE_LOG_MAX_BYTES:
+                    self.changed = None
 
     @property
     def id(self) -> int:
@@ -247,8 +249,12 @@ class Txn:
             return None  # not logged, or the ring's row is another commit's
         lookups, start = [], SEQ_BYTES
         while start < len(row):
+            if start + _LENGTH.size > len(row):
+                return None  # a damaged row (rows have no checksum): as if not logged
             (length,) = _LENGTH.unpack_from(row, start)
             start += _LENGTH.size + length
+            if start > len(row):
+                return None
             lookups.append(bytes(row[start - length:start]))
         return lookups
 
@@ -287,8 +293,11 @@ class Txn:
         """A savepoint (child transaction) committed into this one: its changes are now ours."""
         self.wrote |= child.wrote
         if self.changed is not None:
-            self.changed = None if child.changed is None else self.changed + child.changed
             self.changed_bytes += child.changed_bytes
+            if child.changed is None or self.changed_bytes > CHANGE_LOG_MAX_BYTES:
+                self.changed = None
+            else:
+                self.changed += child.changed
 
     def log_changes(self) -> None:
         """Before commit: record which entries this transaction changed, under its txn id, so
@@ -297,8 +306,8 @@ class Txn:
         cache. The log is a ring of ``CHANGE_LOG_KEPT`` rows; each names the txn id it is for.
         """
         changed = self.changed
-        if not self.wrote or changed is None or self.changed_bytes > CHANGE_LOG_MAX_BYTES:
-            return  # no txn id of its own, or changes it cannot name
+        if not self.wrote or changed is None:
+            return  # no txn id of its own, or changes it cannot name (or too many)
         txn_id = self.raw.id()
         log = b"".join([encode_seq(txn_id)] + [_LENGTH.pack(len(lookup)) + lookup for lookup in changed])
         self.raw.put(change_log_slot(txn_id), log, db=self._changes)

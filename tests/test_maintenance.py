@@ -535,6 +535,20 @@ def test_the_change_log_names_what_each_commit_changed(make_db: Callable[..., Pe
         assert txn.raw.stat(txn._changes)["entries"] == 64
 
 
+def test_a_damaged_change_log_row_reads_as_not_logged(make_db: Callable[..., PersistDict]) -> None:
+    """Change-log rows carry no checksum: one whose lengths run past its end counts as not logged
+    (the reader empties its cache) instead of raising on the read path."""
+    db = make_db()
+    db["a"] = 1
+    storage = db._storage
+    last = storage.last_txnid()
+    with storage.env.begin(write=True) as raw:
+        raw.put(change_log_slot(last), encode_seq(last) + b"\x05\x00\x00\x00sa", db=storage._dbs[4])
+    with storage.reading() as txn:
+        assert txn.logged_changes(last) is None
+    assert storage.changes_since(last - 1) is None
+
+
 def test_change_log_rows_ahead_of_the_txn_id_are_dropped_at_open(make_db: Callable[..., PersistDict]) -> None:
     """A row for a txn id not reached yet (left by a store whose ids went back) is dropped when the
     store is opened, so it can never vouch for an unlogged commit that later takes that id."""
