@@ -60,7 +60,7 @@ _FLOAT = struct.Struct("<d")
 
 # the change log (``changes`` table, a ring: txn id % KEPT -> txn id + lookups of the entries that
 # commit changed), read by other front caches to evict only those (Txn.log_changes, Storage.changes_since)
-CHANGE_LOG_KEPT = 64  # commits
+CHANGE_LOG_KEPT = 1024  # commits: a reader more commits behind empties its cache (<= 16 MB of rows)
 CHANGE_LOG_MAX_BYTES = 16 << 10  # a commit that changed more is not logged: readers empty their cache
 _LENGTH = struct.Struct("<I")
 
@@ -80,7 +80,7 @@ def decode_seq(data: bytes | memoryview) -> int:
 
 
 def change_log_slot(txn_id: int) -> bytes:
-    return bytes((txn_id % CHANGE_LOG_KEPT,))
+    return (txn_id % CHANGE_LOG_KEPT).to_bytes(2, "big")
 
 
 def encode_time(value: float) -> bytes:
@@ -525,7 +525,7 @@ class Storage:
         self._meta_map: mmap.mmap | None = None
         self._map_txnid_reader()
         self.generation = _fork_generation[0]
-        self._drop_change_log_rows_from_the_future()  # one read of at most 64 rows per open
+        self._drop_change_log_rows_from_the_future()  # one read of the ring's rows per open
 
     def _drop_change_log_rows_from_the_future(self) -> None:
         """Change-log rows for txn ids not reached yet come from a store whose ids went back (a

@@ -14,7 +14,7 @@ import pytest
 
 from PersistDict import CodecMismatchWarning, PersistDict, serializers
 from PersistDict._maintenance import try_take_lease
-from PersistDict._storage import change_log_slot, encode_seq
+from PersistDict._storage import CHANGE_LOG_KEPT, change_log_slot, encode_seq
 
 DAY = 86400.0
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -248,7 +248,6 @@ import sys
 sys.path.insert(0, {ROOT!r})
 from PersistDict import PersistDict
 from PersistDict._maintenance import try_take_lease
-from PersistDict._storage import change_log_slot, encode_seq
 d = PersistDict({str(db_path)!r}, background_thread="disabled")
 print(try_take_lease(d._storage, "other", 1030.0, 60), try_take_lease(d._storage, "other", 1061.0, 60))
 """
@@ -511,7 +510,7 @@ assert sorted(d) == ["C", "D", "E"], sorted(d)
 
 def test_the_change_log_names_what_each_commit_changed(make_db: Callable[..., PersistDict]) -> None:
     """Each commit logs the lookups of the entries it changed (none for access times and the lease);
-    clear() is not logged; the log keeps the last 64 commits."""
+    clear() is not logged; the log keeps the last CHANGE_LOG_KEPT commits."""
     db = make_db()
     db["a"] = 1
     storage = db._storage
@@ -527,12 +526,13 @@ def test_the_change_log_names_what_each_commit_changed(make_db: Callable[..., Pe
     assert storage.changes_since(base + 3) == (base + 4, {b"sa"})
     db.clear()
     assert storage.changes_since(base + 4) is None and storage.changes_since(base + 5) == (base + 5, set())
-    for i in range(70):
+    for i in range(CHANGE_LOG_KEPT + 6):
         assert try_take_lease(storage, f"p{i}", 2000.0 + 100 * i, 60)
     last = storage.last_txnid()
-    assert storage.changes_since(last - 64) == (last, set()) and storage.changes_since(last - 65) is None
+    assert storage.changes_since(last - CHANGE_LOG_KEPT) == (last, set())
+    assert storage.changes_since(last - CHANGE_LOG_KEPT - 1) is None
     with storage.reading() as txn:
-        assert txn.raw.stat(txn._changes)["entries"] == 64
+        assert txn.raw.stat(txn._changes)["entries"] == CHANGE_LOG_KEPT
 
 
 def test_a_damaged_change_log_row_reads_as_not_logged(make_db: Callable[..., PersistDict]) -> None:
