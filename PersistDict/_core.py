@@ -259,6 +259,9 @@ class PersistDict(MutableMapping[Any, Any]):
                 forms.append(lookup[1:])
         return forms
 
+    def _cache_forms_of(self, lookups: Iterable[bytes]) -> list[Any]:
+        return [form for lookup in lookups for form in self._cache_forms(lookup)]
+
     def _encode_value(self, value: Any) -> tuple[int, bytes]:
         if self._raw_values:
             if type(value) is str:
@@ -427,7 +430,7 @@ class PersistDict(MutableMapping[Any, Any]):
         if logged is None:
             return None
         snapshot, lookups = logged
-        return since, snapshot, [form for lookup in lookups for form in self._cache_forms(lookup)]
+        return since, snapshot, self._cache_forms_of(lookups)
 
     def _apply_recent(self) -> None:
         """Apply buffered front-cache hits to the LRU order and the pending atimes."""
@@ -656,7 +659,7 @@ class PersistDict(MutableMapping[Any, Any]):
             return  # inside transaction(): its final commit moves the txnid and empties the cache
         with self._lock:
             # forms are only worth computing when something may be cached under them
-            forms = [form for lookup in lookups for form in self._cache_forms(lookup)] if front.holds_keys() else []
+            forms = self._cache_forms_of(lookups) if front.holds_keys() else []
             front.after_write(forms, commit.txn_id, commit.wrote, self._storage.last_txnid())
 
     def _prepare(self, key: Any, value: Any) -> tuple[Any, bytes, bytes | None, bytes, int, bytes]:

@@ -793,13 +793,13 @@ class Storage:
             try:
                 return Txn(env.begin(write=True, buffers=True), self._dbs, True)
             except lmdb.MapResizedError:
-                self._gate.leave()
+                gate.leave()
                 self._wait_or_adopt_resize()
             except lmdb.Error as exc:
-                self._gate.leave()
+                gate.leave()
                 raise translate_error(exc, self.path) from exc
             except BaseException:
-                self._gate.leave()
+                gate.leave()
                 raise
             finally:
                 gate.write_begins.pop()
