@@ -342,7 +342,8 @@ class PersistDict(MutableMapping[Any, Any]):
         return entry
 
     def __getitem__(self, key: Any) -> Any:
-        entry = self._hot_entry(key)
+        front = self._front
+        entry = self._hot_entry(key) if front is not None and front.hot else None  # an empty cache: no call
         if entry is not None:
             mode, obj, copier = entry.state  # CachedEntry.value, inlined for the two common modes
             return obj if mode == SHARED else copier(obj) if mode == COPIED else entry.value(self._decode_cached)
@@ -360,10 +361,13 @@ class PersistDict(MutableMapping[Any, Any]):
             lookup = b"s" + key.encode("utf-8", "surrogatepass")
         else:
             lookup = keys.encode(key)[0]
-        storage = self._check_open()
+        if self._closed:
+            self._check_open()  # raises; inlined: the read path is the product
+        storage = self._storage
         front = self._front
         if front is not None:
-            cache_key = self._cache_key(key, lookup)
+            # _cache_key, inlined
+            cache_key = key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
             if storage.txn_holders and storage.current_write_txn() is not None:
                 front = None  # inside transaction(): the cache does not see uncommitted writes
             elif cache_key is not key or storage.txnid_views is None or storage.txn_holders:
