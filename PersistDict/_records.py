@@ -16,9 +16,11 @@ so that a read never rewrites a record. ``expires`` is a UNIX time, 0.0 for
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from .exceptions import CorruptedRecordError
 
@@ -97,6 +99,18 @@ def unpack_value(data: bytes | memoryview) -> tuple[int, float, int, bytes | mem
     return seq, expires, kind, data[start:-4]
 
 
+def _compiled_twins() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """_speedups' unpack_value and record_expires (same contracts, ~0.3 µs less per cold read),
+    unless it was not built (no C compiler at install) or PERSISTDICT_PURE_PYTHON is set."""
+    if os.environ.get("PERSISTDICT_PURE_PYTHON"):
+        return None
+    try:
+        from ._speedups import record_expires as compiled_expires, unpack_value as compiled_unpack
+    except ImportError:
+        return None
+    return compiled_unpack, compiled_expires
+
+
 _OVERWRITE_HEADER = struct.Struct("<BxxxQdxxxxxxxxdII")  # version, seq, ctime, expires, lengths
 
 
@@ -140,3 +154,12 @@ def with_header(record: Record, *, seq: int | None = None, expires: float | None
         record.exact,
         record.payload,
     )
+
+
+# The Python parsers above are the reference (tests compare); the read path uses the compiled
+# twins when they are there. SPEEDUPS says which is in use.
+py_unpack_value, py_record_expires = unpack_value, record_expires
+_twins = _compiled_twins()
+if _twins is not None:
+    unpack_value, record_expires = _twins  # type: ignore[assignment]
+SPEEDUPS = _twins is not None

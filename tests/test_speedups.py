@@ -1,0 +1,177 @@
+"""The compiled record parsers (PersistDict/_speedups.c) against their Python reference."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import tracemalloc
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from PersistDict import _records
+from PersistDict._records import HEADER_SIZE, pack_record, py_record_expires, py_unpack_value
+from PersistDict.exceptions import CorruptedRecordError
+
+PURE_PYTHON = bool(os.environ.get("PERSISTDICT_PURE_PYTHON"))
+
+try:
+    from PersistDict import _speedups as compiled
+except ImportError:
+    compiled = None
+
+
+def test_the_read_path_uses_the_compiled_parsers():
+    """Installs with a C compiler build them (scripts/setup.sh makes sure there is one)."""
+    if PURE_PYTHON:
+        assert not _records.SPEEDUPS and _records.unpack_value is py_unpack_value
+    else:
+        assert compiled is not None, (
+            "PersistDict/_speedups.c was not built (no C compiler when installing?): install gcc and "
+            "rerun scripts/setup.sh, or set PERSISTDICT_PURE_PYTHON=1 to test the pure-Python parsers only"
+        )
+        assert _records.SPEEDUPS
+        assert _records.unpack_value is compiled.unpack_value
+        assert _records.record_expires is compiled.record_expires
+
+
+needs_compiled = pytest.mark.skipif(
+    PURE_PYTHON or compiled is None, reason="the compiled parsers are off or not built (see the test above)"
+)
+
+records = st.builds(
+    pack_record,
+    seq=st.integers(0, 2**64 - 1),
+    ctime=st.floats(allow_nan=False),
+    mtime=st.floats(allow_nan=False),
+    expires=st.floats(allow_nan=False),
+    kind=st.integers(0, 255),
+    lookup=st.binary(max_size=40),
+    exact=st.none() | st.binary(min_size=1, max_size=40),
+    payload=st.binary(max_size=200) | st.binary(min_size=4000, max_size=9000),
+)
+
+
+def outcome(parse, data):
+    """What a parser makes of ``data``: its result with payloads as (type, bytes), or its error."""
+    try:
+        result = parse(data)
+    except (CorruptedRecordError, TypeError) as exc:
+        return type(exc), str(exc)
+    if isinstance(result, tuple):
+        *fields, payload = result
+        return (*fields, type(payload), bytes(payload))
+    return result
+
+
+def assert_same(data):
+    for as_input in (data, memoryview(data)):
+        assert outcome(compiled.unpack_value, as_input) == outcome(py_unpack_value, as_input)
+        assert outcome(compiled.record_expires, as_input) == outcome(py_record_expires, as_input)
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None)
+@given(records)
+def test_valid_records_parse_the_same(data):
+    assert_same(data)
+    seq, expires, kind, payload = compiled.unpack_value(data)
+    assert (seq, expires, kind) == struct.unpack_from("<4xQ16xd", data) + (data[1],)
+    assert type(payload) is (bytes if len(data) <= 4096 else memoryview)  # large: no copy
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None)
+@given(records, st.data())
+def test_damaged_records_are_refused_the_same(data, draw):
+    position = draw.draw(st.integers(0, len(data) - 1))
+    flipped = bytearray(data)
+    flipped[position] ^= draw.draw(st.integers(1, 255))
+    with pytest.raises(CorruptedRecordError, match="checksum mismatch"):
+        compiled.unpack_value(bytes(flipped))
+    assert_same(bytes(flipped))
+    assert_same(data[: draw.draw(st.integers(0, len(data) - 1))])  # truncated
+
+
+@needs_compiled
+@given(st.binary(max_size=120))
+def test_arbitrary_bytes_parse_the_same(data):
+    assert_same(data)
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@needs_compiled
+def test_unknown_version_and_impossible_lengths():
+    record = pack_record(1, 0.0, 0.0, 0.0, 0, b"sk", None, b"payload")
+    other_version = with_crc(b"\x02" + record[1:-4])
+    with pytest.raises(CorruptedRecordError, match="unknown record version 2"):
+        compiled.unpack_value(other_version)
+    assert_same(other_version)
+    # a checksummed record whose key lengths run past its end: an empty payload, as in Python
+    too_long = with_crc(record[:36] + struct.pack("<II", 2**32 - 1, 2**32 - 1) + record[HEADER_SIZE:-4])
+    assert compiled.unpack_value(too_long)[3] == b""
+    assert_same(too_long)
+
+
+@needs_compiled
+def test_not_a_buffer():
+    for parse in (compiled.unpack_value, compiled.record_expires):
+        with pytest.raises(TypeError):
+            parse("not bytes")
+
+
+@needs_compiled
+def test_no_leak():
+    small = pack_record(7, 1.0, 2.0, 3.0, 0, b"sk", b"exact", b"v" * 100)
+    large = pack_record(7, 1.0, 2.0, 3.0, 0, b"sk", None, b"v" * 5000)
+    damaged = small[:-1] + b"\x00"
+
+    def round_of_calls():
+        for _ in range(2000):
+            compiled.unpack_value(small)
+            compiled.unpack_value(large)
+            compiled.unpack_value(memoryview(small))
+            compiled.record_expires(small)
+            try:
+                compiled.unpack_value(damaged)
+            except CorruptedRecordError:
+                pass
+
+    round_of_calls()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(5):
+            round_of_calls()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 50_000  # 50,000 calls: a leak of one object a call would be megabytes
+
+
+def test_pure_python_mode_works(tmp_path):
+    """PERSISTDICT_PURE_PYTHON=1 switches the compiled parsers off; the store reads the same."""
+    script = (
+        "import sys\n"
+        "from PersistDict import PersistDict, _records\n"
+        "assert not _records.SPEEDUPS\n"
+        "d = PersistDict(sys.argv[1])\n"
+        "assert d['a'] == [1, 2] and 'a' in d and 'b' not in d and d.get_many(['a']) == {'a': [1, 2]}\n"
+        "d['c'] = 'x' * 10_000\n"
+        "assert d['c'] == 'x' * 10_000\n"
+        "d.close()\n"
+    )
+    from PersistDict import PersistDict
+
+    d = PersistDict(tmp_path / "db")
+    d["a"] = [1, 2]
+    d.close()
+    env = dict(os.environ, PERSISTDICT_PURE_PYTHON="1")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "db")], env=env, check=True, timeout=60)
