@@ -6,6 +6,7 @@ from . import serializers
 from ._core import Metadata, PersistDict
 from ._integrity import CheckReport
 from ._keys import canonical_key_serializer, canonical_key_unserializer
+from ._records import SPEEDUPS
 from .exceptions import (
     AlreadyCalledError,
     ClosedError,
@@ -43,6 +44,7 @@ __all__ = [
     "NotADatabaseDirectoryError",
     "PersistDict",
     "PersistDictError",
+    "SPEEDUPS",
     "StorageError",
     "StorageFullError",
     "TransactionError",

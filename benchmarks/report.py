@@ -218,6 +218,8 @@ def render_markdown(res: dict[str, Any], targets: list[dict[str, Any]], ratios: 
         f"{machine.get('platform')}.")
     add("")
     add("Versions: " + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v) + ".")
+    if "PersistDict compiled parsers" in machine:
+        add(f"PersistDict's compiled record parsers (PersistDict/_speedups.c): {machine['PersistDict compiled parsers']}.")
     add("")
     add(f"Every figure is the median of {sz.get('reps')} repetitions, each in a fresh process on a fresh "
         f"directory; ± is the largest distance of min or max from the median. Each timed workload stops "

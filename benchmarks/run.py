@@ -170,7 +170,19 @@ def machine_info() -> dict[str, Any]:
         pass
     versions["persistdict (original, --target)"] = ORIGINAL_VERSION
     info["versions"] = versions
+    info["PersistDict compiled parsers"] = compiled_parsers_state()
     return info
+
+
+def compiled_parsers_state() -> str:
+    """Whether the snapshot carries PersistDict/_speedups built from the current _speedups.c."""
+    package = SNAPSHOT_DIR / "PersistDict"
+    built = sorted(package.glob("_speedups*.so"), key=lambda path: path.stat().st_mtime)
+    if not built:
+        return "off (not built: pure-Python parsers)"
+    if built[-1].stat().st_mtime < (package / "_speedups.c").stat().st_mtime:
+        return "STALE (built before the last edit of _speedups.c: rerun pip install -e .)"
+    return "on"
 
 
 # -- running workers ---------------------------------------------------------------------
