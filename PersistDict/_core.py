@@ -450,7 +450,8 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def get(self, key: Any, default: Any = None) -> Any:
         # Overridden: Mapping.get goes through __getitem__ and an exception on a miss.
-        entry = self._hot_entry(key)
+        front = self._front
+        entry = self._hot_entry(key) if front is not None and front.hot else None
         if entry is not None:
             mode, obj, copier = entry.state  # CachedEntry.value, inlined for the two common modes
             return obj if mode == SHARED else copier(obj) if mode == COPIED else entry.value(self._decode_cached)

@@ -19,8 +19,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .exceptions import CorruptedRecordError
 
@@ -99,18 +98,6 @@ def unpack_value(data: bytes | memoryview) -> tuple[int, float, int, bytes | mem
     return seq, expires, kind, data[start:-4]
 
 
-def _compiled_twins() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
-    """_speedups' unpack_value and record_expires (same contracts, ~0.3 µs less per cold read),
-    unless it was not built (no C compiler at install) or PERSISTDICT_PURE_PYTHON is set."""
-    if os.environ.get("PERSISTDICT_PURE_PYTHON"):
-        return None
-    try:
-        from ._speedups import record_expires as compiled_expires, unpack_value as compiled_unpack
-    except ImportError:
-        return None
-    return compiled_unpack, compiled_expires
-
-
 _OVERWRITE_HEADER = struct.Struct("<BxxxQdxxxxxxxxdII")  # version, seq, ctime, expires, lengths
 
 
@@ -156,10 +143,15 @@ def with_header(record: Record, *, seq: int | None = None, expires: float | None
     )
 
 
-# The Python parsers above are the reference (tests compare); the read path uses the compiled
-# twins when they are there. SPEEDUPS says which is in use.
+# The Python parsers above are the reference (tests compare) and the fallback. The read path
+# uses their compiled twins (_speedups.c: ~0.3 µs less per cold read) when a C compiler built
+# them at install, unless PERSISTDICT_PURE_PYTHON is set. SPEEDUPS says which is in use.
 py_unpack_value, py_record_expires = unpack_value, record_expires
-_twins = _compiled_twins()
-if _twins is not None:
-    unpack_value, record_expires = _twins  # type: ignore[assignment]
-SPEEDUPS = _twins is not None
+SPEEDUPS = False
+if not os.environ.get("PERSISTDICT_PURE_PYTHON"):
+    try:
+        from ._speedups import record_expires, unpack_value  # type: ignore[assignment,no-redef]
+    except ImportError:
+        pass
+    else:
+        SPEEDUPS = True
