@@ -464,7 +464,9 @@ class PersistDict(MutableMapping[Any, Any]):
         front = self._front
         if front is not None and front.hot and self._hot_entry(key) is not None:
             return True
-        storage = self._check_open()
+        if self._closed:
+            self._check_open()  # raises; inlined: `in` is on the read path
+        storage = self._storage
         keys = self._keys
         if type(key) is str and keys.canonical:  # KeyCodec.lookup, inlined: `in` is on the read path
             lookup = b"s" + key.encode("utf-8", "surrogatepass")
@@ -472,7 +474,7 @@ class PersistDict(MutableMapping[Any, Any]):
             lookup = keys.encode(key)[0]
         if len(lookup) <= keys.key_size_limit:
             try:
-                expires, _ = storage.read_record(lookup, parse=record_expires)
+                expires, _ = storage.read_record(lookup, record_expires)
             except CorruptedRecordError as exc:
                 raise _corrupted(key, exc) from exc
             return expires is not None and (not expires or expires > self._clock())

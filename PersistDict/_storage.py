@@ -639,7 +639,7 @@ class Storage:
         if self.txn_holders:
             active = getattr(self._local, "txn", None)
             if active is not None:
-                data = active.raw.get(slot, db=self._records_db)
+                data = active.raw.get(slot, None, self._records_db)
                 if data is not None:  # copied: decoding may run user code that writes in this txn
                     data = bytes(data) if parse is None else parse(data)
                 return data, active.raw.id()
