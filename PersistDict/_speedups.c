@@ -1,5 +1,8 @@
 /* Compiled twins of two record parsers in _records.py: unpack_value and record_expires.
  *
+ * Inputs are bytes or byte buffers (what py-lmdb returns: bytes, or a memoryview of LMDB's
+ * memory); lengths count bytes.
+ *
  * They are the read path's share of Python work that is not a py-lmdb call (checksum,
  * header, payload slice: ~0.4 us of a ~3 us cold read in Python, ~0.15 us here). Same
  * contracts, same errors, same results as the Python versions, which stay the reference
@@ -112,8 +115,8 @@ static PyObject *unpack_value(PyObject *module, PyObject *data) {
     Py_ssize_t from = start < (uint64_t)end ? (Py_ssize_t)start : end;
     if (PyBytes_CheckExact(data) && n <= LARGE) {
         payload = PyBytes_FromStringAndSize((const char *)p + from, end - from);
-    } else {
-        PyObject *sliceable = PyBytes_CheckExact(data) ? PyMemoryView_FromObject(data) : Py_NewRef(data);
+    } else { /* as Python: (memoryview(data) if large else data)[start:-4] */
+        PyObject *sliceable = n > LARGE ? PyMemoryView_FromObject(data) : Py_NewRef(data);
         if (sliceable != NULL) {
             payload = PySequence_GetSlice(sliceable, from, end);
             Py_DECREF(sliceable);
@@ -156,20 +159,21 @@ static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "PersistDict._speedups", "Compiled twins of _records' read-path parsers.", -1, methods,
 };
 
+static PyObject *attribute_of(const char *module_name, const char *name) {
+    PyObject *module = PyImport_ImportModule(module_name);
+    if (module == NULL)
+        return NULL;
+    PyObject *attribute = PyObject_GetAttrString(module, name);
+    Py_DECREF(module);
+    return attribute;
+}
+
 PyMODINIT_FUNC PyInit__speedups(void) {
-    PyObject *exceptions = PyImport_ImportModule("PersistDict.exceptions");
-    if (exceptions == NULL)
-        return NULL;
-    corrupted_error = PyObject_GetAttrString(exceptions, "CorruptedRecordError");
-    Py_DECREF(exceptions);
     if (corrupted_error == NULL)
-        return NULL;
-    PyObject *zlib = PyImport_ImportModule("zlib");
-    if (zlib == NULL)
-        return NULL;
-    zlib_crc32 = PyObject_GetAttrString(zlib, "crc32");
-    Py_DECREF(zlib);
+        corrupted_error = attribute_of("PersistDict.exceptions", "CorruptedRecordError");
     if (zlib_crc32 == NULL)
+        zlib_crc32 = attribute_of("zlib", "crc32");
+    if (corrupted_error == NULL || zlib_crc32 == NULL)
         return NULL;
     crc_init();
     return PyModule_Create(&module_def);

@@ -11,12 +11,14 @@ if ! "$PYTHON" -m venv .venv 2>/dev/null; then
 fi
 # PersistDict/_speedups.c (compiled record parsers, ~10% faster cold reads) needs a C compiler
 # and Python's headers. Without them the install still works, on the pure-Python parsers.
-if ! command -v cc >/dev/null 2>&1 || ! .venv/bin/python -c \
+compiler="$(.venv/bin/python -c 'import sysconfig; print((sysconfig.get_config_var("CC") or "cc").split()[0])')"
+if ! command -v "$compiler" >/dev/null 2>&1 || ! .venv/bin/python -c \
         'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         headers=""
         case "$(.venv/bin/python -c 'import sys; print(sys.base_prefix)')" in
-            /usr) headers="python3-dev" ;;  # Debian's own Python keeps its headers in python3-dev
+            # Debian's own Pythons keep their headers in pythonX.Y-dev
+            /usr) headers="$(.venv/bin/python -c 'import sys; print("python%d.%d-dev" % sys.version_info[:2])')" ;;
         esac
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             gcc libc6-dev $headers >/dev/null || echo "setup: could not install a C compiler" >&2

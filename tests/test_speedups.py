@@ -71,8 +71,12 @@ def outcome(parse, data):
     return repr(result)
 
 
+class BytesSubclass(bytes):
+    pass
+
+
 def assert_same(data):
-    for as_input in (data, memoryview(data)):
+    for as_input in (data, memoryview(data), bytearray(data), BytesSubclass(data)):
         assert outcome(compiled.unpack_value, as_input) == outcome(py_unpack_value, as_input)
         assert outcome(compiled.record_expires, as_input) == outcome(py_record_expires, as_input)
 
