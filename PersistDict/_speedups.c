@@ -30,7 +30,6 @@
 #define OFFSET_EXACT_LEN 40
 #define LARGE 4096 /* _records._LARGE: above it the payload is a memoryview, not a copy */
 #define CRC_RESIDUE 0x2144DF1Cu /* CRC-32 of a message followed by its own CRC */
-
 #define TABLE_CRC_MAX 512 /* longer records: zlib.crc32, twice as fast per byte as the table below */
 
 static PyObject *corrupted_error; /* PersistDict.exceptions.CorruptedRecordError */
@@ -82,8 +81,8 @@ static int checksum_ok(PyObject *data, const Py_buffer *view) {
     return value == CRC_RESIDUE;
 }
 
-/* unpack_value(data) -> (seq, expires, kind, payload). ``payload`` is bytes when ``data``
- * is bytes of at most LARGE bytes, else a slice of ``data`` (a memoryview for bytes). */
+/* unpack_value(data) -> (seq, expires, kind, payload). ``payload`` is a slice of ``data`` (a
+ * bytes copy for bytes) up to LARGE bytes, and a slice of memoryview(data) above. */
 static PyObject *unpack_value(PyObject *module, PyObject *data) {
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
