@@ -165,7 +165,9 @@ class Remote:
 
 @pytest.mark.parametrize("background", ["disabled", True])
 def test_every_public_method_is_safe_from_16_threads(path, opened, background):
-    """16 threads calling every public method on one instance each see exactly their own writes, and the final store equals the merged oracles."""
+    """16 threads calling every public method on one instance each see exactly their own writes, and
+    the final store equals the merged oracles.
+    """
     kwargs: dict[str, Any] = {"background_thread": background}
     if background is True:  # make the maintenance thread run often, concurrently with the workers
         kwargs.update(maintenance_interval=0.05, atime_flush_interval=0.01)
@@ -254,7 +256,9 @@ def test_popitem_from_16_threads_and_a_process_pops_each_entry_once(path, opened
 
 
 def test_a_thousand_threads_each_doing_a_few_operations(path, opened):
-    """1,024 threads started together, each setting, reading, racing setdefault, popping and incrementing in transaction(), all succeed and add up."""
+    """1,024 threads started together, each setting, reading, racing setdefault, popping and
+    incrementing in transaction(), all succeed and add up.
+    """
     n = 1024
     d = opened(path)
     d.set_many({f"tmp{i}": i for i in range(n)})
@@ -310,7 +314,9 @@ def _snapshot_errors(d: PersistDict) -> list[str]:
 
 @pytest.mark.slow
 def test_snapshots_are_consistent_while_threads_and_processes_mutate(path, opened):
-    """keys/values/items/len/==/copy/get_many never raise and always show whole groups while 2 threads and 2 processes (fork, spawn) write and delete groups atomically."""
+    """keys/values/items/len/==/copy/get_many never raise and always show whole groups while 2 threads
+    and 2 processes (fork, spawn) write and delete groups atomically.
+    """
     d = opened(path)
     n_groups, n_ops = 8, 250
     processes = [
@@ -346,7 +352,9 @@ def test_snapshots_are_consistent_while_threads_and_processes_mutate(path, opene
 
 
 def test_get_many_returns_one_snapshot(path, opened):
-    """get_many over 40 keys that a process rewrites (and deletes) together always returns one version, never going back."""
+    """get_many over 40 keys that a process rewrites (and deletes) together always returns one version,
+    never going back.
+    """
     d = opened(path)
     keys = [f"gm{i}" for i in range(20)] + [("gm", i) for i in range(20)]
     ctx = mp.get_context("fork")
@@ -410,7 +418,9 @@ def _versioned_writer(path: str, keys: list[Any], n: int, conn: Any) -> None:
 
 @pytest.mark.parametrize("start_method", CONTEXTS)
 def test_concurrent_writers_on_disjoint_keys_lose_no_write(path, opened, start_method):
-    """4 processes overwriting and deleting their own keys (single ops, set_many, update) leave exactly the expected state."""
+    """4 processes overwriting and deleting their own keys (single ops, set_many, update) leave exactly
+    the expected state.
+    """
     ctx = mp.get_context(start_method)
     n_procs, n_keys, rounds = 4, 60, 5
     barrier = ctx.Barrier(n_procs)
@@ -425,7 +435,9 @@ def test_concurrent_writers_on_disjoint_keys_lose_no_write(path, opened, start_m
 
 @pytest.mark.parametrize("start_method", CONTEXTS)
 def test_concurrent_writers_on_shared_keys_keep_a_last_write_and_every_append(path, opened, start_method):
-    """4 processes overwriting the same keys leave each key at some process's final write, and transaction() appends to a shared list lose nothing."""
+    """4 processes overwriting the same keys leave each key at some process's final write, and
+    transaction() appends to a shared list lose nothing.
+    """
     ctx = mp.get_context(start_method)
     n_procs, rounds = 4, 40
     keys = [f"shared{i}" for i in range(8)]
@@ -444,7 +456,10 @@ def test_concurrent_writers_on_shared_keys_keep_a_last_write_and_every_append(pa
 @pytest.mark.slow
 @pytest.mark.parametrize("start_method", CONTEXTS)
 def test_seeded_replay_4_processes_x_4_threads_is_consistent(path, opened, start_method):
-    """A seeded mix of every operation by 4 processes x 4 threads (each checking its own key range on the fly) ends in exactly the merged expected state, with exact shared counters and no torn entry at any moment."""
+    """A seeded mix of every operation by 4 processes x 4 threads (each checking its own key range on
+    the fly) ends in exactly the merged expected state, with exact shared counters and no torn entry
+    at any moment.
+    """
     ctx = mp.get_context(start_method)
     d = opened(path)
     n_procs, n_threads, n_ops = 4, 4, 120
@@ -480,7 +495,9 @@ def test_seeded_replay_4_processes_x_4_threads_is_consistent(path, opened, start
 
 @pytest.mark.parametrize("start_method", CONTEXTS)
 def test_transaction_counters_from_8_threads_x_2_processes_are_exact(path, opened, start_method):
-    """Counters incremented inside (nested) transaction() by 8 threads in each of 2 processes end exactly right, and rolled-back increments leave no trace."""
+    """Counters incremented inside (nested) transaction() by 8 threads in each of 2 processes end
+    exactly right, and rolled-back increments leave no trace.
+    """
     ctx = mp.get_context(start_method)
     d = opened(path)
     n_procs, n_threads, n_incr = 2, 8, 25
@@ -493,7 +510,9 @@ def test_transaction_counters_from_8_threads_x_2_processes_are_exact(path, opene
 
 
 def test_setdefault_and_pop_race_across_processes_have_one_winner(path, opened):
-    """6 processes racing setdefault on one key agree on a single winning value; racing pop hands the value to exactly one."""
+    """6 processes racing setdefault on one key agree on a single winning value; racing pop hands the
+    value to exactly one.
+    """
     ctx = mp.get_context("fork")
     n_procs, rounds = 6, 40
     d = opened(path)
@@ -518,7 +537,10 @@ def test_setdefault_and_pop_race_across_processes_have_one_winner(path, opened):
 @pytest.mark.slow
 @pytest.mark.parametrize("start_method", CONTEXTS)
 def test_map_growth_under_threads_and_processes_does_not_deadlock(path, opened, start_method):
-    """3 processes x 4 threads writing large values into a 1 MiB map (which must grow many times, and be adopted by the other processes) while reading and running transactions finish, with every value and the counter exact."""
+    """3 processes x 4 threads writing large values into a 1 MiB map (which must grow many times, and
+    be adopted by the other processes) while reading and running transactions finish, with every
+    value and the counter exact.
+    """
     ctx = mp.get_context(start_method)
     n_procs, n_threads, n_writes = 3, 4, 40
     barrier = ctx.Barrier(n_procs)
@@ -613,7 +635,9 @@ def _growth_deadlock_scenario(path: str, conn: Any) -> None:
 
 
 def test_map_growth_does_not_deadlock_a_transaction_that_reads(path):
-    """Growing the map while one thread is inside transaction() and about to read, and another thread reads, finishes (no lock-order deadlock)."""
+    """Growing the map while one thread is inside transaction() and about to read, and another thread
+    reads, finishes (no lock-order deadlock).
+    """
     probe = w.open_db(path)
     has_internals = hasattr(probe._storage, "_gate") and hasattr(probe._storage._gate, "open_txns")
     probe.close()
@@ -756,12 +780,16 @@ def drive_never_stale(reader: Callable[..., Any], writer: Callable[..., Any], ro
 @pytest.mark.parametrize("caching", [True, False])
 @pytest.mark.parametrize("start_method", CONTEXTS)
 def test_never_stale_across_processes(path, opened, start_method, caching):
-    """A process that has a key cached sees another process's overwrite, delete, pop, update, transaction or clear on its very next read, in both directions."""
+    """A process that has a key cached sees another process's overwrite, delete, pop, update,
+    transaction or clear on its very next read, in both directions.
+    """
     ctx = mp.get_context(start_method)
     d = opened(path, caching=caching)
     remote = Remote(ctx, path, caching=caching)
     try:
-        local = lambda op, *args: w.remote_op(d, op, *args)
+        def local(op, *args):
+            return w.remote_op(d, op, *args)
+
         drive_never_stale(reader=local, writer=remote, rounds=120, seed=1, caching=caching)  # we read, it writes
         drive_never_stale(reader=remote, writer=local, rounds=120, seed=2, caching=caching)  # it reads, we write
     finally:
@@ -770,17 +798,25 @@ def test_never_stale_across_processes(path, opened, start_method, caching):
 
 @pytest.mark.parametrize("caching", [True, False])
 def test_never_stale_between_two_instances_in_one_process(path, opened, caching):
-    """Two instances on one path in one process (sharing the environment, separate caches) never read each other's overwritten values."""
+    """Two instances on one path in one process (sharing the environment, separate caches) never read
+    each other's overwritten values.
+    """
     d1 = opened(path, caching=caching)
     d2 = opened(path, caching=caching)
-    one = lambda op, *args: w.remote_op(d1, op, *args)
-    two = lambda op, *args: w.remote_op(d2, op, *args)
+    def one(op, *args):
+        return w.remote_op(d1, op, *args)
+
+    def two(op, *args):
+        return w.remote_op(d2, op, *args)
+
     drive_never_stale(reader=one, writer=two, rounds=200, seed=3, caching=caching)
     drive_never_stale(reader=two, writer=one, rounds=200, seed=4, caching=caching)
 
 
 def test_never_stale_across_threads_of_one_instance_with_background_thread(path, opened):
-    """With the default background thread, a thread reading through the lock-free cache path sees another thread's write on its next read."""
+    """With the default background thread, a thread reading through the lock-free cache path sees
+    another thread's write on its next read.
+    """
     d = opened(path, background_thread=True, atime_flush_interval=0.01, maintenance_interval=0.05)
     requests: list[Any] = []
     request_ready, done = threading.Semaphore(0), threading.Semaphore(0)
@@ -816,7 +852,9 @@ def test_never_stale_across_threads_of_one_instance_with_background_thread(path,
 
 @pytest.mark.parametrize("caching", [True, False])
 def test_transaction_reads_its_own_writes_over_a_warm_cache(path, opened, caching):
-    """Inside transaction() a thread reads its own uncommitted writes and deletes even for keys its cache holds, while another thread still reads the committed values."""
+    """Inside transaction() a thread reads its own uncommitted writes and deletes even for keys its
+    cache holds, while another thread still reads the committed values.
+    """
     d = opened(path, caching=caching)
     d.set_many({"k": "committed", "gone": "committed", 7: "committed"})
     for _ in range(4):  # warm the cache
@@ -852,7 +890,9 @@ def test_transaction_reads_its_own_writes_over_a_warm_cache(path, opened, cachin
 
 @pytest.mark.parametrize("caching", [True, False])
 def test_monotonic_reads_while_another_process_writes(path, opened, caching):
-    """A value another process has acknowledged writing is never followed by an older one, read after read (cache on and off)."""
+    """A value another process has acknowledged writing is never followed by an older one, read after
+    read (cache on and off).
+    """
     ctx = mp.get_context("fork")
     d = opened(path, caching=caching)
     d["mono"] = -1
@@ -879,7 +919,9 @@ def test_monotonic_reads_while_another_process_writes(path, opened, caching):
 
 @pytest.mark.parametrize("caching", [True, False])
 def test_uncommitted_transaction_of_another_process_is_invisible(path, opened, caching):
-    """While another process holds an open transaction its writes are invisible; after rollback they never appear, after commit they appear at once."""
+    """While another process holds an open transaction its writes are invisible; after rollback they
+    never appear, after commit they appear at once.
+    """
     ctx = mp.get_context("fork")
     d = opened(path, caching=caching)
     d.set_many({"a": "old-a", "b": "old-b"})
@@ -944,7 +986,9 @@ def _check_reopens_and_writes(path: str, durability: str) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize("run", range(40))
 def test_sigkill_writer_keeps_every_acknowledged_write(path, run):
-    """A writer SIGKILLed at a random moment leaves exactly the state after its acknowledged operations (or one more), and the database reopens and accepts writes."""
+    """A writer SIGKILLed at a random moment leaves exactly the state after its acknowledged operations
+    (or one more), and the database reopens and accepts writes.
+    """
     ctx = mp.get_context("spawn" if run % 6 == 5 else "fork")
     durability = ("safe", "full", "fast")[run % 3]
     seed = 1000 + run
@@ -977,7 +1021,9 @@ def test_sigkill_writer_keeps_every_acknowledged_write(path, run):
 
 @pytest.mark.parametrize("start_method", CONTEXTS)
 def test_sigkill_inside_transaction_leaves_nothing_of_it(path, opened, start_method):
-    """A process killed while its transaction() is open leaves none of its changes, and both a live instance and a fresh one can write afterwards."""
+    """A process killed while its transaction() is open leaves none of its changes, and both a live
+    instance and a fresh one can write afterwards.
+    """
     ctx = mp.get_context(start_method)
     d = opened(path)
     base = {f"base.{i}": i for i in range(10)}
@@ -1008,7 +1054,9 @@ def test_sigkill_inside_transaction_leaves_nothing_of_it(path, opened, start_met
 
 
 def test_sigkill_reader_leaves_no_blocking_reader(path, opened):
-    """A process killed while holding a read snapshot blocks no writer, and its reader slot is reclaimed when the database is next opened (while other processes still have it open)."""
+    """A process killed while holding a read snapshot blocks no writer, and its reader slot is
+    reclaimed when the database is next opened (while other processes still have it open).
+    """
     d = opened(path)
     d.set_many({"first": 1, "block-here": "block-here", "last": 2})
     ctx = mp.get_context("fork")
@@ -1071,7 +1119,9 @@ def _raw_fork(target: Callable[..., None], *args: Any) -> int:
 
 
 def test_twenty_forked_children_use_the_inherited_instance(path, opened):
-    """20 children forked (multiprocessing and raw os.fork, 5 at a time) read and write through the instance they inherited; the parent sees every write at once and the readers table stays small."""
+    """20 children forked (multiprocessing and raw os.fork, 5 at a time) read and write through the
+    instance they inherited; the parent sees every write at once and the readers table stays small.
+    """
     d = opened(path)
     d["parent.list"] = [1, 2, 3]
     ctx = mp.get_context("fork")
@@ -1108,7 +1158,9 @@ def test_twenty_forked_children_use_the_inherited_instance(path, opened):
 
 @pytest.mark.parametrize("child_action", ["use", "close"])
 def test_forked_child_does_not_take_away_a_parent_threads_read_snapshot(path, opened, child_action):
-    """A child forked while a parent thread is inside items() (blocked in its value codec), then using or closing the inherited instance, leaves that thread's snapshot intact."""
+    """A child forked while a parent thread is inside items() (blocked in its value codec), then using
+    or closing the inherited instance, leaves that thread's snapshot intact.
+    """
     inside, go = threading.Event(), threading.Event()
 
     def loads(data: bytes) -> Any:
@@ -1160,7 +1212,9 @@ def test_forked_child_does_not_take_away_a_parent_threads_read_snapshot(path, op
 
 
 def test_child_forked_while_another_thread_holds_the_instance_lock_can_use_it(path, opened):
-    """A child forked while another parent thread is inside a locked section of the instance can still use the inherited instance (it does not deadlock)."""
+    """A child forked while another parent thread is inside a locked section of the instance can still
+    use the inherited instance (it does not deadlock).
+    """
     inside, go = threading.Event(), threading.Event()
     blocking = threading.local()
 

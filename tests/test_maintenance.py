@@ -313,7 +313,7 @@ def test_values_are_never_aliased_through_the_cache(make_db: Callable[..., Persi
                  "bytearray": bytearray(b"ab"), "array": np.arange(4.0), "tuple": (1, [2])}
     for key, value in originals.items():
         db[key] = value
-    for key, value in originals.items():
+    for value in originals.values():
         if isinstance(value, np.ndarray):
             value += 1
         elif isinstance(value, (list, bytearray)):
@@ -358,7 +358,8 @@ def test_own_maintenance_writes_keep_the_front_cache(make_db: Callable[..., Pers
     db.run_maintenance()
     assert len(db._front) == 50
     _read_all_twice(db)
-    assert db.stats()["front_cache_hits"] >= 99  # the lease commit is not reported to the cache: one read checks the gap
+    # the lease commit is not reported to the cache: one read checks the gap
+    assert db.stats()["front_cache_hits"] >= 99
 
 
 def test_evictions_leave_the_rest_of_the_own_front_cache(make_db: Callable[..., PersistDict]) -> None:
