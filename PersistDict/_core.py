@@ -48,7 +48,6 @@ from ._records import (
     KIND_SERIALIZED_TEXT,
     KIND_STR,
     Record,
-    record_expires,
     unpack_value,
 )
 from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
@@ -315,10 +314,11 @@ class PersistDict(MutableMapping[Any, Any]):
         """A live front-cache entry for ``key``, found without taking the lock, or None.
 
         Valid only if the cache is current as of LMDB's last commit and no
-        mutation of the cache ran meanwhile (the seqlock ``stamp``).
+        mutation of the cache ran meanwhile (the seqlock ``stamp``). Callers
+        look first (a plain key, in ``hot``): most keys are not hot.
         """
         front = self._front
-        if front is None or type(key) not in _PLAIN_KEY_TYPES or not self._plain_cache_keys:
+        if front is None or not self._plain_cache_keys:
             return None
         stamp = front.stamp
         entry = front.hot.get(key)
@@ -343,7 +343,9 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def __getitem__(self, key: Any) -> Any:
         front = self._front
-        entry = self._hot_entry(key) if front is not None and front.hot else None  # an empty cache: no call
+        # the cheap part of _hot_entry first: most reads of a key that is not hot then make no call
+        hot = None if front is None else front.hot
+        entry = self._hot_entry(key) if hot and type(key) in _PLAIN_KEY_TYPES and key in hot else None
         if entry is not None:
             mode, obj, copier = entry.state  # CachedEntry.value, inlined for the two common modes
             return obj if mode == SHARED else copier(obj) if mode == COPIED else entry.value(self._decode_cached)
@@ -451,7 +453,9 @@ class PersistDict(MutableMapping[Any, Any]):
     def get(self, key: Any, default: Any = None) -> Any:
         # Overridden: Mapping.get goes through __getitem__ and an exception on a miss.
         front = self._front
-        entry = self._hot_entry(key) if front is not None and front.hot else None
+        # the cheap part of _hot_entry first: most reads of a key that is not hot then make no call
+        hot = None if front is None else front.hot
+        entry = self._hot_entry(key) if hot and type(key) in _PLAIN_KEY_TYPES and key in hot else None
         if entry is not None:
             mode, obj, copier = entry.state  # CachedEntry.value, inlined for the two common modes
             return obj if mode == SHARED else copier(obj) if mode == COPIED else entry.value(self._decode_cached)
@@ -462,11 +466,11 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def __contains__(self, key: Any) -> bool:
         front = self._front
-        if front is not None and front.hot and self._hot_entry(key) is not None:
+        hot = None if front is None else front.hot  # as in __getitem__
+        if hot and type(key) in _PLAIN_KEY_TYPES and key in hot and self._hot_entry(key) is not None:
             return True
         if self._closed:
             self._check_open()  # raises; inlined: `in` is on the read path
-        storage = self._storage
         keys = self._keys
         if type(key) is str and keys.canonical:  # KeyCodec.lookup, inlined: `in` is on the read path
             lookup = b"s" + key.encode("utf-8", "surrogatepass")
@@ -474,11 +478,11 @@ class PersistDict(MutableMapping[Any, Any]):
             lookup = keys.encode(key)[0]
         if len(lookup) <= keys.key_size_limit:
             try:
-                expires, _ = storage.read_record(lookup, record_expires)
+                expires = self._storage.read_expiry(lookup)
             except CorruptedRecordError as exc:
                 raise _corrupted(key, exc) from exc
             return expires is not None and (not expires or expires > self._clock())
-        with storage.reading() as txn:
+        with self._storage.reading() as txn:
             record = _table.find(txn, lookup, keys.slot(lookup)).record
             return record is not None and self._is_live(record.expires, self._clock())
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from ._keys import read_as
+from ._records import record_expires
 from .exceptions import (
     CorruptedDatabaseError,
     DatabasePermissionError,
@@ -633,16 +634,17 @@ class Storage:
 
     # -- transactions ---------------------------------------------------------
 
-    def read_record(self, slot: bytes, parse: Callable[[Any], T] | None = None) -> tuple[Any, int]:
-        """(record or None, snapshot txn id) in one round trip; with ``parse``, (``parse(record
-        buffer)`` or None, id): the buffer is parsed in place, never copied."""
+    # read_record and read_expiry are the read path: each runs its one transaction inline
+    # (fork check, resize gate, begin, get, abort) rather than through a shared helper, whose
+    # call would cost as much as the gate itself.
+
+    def read_record(self, slot: bytes) -> tuple[bytes | None, int]:
+        """(a copy of the record at ``slot`` or None, snapshot txn id) in one round trip."""
         if self.txn_holders:
             active = getattr(self._local, "txn", None)
-            if active is not None:
+            if active is not None:  # copied: decoding may run user code that writes in this txn
                 data = active.raw.get(slot, None, self._records_db)
-                if data is not None:  # copied: decoding may run user code that writes in this txn
-                    data = bytes(data) if parse is None else parse(data)
-                return data, active.raw.id()
+                return (None if data is None else bytes(data)), active.raw.id()
         env = self.env if self.generation == _fork_generation[0] else self._checked_env()
         gate = self._gate
         open_txns = gate.open_txns
@@ -650,27 +652,53 @@ class Storage:
         if gate.resizing or gate.quiescing:  # _TxnGate.enter, inlined
             open_txns.pop()
             gate.wait()
-            return self.read_record(slot, parse)
+            return self.read_record(slot)
         txn: Any = None
         try:
-            db = self._records_db  # positional arguments: see Txn
-            txn = env.begin(db) if parse is None else env.begin(db, None, False, True)
-            data = txn.get(slot)
-            if parse is not None and data is not None:
-                data = parse(data)  # before the txn ends: the buffer is LMDB's memory
-            snapshot = txn.id()
+            txn = env.begin(self._records_db)  # positional arguments: see Txn
+            return txn.get(slot), txn.id()
         except lmdb.MapResizedError:
-            snapshot = -1  # adopted below, once this read no longer counts as open
+            pass  # adopted below, once this read no longer counts as open
         except lmdb.Error as exc:
             raise translate_error(exc, self.path) from exc
-        finally:  # whatever happened, parse included: a leaked count would block every resize
+        finally:  # whatever happened: a leaked count would block every resize
             if txn is not None:
                 txn.abort()
             open_txns.pop()
-        if snapshot < 0:
-            self._wait_or_adopt_resize()
-            return self.read_record(slot, parse)
-        return data, snapshot
+        self._wait_or_adopt_resize()
+        return self.read_record(slot)
+
+    def read_expiry(self, slot: bytes) -> float | None:
+        """The expiry time of the record at ``slot`` (0.0: none), or None if there is no record:
+        what ``in`` needs. The record is parsed in LMDB's memory, not copied."""
+        if self.txn_holders:
+            active = getattr(self._local, "txn", None)
+            if active is not None:
+                data = active.raw.get(slot, None, self._records_db)
+                return None if data is None else record_expires(data)
+        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+        gate = self._gate
+        open_txns = gate.open_txns
+        open_txns.append(None)
+        if gate.resizing or gate.quiescing:
+            open_txns.pop()
+            gate.wait()
+            return self.read_expiry(slot)
+        txn: Any = None
+        try:
+            txn = env.begin(self._records_db, None, False, True)  # buffers: valid until abort
+            data = txn.get(slot)
+            return None if data is None else record_expires(data)
+        except lmdb.MapResizedError:
+            pass
+        except lmdb.Error as exc:
+            raise translate_error(exc, self.path) from exc
+        finally:
+            if txn is not None:
+                txn.abort()
+            open_txns.pop()
+        self._wait_or_adopt_resize()
+        return self.read_expiry(slot)
 
     def _wait_or_adopt_resize(self) -> None:
         if self._gate.resizing:

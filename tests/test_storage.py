@@ -190,8 +190,10 @@ def test_a_transaction_that_outgrows_the_map_as_it_commits_can_run_again(
     assert len(db) == count + 1
 
 
-def test_map_growth_seen_by_other_process(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
-    """When another process grows the map, this one adopts the new size and keeps working."""
+@pytest.mark.parametrize("first_read", ["getitem", "contains"])
+def test_map_growth_seen_by_other_process(db_path: Path, make_db: Callable[..., PersistDict], first_read: str) -> None:
+    """When another process grows the map, this one adopts the new size and keeps working, whichever
+    read meets the grown map first (``d[k]`` and ``in`` each run their own transaction)."""
     db = make_db(map_size=2 * 1024 * 1024)
     db["before"] = 1
     code = f"""
@@ -202,7 +204,11 @@ def test_map_growth_seen_by_other_process(db_path: Path, make_db: Callable[..., 
     """
     result = run_child(code)
     assert result.returncode == 0, result.stderr
+    assert db._storage.env.info()["map_size"] == 2 * 1024 * 1024, "test precondition: not adopted yet"
+    if first_read == "contains":
+        assert 39 in db and 40 not in db
     assert db[39] == bytes(256 * 1024)
+    assert db._storage.env.info()["map_size"] > 2 * 1024 * 1024
     db["after"] = 2
     assert len(db) == 42
 
