@@ -360,7 +360,10 @@ class PersistDict(MutableMapping[Any, Any]):
         """
         keys = self._keys
         if type(key) is str and keys.canonical:  # KeyCodec.lookup, inlined: the read path is the product
-            lookup = b"s" + key.encode("utf-8", "surrogatepass")
+            try:
+                lookup = b"s" + key.encode()  # ~20 ns faster than naming the codec and error handler
+            except UnicodeEncodeError:  # a lone surrogate
+                lookup = b"s" + key.encode("utf-8", "surrogatepass")
         else:
             lookup = keys.encode(key)[0]
         if self._closed:
@@ -473,7 +476,10 @@ class PersistDict(MutableMapping[Any, Any]):
             self._check_open()  # raises; inlined: `in` is on the read path
         keys = self._keys
         if type(key) is str and keys.canonical:  # KeyCodec.lookup, inlined: `in` is on the read path
-            lookup = b"s" + key.encode("utf-8", "surrogatepass")
+            try:
+                lookup = b"s" + key.encode()  # as in _read
+            except UnicodeEncodeError:
+                lookup = b"s" + key.encode("utf-8", "surrogatepass")
         else:
             lookup = keys.encode(key)[0]
         if len(lookup) <= keys.key_size_limit:

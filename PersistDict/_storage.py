@@ -16,6 +16,7 @@ import struct
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -331,8 +332,10 @@ class _TxnGate:
     """
 
     def __init__(self) -> None:
-        self.open_txns: list[None] = []
-        self.write_begins: list[None] = []  # open_txns entries still waiting for LMDB's writer lock
+        # deques, not lists: appending to and popping from an empty list allocates and frees its
+        # storage every time (measured: 41 against 25 ns a pair; every read enters the gate)
+        self.open_txns: deque[None] = deque()
+        self.write_begins: deque[None] = deque()  # open_txns entries still waiting for LMDB's writer lock
         self.resizing = False
         self.resize_lock = threading.Lock()
         self.quiescing = False
