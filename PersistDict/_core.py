@@ -208,8 +208,6 @@ class PersistDict(MutableMapping[Any, Any]):
         self._loads_takes_buffer = value_unserializer is pickle.loads
         self._lock = threading.RLock()
         self._front = FrontCache(cache_max_entries, cache_max_bytes, self._record_hits) if caching else None
-        # the front cache's hot dict (never replaced), or one that stays empty: the read path's first look
-        self._hot: dict[Any, CachedEntry] = {} if self._front is None else self._front.hot
         self._touched = PendingAccesses()  # seq -> atime not yet written
         # hit/miss counters are plain attributes: the read path is the product
         self._hits = self._misses = 0
@@ -343,7 +341,8 @@ class PersistDict(MutableMapping[Any, Any]):
         return entry
 
     def __getitem__(self, key: Any) -> Any:
-        entry = self._hot_entry(key) if self._hot else None  # an empty cache: no call
+        front = self._front
+        entry = self._hot_entry(key) if front is not None and front.hot else None  # an empty cache: no call
         if entry is not None:
             mode, obj, copier = entry.state  # CachedEntry.value, inlined for the two common modes
             return obj if mode == SHARED else copier(obj) if mode == COPIED else entry.value(self._decode_cached)
@@ -453,7 +452,8 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def get(self, key: Any, default: Any = None) -> Any:
         # Overridden: Mapping.get goes through __getitem__ and an exception on a miss.
-        entry = self._hot_entry(key) if self._hot else None  # an empty cache: no call
+        front = self._front
+        entry = self._hot_entry(key) if front is not None and front.hot else None  # an empty cache: no call
         if entry is not None:
             mode, obj, copier = entry.state  # CachedEntry.value, inlined for the two common modes
             return obj if mode == SHARED else copier(obj) if mode == COPIED else entry.value(self._decode_cached)
@@ -465,7 +465,8 @@ class PersistDict(MutableMapping[Any, Any]):
     def __contains__(self, key: Any) -> bool:
         # `in` looks first (a plain key in hot), then calls: for a key that is not hot the look costs
         # half what the call would. d[k] and get call directly: their hits would look up twice.
-        hot = self._hot
+        front = self._front
+        hot = None if front is None else front.hot
         if hot and type(key) in _PLAIN_KEY_TYPES and key in hot and self._hot_entry(key) is not None:
             return True
         if self._closed:

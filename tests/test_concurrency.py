@@ -1096,6 +1096,11 @@ def _child_uses_inherited(d: PersistDict, i: int) -> None:
         d["forks"] = d.get("forks", 0) + 1
     assert d[f"child{i}"]["i"] == i
     assert len(d.get_many([f"child{i}", "forks"])) == 2
+    for _ in range(3):  # the child's own front cache takes the key and serves d[k], get and `in`
+        d[f"child{i}"]
+    hits = d.stats()["front_cache_hits"]
+    assert d[f"child{i}"]["i"] == i and d.get(f"child{i}")["i"] == i and f"child{i}" in d
+    assert d.stats()["front_cache_hits"] == hits + 3, "the child's front cache does not serve reads"
     d.setdefault("first.child", i)
 
 
