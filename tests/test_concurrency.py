@@ -12,6 +12,7 @@ import os
 import pickle
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -1150,6 +1151,44 @@ def test_twenty_forked_children_use_the_inherited_instance(path, opened):
     assert d["parent.after"] == 1
     assert max(readers_seen) <= 8, f"readers table grows with forks: {readers_seen}"
     check_no_torn_entries(d)
+
+
+PARENT_AFTER_CHILDREN_SCRIPT = """
+import os, sys
+from PersistDict import PersistDict
+d = PersistDict(sys.argv[1], caching=False, background_thread="disabled")  # every read goes to LMDB
+d["k"] = 1
+for i in range(3):
+    assert d["k"] == 1  # between two reads the parent holds a spare read transaction
+    pid = os.fork()
+    if pid == 0:  # the child reopens the store, uses it, and ends as the exit mode says
+        d[f"child{i}"] = i
+        assert d["k"] == 1
+        if sys.argv[2] == "close":
+            d.close()
+        if sys.argv[2] == "os._exit":
+            os._exit(0)
+        sys.exit(0)  # the interpreter's own shutdown
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    for _ in range(3):
+        assert d["k"] == 1 and f"child{i}" in d and d.get(f"child{i}") == i
+slots = d._storage.env.readers().split().count(str(os.getpid()))
+assert slots <= 2, d._storage.env.readers()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("child_exit", ["close", "os._exit", "interpreter exit"])
+def test_parent_reads_after_children_reopened_the_store(path, child_exit):
+    """The parent's reads keep working after forked children reopened the store and exited (closing
+    it, with os._exit, or through the interpreter's shutdown). Between two reads the parent holds a
+    reader slot for its next one (py-lmdb's spare transaction): a child that closed an inherited copy
+    of it would free that slot under the parent (its next read: MDB_BAD_RSLOT)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", PARENT_AFTER_CHILDREN_SCRIPT, path, child_exit],
+                            capture_output=True, text=True, timeout=60, cwd=root)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------
