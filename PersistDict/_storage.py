@@ -396,51 +396,35 @@ _fork_generation = [0]
 
 
 FORK_WAIT_SECONDS = 5.0
-_paused_for_fork: list[tuple[Storage, _TxnGate]] = []
+_paused_for_fork: list[_TxnGate] = []
 _inherited_envs: list[lmdb.Environment] = []  # never closed in a child: see Storage._close_env
 
 
 def _before_fork() -> None:
-    """Let open transactions finish before fork(), hold new ones back, and close each idle
-    environment (reopened in the parent right after).
+    """Let open transactions finish before fork(), and hold new ones back.
 
     A child must close the environment it inherited before reopening it
     (py-lmdb allows one open per process), and closing aborts every
     transaction object copied from the parent, which would release the
     reader slot of a parent thread still inside a snapshot. So fork waits
     (at most FORK_WAIT_SECONDS, in case the forking thread itself holds one).
-    py-lmdb's spare read transaction (max_spare_txns) holds a reader slot even
-    between reads: the parent closes the environment, which frees it, so the
-    child inherits no slot of the parent's (else the parent's next read fails
-    with MDB_BAD_RSLOT, and freeing that slot again could release another
-    process's).
     """
     for storage in list(_registry.values()):
         gate = storage._gate
         gate.resize_lock.acquire()
         gate.resizing = True
-        _paused_for_fork.append((storage, gate))
+        _paused_for_fork.append(gate)
     deadline = time.monotonic() + FORK_WAIT_SECONDS
-    for storage, gate in _paused_for_fork:
+    for gate in _paused_for_fork:
         while gate.open_txns and time.monotonic() < deadline:
             time.sleep(0.0005)
-        if not gate.open_txns and not storage.closed and storage.generation == _fork_generation[0]:
-            storage._close_env()
-            storage.closed_for_fork = True
 
 
 def _after_fork_in_parent() -> None:
     while _paused_for_fork:
-        storage, gate = _paused_for_fork.pop()
-        try:
-            if storage.closed_for_fork:
-                storage.closed_for_fork = False
-                with _registry_lock:  # not if its last user released it meanwhile (release holds it)
-                    if not storage.closed:
-                        storage._open_env(after_fork_in_parent=True)
-        finally:
-            gate.resizing = False
-            gate.resize_lock.release()
+        gate = _paused_for_fork.pop()
+        gate.resizing = False
+        gate.resize_lock.release()
 
 
 def _after_fork_in_child() -> None:
@@ -511,7 +495,6 @@ class Storage:
         self.users = 0
         self._initial_map_size = map_size
         self._reopening = False
-        self.closed_for_fork = False  # by _before_fork, reopened by _after_fork_in_parent
         self._local = threading.local()
         self._gate = _TxnGate()
         # one element per thread inside transaction(): lets readers skip a thread-local lookup
@@ -520,7 +503,7 @@ class Storage:
 
     # -- opening, closing, fork ---------------------------------------------
 
-    def _open_env(self, after_fork_in_parent: bool = False) -> None:
+    def _open_env(self) -> None:
         sync, metasync = DURABILITY[self.durability]
         path = self.path
         marker = os.path.join(path, MARKER_FILE)
@@ -532,13 +515,14 @@ class Storage:
             # readahead: LMDB's default. Without it, a process whose store is not in the page cache
             # faults it in one 4 KB page per read (measured: a 40 MB store, first `in` over 5,000 keys
             # 9-78 µs each with 360-4,900 disk faults, against 2.5 µs and none with readahead).
-            # max_spare_txns=1: a read reuses the last one's transaction and reader slot (~900
-            # instructions less, and no cross-process reader-table lock); _before_fork closes
-            # the environment so no child inherits that slot.
+            # max_spare_txns=0: a spare (reset) read transaction keeps its reader slot across fork(),
+            # and the child's close of the inherited environment frees that slot under the parent
+            # (measured: the parent's next read fails with MDB_BAD_RSLOT). A spare would save ~900
+            # instructions a read (no reader-table lock); see benchmarks/README.md.
             self.env = lmdb.open(
                 path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
                 max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
-                readahead=True, max_spare_txns=1, lock=True,
+                readahead=True, max_spare_txns=0, lock=True,
             )
         except lmdb.Error as exc:
             raise translate_error(exc, path) from exc
@@ -558,8 +542,7 @@ class Storage:
         self._meta_map: mmap.mmap | None = None
         self._map_txnid_reader()
         self.generation = _fork_generation[0]
-        if not after_fork_in_parent:  # (the same store, and the gate is held: a read would wait on it)
-            self._drop_change_log_rows_from_the_future()  # one read of the ring's rows per open
+        self._drop_change_log_rows_from_the_future()  # one read of the ring's rows per open
 
     def _drop_change_log_rows_from_the_future(self) -> None:
         """Change-log rows for txn ids not reached yet come from a store whose ids went back (a
@@ -618,10 +601,10 @@ class Storage:
 
     def _env_info(self) -> dict[str, int]:
         """env.info(), never concurrent with a map resize (LMDB then answers EINVAL)."""
-        self._checked_env()
+        env = self._checked_env()
         self._gate.enter()
         try:
-            return self.env.info()  # type: ignore[return-value]  # env: see begin_read
+            return env.info()  # type: ignore[return-value]
         finally:
             self._gate.leave()
 
@@ -638,7 +621,6 @@ class Storage:
         self.env.close()
 
     def _reset_locks_after_fork(self) -> None:
-        self.closed_for_fork = False  # the child reopens on first use (_checked_env)
         self._gate = _TxnGate()
         self._local = threading.local()
         self.txn_holders = []
@@ -673,8 +655,7 @@ class Storage:
             if active is not None:  # copied: decoding may run user code that writes in this txn
                 data = active.raw.get(slot, None, self._records_db)
                 return (None if data is None else bytes(data)), active.raw.id()
-        if self.generation != _fork_generation[0]:
-            self._checked_env()  # forked: reopen first
+        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
         gate = self._gate
         open_txns = gate.open_txns
         open_txns.append(None)
@@ -684,7 +665,7 @@ class Storage:
             return self.read_record(slot)
         txn: Any = None
         try:
-            txn = self.env.begin(self._records_db)  # positional arguments: see Txn
+            txn = env.begin(self._records_db)  # positional arguments: see Txn
             return txn.get(slot), txn.id()
         except lmdb.MapResizedError:
             pass  # adopted below, once this read no longer counts as open
@@ -705,8 +686,7 @@ class Storage:
             if active is not None:
                 data = active.raw.get(slot, None, self._records_db)
                 return None if data is None else record_expires(data)
-        if self.generation != _fork_generation[0]:
-            self._checked_env()  # forked: reopen first
+        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
         gate = self._gate
         open_txns = gate.open_txns
         open_txns.append(None)
@@ -716,7 +696,7 @@ class Storage:
             return self.read_expiry(slot)
         txn: Any = None
         try:
-            txn = self.env.begin(self._records_db, None, False, True)  # buffers: valid until abort
+            txn = env.begin(self._records_db, None, False, True)  # buffers: valid until abort
             data = txn.get(slot)
             return None if data is None else record_expires(data)
         except lmdb.MapResizedError:
@@ -754,12 +734,10 @@ class Storage:
         active = getattr(self._local, "txn", None)
         if active is not None:
             return active
-        if self.generation != _fork_generation[0]:
-            self._checked_env()  # forked: reopen first
+        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
         gate = self._gate
         gate.enter()
         try:
-            env = self.env  # read inside the gate: fork() closes and reopens it (see _before_fork)
             raw = env.begin(None, None, False, True) if buffers else env.begin()
             return Txn(raw, self._dbs, False, buffers)
         except lmdb.MapResizedError:
@@ -852,13 +830,13 @@ class Storage:
                     self._gate.leave()
 
     def _begin_write(self) -> Txn:
-        self._checked_env()
+        env = self._checked_env()
         gate = self._gate
         while True:
             gate.enter()
             gate.write_begins.append(None)
             try:
-                return Txn(self.env.begin(None, None, True, True), self._dbs, True)  # env: see begin_read
+                return Txn(env.begin(None, None, True, True), self._dbs, True)
             except lmdb.MapResizedError:
                 gate.leave()
                 self._wait_or_adopt_resize()
@@ -960,10 +938,10 @@ class Storage:
 
     def sync(self) -> None:
         """Flush written data to disk (for the 'fast' durability mode)."""
-        self._checked_env()
+        env = self._checked_env()
         self._gate.enter()
         try:
-            self.env.sync(True)  # env: see begin_read
+            env.sync(True)
         except lmdb.Error as exc:
             raise translate_error(exc, self.path) from exc
         finally:
