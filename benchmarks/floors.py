@@ -16,6 +16,9 @@ of the keys, in the same process; "PersistDict itself" is ``in`` on a real store
 with one key read twice first, as the benchmark does (so its front cache is not empty); "with
 PersistDict's guards" is the ``in`` floor plus, inline, the front-cache look, the fork check and
 the map-resize gate that PersistDict keeps around every ``in`` (see floor_contains_guarded).
+"iterate keys" is every key in insertion order from PersistDict's order table (one join, decode
+and split, as PersistDict does for str keys), against the raw contender's sorted iteration; the
+benchmark times a fresh process's first passes, these the best of 7 in one process.
 "get, compiled parse" is the get floor with the record parse
 in C (PersistDict/_speedups.c, as PersistDict does when it was built with a C compiler). Every
 py-lmdb call passes its arguments by position and every transaction ends with abort() rather
@@ -30,6 +33,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -175,6 +179,59 @@ def _count(contains: Callable[[str], bool], keys: list[str]) -> int:
     return n
 
 
+def floor_iterate(path: str) -> float:
+    """Per key: every key of a PersistDict store in insertion order (its order table, whose rows
+    are the keys' encodings when they carry no TTL), decoded as PersistDict does it for str keys
+    (one join, one decode, one split), then a Python loop over them as the benchmark's. Best of 7."""
+    env = lmdb.open(path, max_dbs=8, readonly=True, lock=False)
+    try:
+        order = env.open_db(b"order", create=False)
+        best = float("inf")
+        for _ in range(7):
+            start = time.perf_counter()
+            txn = env.begin(order)
+            rows = list(txn.cursor(order).iternext(False, True))
+            txn.abort()
+            keys = b"\x00".join(rows)[1:].decode("utf-8", "surrogatepass").split("\x00s")
+            n = 0
+            for _key in keys:
+                n += 1
+            best = min(best, (time.perf_counter() - start) / n * 1e6)
+        return best
+    finally:
+        env.close()
+
+
+def raw_iterate_us(path: str) -> float:
+    """Per key of the raw LMDB contender's iterate (sorted keys, decoded one by one). Best of 7."""
+    raw = _raw_contender(path)
+    try:
+        best = float("inf")
+        for _ in range(7):
+            start = time.perf_counter()
+            n = raw.iter_keys()
+            best = min(best, (time.perf_counter() - start) / n * 1e6)
+        return best
+    finally:
+        raw.close()
+
+
+def persistdict_iterate_us(path: str) -> float:
+    """Per key of ``for k in d.keys()`` on a PersistDict store, as the benchmark's loop. Best of 7."""
+    d = PersistDict(path)
+    try:
+        best = float("inf")
+        for _ in range(7):
+            start = time.perf_counter()
+            n = 0
+            for _key in d.keys():
+                n += 1
+            best = min(best, (time.perf_counter() - start) / n * 1e6)
+        return best
+    finally:
+        d.close()
+
+
 def per_key_us(run: Callable[[list[str]], object], keys: list[str]) -> float:
     order = keys[:]
     random.shuffle(order)
@@ -261,6 +318,13 @@ def main() -> None:
                               ("contains, after get, with PersistDict's guards", guarded_t),
                               ("contains, after get: PersistDict itself", ours_t)):
                 rows.append((op, kind, min(raw_t), min(times), min(raw_t) / min(times)))
+            raw_it = raw_iterate_us(raw_path)
+            pd_copy = pd_path + "-copy"  # a closed copy: the floor opens it without LMDB's lock file
+            shutil.copytree(pd_path, pd_copy)
+            floor_it = floor_iterate(pd_copy)
+            rows.append(("iterate keys (insertion order)", kind, raw_it, floor_it, raw_it / floor_it))
+            ours = persistdict_iterate_us(pd_path)
+            rows.append(("iterate keys: PersistDict itself", kind, raw_it, ours, raw_it / ours))
     print("| operation | value | raw LMDB µs | floor µs | floor / raw (ops/s ratio) |")
     print("|---|---|---:|---:|---:|")
     for op, kind, raw_best, floor_best, ratio in rows:
