@@ -179,6 +179,16 @@ def _count(contains: Callable[[str], bool], keys: list[str]) -> int:
     return n
 
 
+def _best_per_key_us(one_pass: Callable[[], int]) -> float:
+    """Per key of the fastest of 7 calls of ``one_pass``, which returns how many keys it went over."""
+    best = float("inf")
+    for _ in range(7):
+        start = time.perf_counter()
+        n = one_pass()
+        best = min(best, (time.perf_counter() - start) / n * 1e6)
+    return best
+
+
 def floor_iterate(path: str) -> float:
     """Per key: every key of a PersistDict store in insertion order (its order table, whose rows
     are the keys' encodings when they carry no TTL), decoded as PersistDict does it for str keys
@@ -186,9 +196,8 @@ def floor_iterate(path: str) -> float:
     env = lmdb.open(path, max_dbs=8, readonly=True, lock=False)
     try:
         order = env.open_db(b"order", create=False)
-        best = float("inf")
-        for _ in range(7):
-            start = time.perf_counter()
+
+        def one_pass() -> int:
             txn = env.begin(order)
             rows = list(txn.cursor(order).iternext(False, True))
             txn.abort()
@@ -196,8 +205,9 @@ def floor_iterate(path: str) -> float:
             n = 0
             for _key in keys:
                 n += 1
-            best = min(best, (time.perf_counter() - start) / n * 1e6)
-        return best
+            return n
+
+        return _best_per_key_us(one_pass)
     finally:
         env.close()
 
@@ -206,12 +216,7 @@ def raw_iterate_us(path: str) -> float:
     """Per key of the raw LMDB contender's iterate (sorted keys, decoded one by one). Best of 7."""
     raw = _raw_contender(path)
     try:
-        best = float("inf")
-        for _ in range(7):
-            start = time.perf_counter()
-            n = raw.iter_keys()
-            best = min(best, (time.perf_counter() - start) / n * 1e6)
-        return best
+        return _best_per_key_us(raw.iter_keys)
     finally:
         raw.close()
 
@@ -219,15 +224,15 @@ def raw_iterate_us(path: str) -> float:
 def persistdict_iterate_us(path: str) -> float:
     """Per key of ``for k in d.keys()`` on a PersistDict store, as the benchmark's loop. Best of 7."""
     d = PersistDict(path)
+
+    def one_pass() -> int:
+        n = 0
+        for _key in d.keys():
+            n += 1
+        return n
+
     try:
-        best = float("inf")
-        for _ in range(7):
-            start = time.perf_counter()
-            n = 0
-            for _key in d.keys():
-                n += 1
-            best = min(best, (time.perf_counter() - start) / n * 1e6)
-        return best
+        return _best_per_key_us(one_pass)
     finally:
         d.close()
 
