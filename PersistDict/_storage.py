@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import lmdb
+from loguru import logger
 
 from ._keys import read_as
 from ._records import record_expires
@@ -396,35 +397,46 @@ _fork_generation = [0]
 
 
 FORK_WAIT_SECONDS = 5.0
-_paused_for_fork: list[_TxnGate] = []
+_paused_for_fork: list[tuple[Storage, _TxnGate]] = []
 _inherited_envs: list[lmdb.Environment] = []  # never closed in a child: see Storage._close_env
 
 
 def _before_fork() -> None:
-    """Let open transactions finish before fork(), and hold new ones back.
+    """Let open transactions finish before fork(), hold new ones back, and drop each idle
+    environment's spare read transaction.
 
     A child must close the environment it inherited before reopening it
-    (py-lmdb allows one open per process), and closing aborts every
-    transaction object copied from the parent, which would release the
-    reader slot of a parent thread still inside a snapshot. So fork waits
-    (at most FORK_WAIT_SECONDS, in case the forking thread itself holds one).
+    (py-lmdb refuses a second open of the same files), and closing aborts every
+    transaction copied from the parent, releasing its reader slot under the
+    parent. So fork waits for open transactions (at most FORK_WAIT_SECONDS, in
+    case the forking thread itself holds one), and drops py-lmdb's spare one,
+    which keeps its slot between reads (else the parent's next read fails with
+    MDB_BAD_RSLOT, and freeing that slot again could release another process's).
+
+    ``_registry_lock`` is taken before the gates, in the order opening a store
+    takes them (it reads under that lock): the other order deadlocks against a
+    thread that is still opening or reopening one.
     """
+    _registry_lock.acquire()  # released by _after_fork_in_parent; replaced in the child
     for storage in list(_registry.values()):
         gate = storage._gate
         gate.resize_lock.acquire()
         gate.resizing = True
-        _paused_for_fork.append(gate)
+        _paused_for_fork.append((storage, gate))
     deadline = time.monotonic() + FORK_WAIT_SECONDS
-    for gate in _paused_for_fork:
+    for storage, gate in _paused_for_fork:
         while gate.open_txns and time.monotonic() < deadline:
             time.sleep(0.0005)
+        if not gate.open_txns and not storage.closed and storage.generation == _fork_generation[0]:
+            storage._drop_spare_txn()
 
 
 def _after_fork_in_parent() -> None:
     while _paused_for_fork:
-        gate = _paused_for_fork.pop()
+        _, gate = _paused_for_fork.pop()
         gate.resizing = False
         gate.resize_lock.release()
+    _registry_lock.release()
 
 
 def _after_fork_in_child() -> None:
@@ -515,14 +527,13 @@ class Storage:
             # readahead: LMDB's default. Without it, a process whose store is not in the page cache
             # faults it in one 4 KB page per read (measured: a 40 MB store, first `in` over 5,000 keys
             # 9-78 µs each with 360-4,900 disk faults, against 2.5 µs and none with readahead).
-            # max_spare_txns=0: a spare (reset) read transaction keeps its reader slot across fork(),
-            # and the child's close of the inherited environment frees that slot under the parent
-            # (measured: the parent's next read fails with MDB_BAD_RSLOT). A spare would save ~900
-            # instructions a read (no reader-table lock); see benchmarks/README.md.
+            # max_spare_txns=1: a read reuses the last one's transaction and reader slot (~900
+            # instructions less: no allocation, no cross-process reader-table lock). fork() drops it
+            # first (see _before_fork).
             self.env = lmdb.open(
                 path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
                 max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
-                readahead=True, max_spare_txns=0, lock=True,
+                readahead=True, max_spare_txns=1, lock=True,
             )
         except lmdb.Error as exc:
             raise translate_error(exc, path) from exc
@@ -619,6 +630,14 @@ class Storage:
             _inherited_envs.append(self.env)
             return
         self.env.close()
+
+    def _drop_spare_txn(self) -> None:
+        """Free py-lmdb's spare read transaction and its reader slot, before fork(); no transaction
+        may be open. py-lmdb frees it when the map is resized: "resize" to the current size."""
+        try:
+            self.env.set_mapsize(self.env.info()["map_size"])
+        except lmdb.Error as exc:  # the child's reopen could then free the slot under this process
+            logger.warning("could not drop the spare read transaction of {!r} before fork(): {!r}", self.path, exc)
 
     def _reset_locks_after_fork(self) -> None:
         self._gate = _TxnGate()

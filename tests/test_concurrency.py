@@ -1215,6 +1215,75 @@ def test_parent_reads_after_children_reopened_the_store(path, child_exit):
 # Fork while other threads of the parent are busy with the instance
 # ---------------------------------------------------------------------------
 
+def _fork_children_while(busy: Callable[[threading.Event, list[BaseException]], None],
+                         child: Callable[[], None], forks: int = 12) -> None:
+    """Run ``busy`` in a thread (until its event is set), fork ``forks`` children running ``child``
+    meanwhile, and fail if a child or the thread failed."""
+    stop, errors = threading.Event(), []
+    thread = threading.Thread(target=busy, args=(stop, errors), daemon=True)
+    thread.start()
+    try:
+        for _ in range(forks):
+            time.sleep(0.01)
+            _, status = os.waitpid(_raw_fork(child), 0)
+            assert os.waitstatus_to_exitcode(status) == 0, "a forked child failed (see its traceback above)"
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive(), "the busy thread hangs"
+    assert not errors, f"the busy thread failed: {errors[0]!r}"
+
+
+def test_fork_while_another_thread_reads_in_a_loop(path, opened):
+    """A parent thread reading without pause (so py-lmdb's spare read transaction is in use or idle
+    at any moment) keeps reading correct values while children are forked, reopen the store and exit;
+    the parent holds no more reader slots than it has threads reading."""
+    d = opened(path, caching=False, background_thread="disabled")  # every read goes to LMDB
+    d.set_many({f"k{i}": i for i in range(100)})
+
+    def read(stop: threading.Event, errors: list[BaseException]) -> None:
+        try:
+            while not stop.is_set():
+                for i in range(100):
+                    assert d[f"k{i}"] == i and f"k{i}" in d
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def child() -> None:
+        d[f"child{os.getpid()}"] = 1
+        assert d["k7"] == 7
+
+    _fork_children_while(read, child)
+    assert d["k99"] == 99 and sum(1 for k in d if k.startswith("child")) == 12
+    slots = d._storage.env.readers().split().count(str(os.getpid()))
+    assert slots <= 2, d._storage.env.readers()
+
+
+def test_fork_while_another_thread_opens_and_closes_stores(tmp_path, opened):
+    """Children forked while another parent thread opens, uses and closes stores (each close frees
+    an environment fork() may be preparing) run, and the parent's stores keep working."""
+    d = opened(str(tmp_path / "kept"), caching=False)
+    d["k"] = 1
+    churn_paths = [str(tmp_path / f"churn{i}") for i in range(3)]
+
+    def churn(stop: threading.Event, errors: list[BaseException]) -> None:
+        try:
+            while not stop.is_set():
+                for p in churn_paths:
+                    other = PersistDict(p, caching=False, background_thread="disabled")
+                    other["n"] = other.get("n", 0) + 1
+                    other.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def child() -> None:
+        assert d["k"] == 1
+        d["k"] = 1
+
+    _fork_children_while(churn, child)
+    assert d["k"] == 1
+    assert sum(PersistDict(p)["n"] for p in churn_paths) >= 3
+
 @pytest.mark.parametrize("child_action", ["use", "close"])
 def test_forked_child_does_not_take_away_a_parent_threads_read_snapshot(path, opened, child_action):
     """A child forked while a parent thread is inside items() (blocked in its value codec), then using
