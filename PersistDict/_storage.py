@@ -396,8 +396,13 @@ _registry_lock = threading.Lock()
 _fork_generation = [0]
 
 
+# Every wait of fork() for this process's locks and transactions, together. Past it a store is
+# forked as it is: a child that then reopens it frees the reader slots of the transactions still
+# open (and the spare, not dropped) under the parent, and hangs if a parent thread held or waited
+# for that store's write transaction (py-lmdb's close waits for it). Opening or closing a store
+# inside a transaction() while another thread forks makes the fork wait this long.
 FORK_WAIT_SECONDS = 5.0
-_paused_for_fork: list[tuple[Storage, _TxnGate]] = []
+_fork_state = threading.local()  # what _before_fork took, for _after_fork_in_parent (same thread)
 _inherited_envs: list[lmdb.Environment] = []  # never closed in a child: see Storage._close_env
 
 
@@ -408,42 +413,53 @@ def _before_fork() -> None:
     A child must close the environment it inherited before reopening it
     (py-lmdb refuses a second open of the same files), and closing aborts every
     transaction copied from the parent, releasing its reader slot under the
-    parent. So fork waits for open transactions (at most FORK_WAIT_SECONDS, in
-    case the forking thread itself holds one), and drops py-lmdb's spare one,
+    parent. So fork waits for open transactions, and drops py-lmdb's spare one,
     which keeps its slot between reads (else the parent's next read fails with
     MDB_BAD_RSLOT, and freeing that slot again could release another process's).
 
-    ``_registry_lock`` is taken before the gates, in the order opening a store
-    takes them (it reads under that lock): the other order deadlocks against a
-    thread that is still opening or reopening one.
+    ``_registry_lock`` first (the order opening a store takes it and a gate):
+    with it no release() closes an environment being resized. Every lock is
+    waited for until one deadline, so a thread that holds a transaction and
+    waits for one of them delays the fork instead of deadlocking it.
     """
-    _registry_lock.acquire()  # released by _after_fork_in_parent; replaced in the child
-    for storage in list(_registry.values()):
-        gate = storage._gate
-        gate.resize_lock.acquire()
-        gate.resizing = True
-        _paused_for_fork.append((storage, gate))
     deadline = time.monotonic() + FORK_WAIT_SECONDS
-    for storage, gate in _paused_for_fork:
-        while gate.open_txns and time.monotonic() < deadline:
+    held: list[threading.Lock] = []
+    paused: list[Storage] = []
+    _fork_state.held, _fork_state.paused = held, paused
+
+    def take(lock: threading.Lock) -> bool:
+        if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            held.append(lock)
+            return True
+        return False
+
+    take(_registry_lock)
+    for storage in list(_registry.values()):
+        if take(storage._gate.resize_lock):
+            storage._gate.resizing = True
+            paused.append(storage)
+    for storage in paused:
+        open_txns = storage._gate.open_txns
+        while open_txns and time.monotonic() < deadline:
             time.sleep(0.0005)
-        if not gate.open_txns and not storage.closed and storage.generation == _fork_generation[0]:
+        if not open_txns and not storage.closed and storage.generation == _fork_generation[0]:
             storage._drop_spare_txn()
 
 
 def _after_fork_in_parent() -> None:
-    while _paused_for_fork:
-        _, gate = _paused_for_fork.pop()
-        gate.resizing = False
-        gate.resize_lock.release()
-    _registry_lock.release()
+    for storage in getattr(_fork_state, "paused", ()):
+        storage._gate.resizing = False
+    held = getattr(_fork_state, "held", [])
+    while held:  # the gates, then _registry_lock
+        held.pop().release()
+    _fork_state.paused = []
 
 
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     _fork_generation[0] += 1
-    _paused_for_fork.clear()
+    _fork_state.held, _fork_state.paused = [], []  # the parent's locks: replaced below
     for storage in list(_registry.values()):
         storage._reset_locks_after_fork()
 
@@ -633,11 +649,13 @@ class Storage:
 
     def _drop_spare_txn(self) -> None:
         """Free py-lmdb's spare read transaction and its reader slot, before fork(); no transaction
-        may be open. py-lmdb frees it when the map is resized: "resize" to the current size."""
+        may be open. py-lmdb frees it when the map is resized, so "resize" it to its own size (LMDB
+        unmaps and maps it again). Not a documented promise of py-lmdb's: the fork tests in
+        test_concurrency.py (e.g. test_fork_while_another_thread_reads_in_a_loop) fail without it."""
         try:
             self.env.set_mapsize(self.env.info()["map_size"])
-        except lmdb.Error as exc:  # the child's reopen could then free the slot under this process
-            logger.warning("could not drop the spare read transaction of {!r} before fork(): {!r}", self.path, exc)
+        except lmdb.Error as exc:  # mmap failed: this environment is unusable (its next use raises)
+            logger.warning("remapping {!r} before fork() failed: {!r}", self.path, exc)
 
     def _reset_locks_after_fork(self) -> None:
         self._gate = _TxnGate()

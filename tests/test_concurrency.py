@@ -1114,6 +1114,25 @@ def _raw_fork(target: Callable[..., None], *args: Any) -> int:
     return pid
 
 
+def _child_exit_code(pid: int, timeout: float = 60) -> int:
+    """Wait for a forked child; kill it and fail if it hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"forked child {pid} hung for {timeout}s")
+
+
+def _reader_slots_of(storage: Any, pid: int) -> int:
+    """Rows of LMDB's reader table held by process ``pid``."""
+    rows = storage.env.readers().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[:1] == [str(pid)])
+
+
 def _child_front_cache_serves_reads(d: PersistDict) -> None:
     d["child.key"] = {"from": "child"}
     for _ in range(3):  # the child's own front cache takes the key...
@@ -1134,8 +1153,7 @@ def test_forked_child_has_a_working_front_cache(path, opened, parent_cache):
         for _ in range(3):
             d["parent.key"]
         assert d.stats()["front_cache_entries"] >= 1
-    _, status = os.waitpid(_raw_fork(_child_front_cache_serves_reads, d), 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert _child_exit_code(_raw_fork(_child_front_cache_serves_reads, d)) == 0
     assert d["child.key"] == {"from": "child"}
 
 
@@ -1159,8 +1177,7 @@ def test_twenty_forked_children_use_the_inherited_instance(path, opened):
                 processes.append(start_process(ctx, _child_uses_inherited, d, i))
         join_all(processes)
         for pid in pids:
-            _, status = os.waitpid(pid, 0)
-            assert os.waitstatus_to_exitcode(status) == 0, f"forked child {pid} failed"
+            assert _child_exit_code(pid) == 0, f"forked child {pid} failed"
         # the parent's (cached) view shows the children's writes immediately
         assert d["forks"] == batch * 5 + 5
         for i in range(batch * 5 + 5):
@@ -1225,8 +1242,7 @@ def _fork_children_while(busy: Callable[[threading.Event, list[BaseException]], 
     try:
         for _ in range(forks):
             time.sleep(0.01)
-            _, status = os.waitpid(_raw_fork(child), 0)
-            assert os.waitstatus_to_exitcode(status) == 0, "a forked child failed (see its traceback above)"
+            assert _child_exit_code(_raw_fork(child)) == 0, "a forked child failed (see its traceback above)"
     finally:
         stop.set()
         thread.join(60)
@@ -1255,24 +1271,24 @@ def test_fork_while_another_thread_reads_in_a_loop(path, opened):
 
     _fork_children_while(read, child)
     assert d["k99"] == 99 and sum(1 for k in d if k.startswith("child")) == 12
-    slots = d._storage.env.readers().split().count(str(os.getpid()))
-    assert slots <= 2, d._storage.env.readers()
+    assert _reader_slots_of(d._storage, os.getpid()) <= 2, d._storage.env.readers()
 
 
 def test_fork_while_another_thread_opens_and_closes_stores(tmp_path, opened):
-    """Children forked while another parent thread opens, uses and closes stores (each close frees
-    an environment fork() may be preparing) run, and the parent's stores keep working."""
+    """Children forked while another parent thread opens, uses and closes stores run, and every
+    store keeps working: fork() and a concurrent close of a store's last instance take turns."""
     d = opened(str(tmp_path / "kept"), caching=False)
     d["k"] = 1
     churn_paths = [str(tmp_path / f"churn{i}") for i in range(3)]
+    rounds = [0]
 
     def churn(stop: threading.Event, errors: list[BaseException]) -> None:
         try:
             while not stop.is_set():
                 for p in churn_paths:
-                    other = PersistDict(p, caching=False, background_thread="disabled")
-                    other["n"] = other.get("n", 0) + 1
-                    other.close()
+                    with PersistDict(p, caching=False, background_thread="disabled") as other:
+                        other["n"] = other.get("n", 0) + 1
+                rounds[0] += 1
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -1281,8 +1297,60 @@ def test_fork_while_another_thread_opens_and_closes_stores(tmp_path, opened):
         d["k"] = 1
 
     _fork_children_while(churn, child)
+    assert d["k"] == 1 and rounds[0] > 0
+    for p in churn_paths:
+        with PersistDict(p, background_thread="disabled") as other:
+            assert other["n"] >= rounds[0]
+
+
+def test_fork_is_not_deadlocked_by_a_transaction_that_opens_a_store(tmp_path, opened, monkeypatch):
+    """Thread A, inside d.transaction(), opens another store (which takes the registry lock); thread B
+    grows d's map (holding its gate, waiting for A's transaction); thread F forks (holding the
+    registry lock, waiting for d's gate). Each waits for the next: fork() must give up waiting at
+    its deadline, fork, and let all three finish."""
+    from PersistDict import _storage
+    monkeypatch.setattr(_storage, "FORK_WAIT_SECONDS", 1.0)
+    d = opened(str(tmp_path / "d"), background_thread="disabled")
+    d["k"] = 0
+    gate = d._storage._gate
+    inside, go = threading.Event(), threading.Event()
+    results: dict[str, Any] = {}
+
+    def a() -> None:
+        with d.transaction():
+            d["k"] = 1
+            inside.set()
+            go.wait(60)
+            with PersistDict(str(tmp_path / "other"), background_thread="disabled") as other:
+                other["x"] = 1
+        results["a"] = True
+
+    def b() -> None:
+        d._storage._grow_map()
+        results["b"] = True
+
+    def f() -> None:
+        results["f"] = _child_exit_code(_raw_fork(lambda: None))
+
+    threads = [threading.Thread(target=a, daemon=True)]
+    threads[0].start()
+    assert inside.wait(60)
+    threads.append(threading.Thread(target=b, daemon=True))
+    threads[1].start()
+    while not gate.resizing:  # B holds the gate, waiting for A's transaction
+        time.sleep(0.001)
+    threads.append(threading.Thread(target=f, daemon=True))
+    threads[2].start()
+    deadline = time.monotonic() + 10
+    while not _storage._registry_lock.locked() and time.monotonic() < deadline:  # F is in _before_fork
+        time.sleep(0.001)
+    go.set()  # A now waits for the registry lock F holds
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), f"deadlock: finished {sorted(results)}"
+    assert results == {"a": True, "b": True, "f": 0}
     assert d["k"] == 1
-    assert sum(PersistDict(p)["n"] for p in churn_paths) >= 3
+
 
 @pytest.mark.parametrize("child_action", ["use", "close"])
 def test_forked_child_does_not_take_away_a_parent_threads_read_snapshot(path, opened, child_action):
@@ -1325,8 +1393,7 @@ def test_forked_child_does_not_take_away_a_parent_threads_read_snapshot(path, op
             else:
                 d.close()
 
-        _, status = os.waitpid(_raw_fork(child), 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert _child_exit_code(_raw_fork(child)) == 0
         readers_after_child = d._storage.env.readers()
         for r in range(20):  # commits that recycle pages no snapshot protects any more
             d.set_many({f"z{i}": ("new", r, i, "w" * 3000) for i in range(100)})
