@@ -1,4 +1,5 @@
-/* Compiled twins of two record parsers in _records.py: unpack_value and record_expires.
+/* Compiled twins of two record parsers in _records.py: unpack_value and record_expires
+ * (and crc32, the checksum they verify with, for the tests).
  *
  * Inputs are bytes or byte buffers (what py-lmdb returns: bytes, or a memoryview of LMDB's
  * memory); lengths count bytes.
@@ -30,13 +31,12 @@
 #define OFFSET_EXACT_LEN 40
 #define LARGE 4096 /* _records._LARGE: above it the payload is a memoryview, not a copy */
 #define CRC_RESIDUE 0x2144DF1Cu /* CRC-32 of a message followed by its own CRC */
-#define TABLE_CRC_MAX 512 /* longer records: zlib.crc32, twice as fast per byte as the table below */
+#define FOLD_CRC_MIN 64 /* from here on, the carry-less-multiply CRC below where the CPU has it */
 
 static PyObject *corrupted_error; /* PersistDict.exceptions.CorruptedRecordError */
-static PyObject *zlib_crc32;      /* zlib.crc32 */
+static PyObject *zlib_crc32;      /* zlib.crc32: long records on CPUs without carry-less multiply */
 
-/* CRC-32 (IEEE 802.3, zlib's crc32), eight bytes per step ("slicing by 8"): for short records,
- * where calling zlib.crc32 costs more than the sum itself. */
+/* CRC-32 (IEEE 802.3, zlib's crc32), eight bytes per step ("slicing by 8"). */
 static uint32_t crc_table[8][256];
 
 static void crc_init(void) {
@@ -51,8 +51,8 @@ static void crc_init(void) {
             crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
 }
 
-static uint32_t crc32_of(const unsigned char *p, Py_ssize_t n) {
-    uint32_t c = 0xFFFFFFFFu;
+/* The CRC register ``c`` (no pre- or post-inversion) carried over the ``n`` bytes at ``p``. */
+static uint32_t crc_update(uint32_t c, const unsigned char *p, Py_ssize_t n) {
     for (; n >= 8; p += 8, n -= 8) {
         uint32_t lo, hi;
         memcpy(&lo, p, 4);
@@ -64,13 +64,59 @@ static uint32_t crc32_of(const unsigned char *p, Py_ssize_t n) {
     }
     while (n-- > 0)
         c = crc_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    return c;
 }
 
-/* 1 if the record in ``view`` (the buffer of ``data``) carries its own valid CRC, 0 if not, -1 on error. */
-static int checksum_ok(PyObject *data, const Py_buffer *view) {
-    if (view->len <= TABLE_CRC_MAX)
-        return crc32_of(view->buf, view->len) == CRC_RESIDUE;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_FOLD_CRC 1
+static int cpu_has_clmul; /* set at import: the CPU has PCLMULQDQ */
+
+/* CRC-32 by folding: a 2 KB record in ~0.1 us instead of zlib's ~0.7 us here (a 6 KB embedding,
+ * ~2 us of an ~8 us read, in ~0.3 us). The data is a polynomial over GF(2) and only its remainder
+ * mod the CRC polynomial P matters, so 16-byte blocks are folded into one: X * x^d is congruent to
+ * lo(X) * (x^(d+32) mod P) + hi(X) * (x^(d-32) mod P) in the bit-reflected order carry-less
+ * multiply works in, each product at most 96 bits wide. Four accumulators fold 64 bytes apart
+ * (d = 512) to keep the multiplier busy, then merge 16 bytes apart (d = 128). The last 16-byte
+ * remainder and the tail go through the table: the register after a block depends only on its
+ * remainder. Constants: the 32-bit reflection of x^e mod P, shifted left by one (the product of two
+ * reflected numbers lands one bit low); benchmarks/README.md and tests/test_speedups.py check
+ * the result against zlib.crc32. */
+#define FOLD(x, k) _mm_xor_si128(_mm_clmulepi64_si128((x), (k), 0x00), _mm_clmulepi64_si128((x), (k), 0x11))
+
+__attribute__((target("pclmul,sse2")))
+static uint32_t crc_fold(const unsigned char *p, Py_ssize_t n) {
+    const __m128i k512 = _mm_set_epi64x(0x1c6e41596LL, 0x154442bd4LL); /* hi: x^480, lo: x^544 */
+    const __m128i k128 = _mm_set_epi64x(0x0ccaa009eLL, 0x1751997d0LL); /* hi: x^96,  lo: x^160 */
+    __m128i x0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p), _mm_cvtsi32_si128((int)0xFFFFFFFFu));
+    __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 16));
+    __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 32));
+    __m128i x3 = _mm_loadu_si128((const __m128i *)(p + 48));
+    for (p += 64, n -= 64; n >= 64; p += 64, n -= 64) {
+        x0 = _mm_xor_si128(FOLD(x0, k512), _mm_loadu_si128((const __m128i *)p));
+        x1 = _mm_xor_si128(FOLD(x1, k512), _mm_loadu_si128((const __m128i *)(p + 16)));
+        x2 = _mm_xor_si128(FOLD(x2, k512), _mm_loadu_si128((const __m128i *)(p + 32)));
+        x3 = _mm_xor_si128(FOLD(x3, k512), _mm_loadu_si128((const __m128i *)(p + 48)));
+    }
+    x0 = _mm_xor_si128(FOLD(x0, k128), x1);
+    x0 = _mm_xor_si128(FOLD(x0, k128), x2);
+    x0 = _mm_xor_si128(FOLD(x0, k128), x3);
+    for (; n >= 16; p += 16, n -= 16)
+        x0 = _mm_xor_si128(FOLD(x0, k128), _mm_loadu_si128((const __m128i *)p));
+    unsigned char rest[16];
+    _mm_storeu_si128((__m128i *)rest, x0);
+    return crc_update(crc_update(0, rest, 16), p, n) ^ 0xFFFFFFFFu;
+}
+#endif
+
+/* CRC-32 of the ``n`` bytes at ``p``, or of ``data`` through zlib (-1 on error). */
+static int64_t crc32_of(PyObject *data, const unsigned char *p, Py_ssize_t n) {
+#ifdef HAVE_FOLD_CRC
+    if (n >= FOLD_CRC_MIN && cpu_has_clmul)
+        return crc_fold(p, n);
+#endif
+    if (n <= 512) /* short: calling zlib.crc32 costs more than the sum itself */
+        return crc_update(0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu;
     PyObject *crc = PyObject_CallOneArg(zlib_crc32, data);
     if (crc == NULL)
         return -1;
@@ -78,7 +124,23 @@ static int checksum_ok(PyObject *data, const Py_buffer *view) {
     Py_DECREF(crc);
     if (value == (unsigned long)-1 && PyErr_Occurred())
         return -1;
-    return value == CRC_RESIDUE;
+    return (int64_t)value;
+}
+
+/* 1 if the record in ``view`` (the buffer of ``data``) carries its own valid CRC, 0 if not, -1 on error. */
+static int checksum_ok(PyObject *data, const Py_buffer *view) {
+    int64_t crc = crc32_of(data, view->buf, view->len);
+    return crc < 0 ? -1 : crc == CRC_RESIDUE;
+}
+
+/* crc32(data) -> int: zlib.crc32(data), computed as the read path does (tests compare the two). */
+static PyObject *crc32(PyObject *module, PyObject *data) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int64_t crc = crc32_of(data, view.buf, view.len);
+    PyBuffer_Release(&view);
+    return crc < 0 ? NULL : PyLong_FromUnsignedLong((unsigned long)crc);
 }
 
 /* unpack_value(data) -> (seq, expires, kind, payload). ``payload`` is a slice of ``data`` (a
@@ -151,6 +213,7 @@ static PyObject *record_expires(PyObject *module, PyObject *data) {
 static PyMethodDef methods[] = {
     {"unpack_value", unpack_value, METH_O, "Verify a record and return (seq, expires, kind, payload)."},
     {"record_expires", record_expires, METH_O, "The expiry time of a record, checksum not verified."},
+    {"crc32", crc32, METH_O, "zlib.crc32(data), computed as unpack_value checks records."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -175,5 +238,16 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (corrupted_error == NULL || zlib_crc32 == NULL)
         return NULL;
     crc_init();
-    return PyModule_Create(&module_def);
+#ifdef HAVE_FOLD_CRC
+    __builtin_cpu_init();
+    cpu_has_clmul = __builtin_cpu_supports("pclmul");
+#endif
+    PyObject *module = PyModule_Create(&module_def);
+    int folding = 0;
+#ifdef HAVE_FOLD_CRC
+    folding = cpu_has_clmul;
+#endif
+    if (module != NULL && PyModule_AddObjectRef(module, "CRC_FOLDING", folding ? Py_True : Py_False) < 0)
+        Py_CLEAR(module);
+    return module;
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import struct
 import subprocess
 import sys
@@ -52,8 +53,9 @@ records = st.builds(
     kind=st.integers(0, 255),
     lookup=st.binary(max_size=40),
     exact=st.none() | st.binary(min_size=1, max_size=40),
-    # short records (table CRC), around 512 bytes (where the C parser switches to zlib.crc32),
-    # and past 4,096 bytes (payload returned as a memoryview)
+    # short records (around 64 bytes the C parser's CRC switches from its table to folding, and
+    # around 512 to zlib.crc32 on CPUs without carry-less multiply), and past 4,096 bytes (payload
+    # returned as a memoryview)
     payload=st.binary(max_size=200) | st.binary(min_size=380, max_size=520) | st.binary(min_size=4000, max_size=9000),
 )
 
@@ -128,8 +130,31 @@ def test_unknown_version_and_impossible_lengths():
 
 
 @needs_compiled
+def test_crc32_is_zlibs():
+    """The compiled CRC-32 (table below 64 bytes, folding with carry-less multiply above where the
+    CPU has it, else zlib) equals zlib.crc32 at every length around its switch points, at every
+    alignment of the buffer, and on long inputs."""
+    data = os.urandom(20_000)
+    for n in [*range(0, 600), 1000, 2047, 2048, 2100, 4096, 6200, 14_000, 20_000]:
+        assert compiled.crc32(data[:n]) == zlib.crc32(data[:n]), n
+    view = memoryview(data)
+    for offset in range(16):
+        for n in (64, 100, 2100):
+            assert compiled.crc32(view[offset:offset + n]) == zlib.crc32(view[offset:offset + n]), (offset, n)
+    assert compiled.crc32(b"\xff" * 5000) == zlib.crc32(b"\xff" * 5000)
+
+
+@needs_compiled
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the CPU's flags from /proc/cpuinfo")
+def test_crc_folds_where_the_cpu_can():
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = next((line.split() for line in cpuinfo if line.startswith("flags")), [])
+    assert compiled.CRC_FOLDING == (platform.machine() == "x86_64" and "pclmulqdq" in flags)
+
+
+@needs_compiled
 def test_not_a_buffer():
-    for parse in (compiled.unpack_value, compiled.record_expires):
+    for parse in (compiled.unpack_value, compiled.record_expires, compiled.crc32):
         with pytest.raises(TypeError):
             parse("not bytes")
 
@@ -146,6 +171,7 @@ def test_no_leak():
             compiled.unpack_value(large)
             compiled.unpack_value(memoryview(small))
             compiled.record_expires(small)
+            compiled.crc32(large)
             try:
                 compiled.unpack_value(damaged)
             except CorruptedRecordError:
