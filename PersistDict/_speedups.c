@@ -16,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if PY_BIG_ENDIAN
@@ -240,7 +241,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     crc_init();
 #ifdef HAVE_FOLD_CRC
     __builtin_cpu_init();
-    cpu_has_clmul = __builtin_cpu_supports("pclmul");
+    /* PERSISTDICT_NO_CRC_FOLDING: the table and zlib paths, as on other CPUs (the tests use it) */
+    const char *no_folding = getenv("PERSISTDICT_NO_CRC_FOLDING");
+    cpu_has_clmul = __builtin_cpu_supports("pclmul") && !(no_folding && *no_folding);
 #endif
     PyObject *module = PyModule_Create(&module_def);
     int folding = 0;

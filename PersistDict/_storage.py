@@ -425,7 +425,10 @@ def _before_fork() -> None:
     deadline = time.monotonic() + FORK_WAIT_SECONDS
     held: list[threading.Lock] = []
     paused: list[Storage] = []
-    _fork_state.held, _fork_state.paused = held, paused
+    frames = _fork_frames()
+    frames.append((held, paused))
+    if len(frames) > 1:
+        return  # a fork from inside this one (say, by a log sink): the outer call holds everything
 
     def take(lock: threading.Lock) -> bool:
         if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -433,11 +436,12 @@ def _before_fork() -> None:
             return True
         return False
 
-    take(_registry_lock)
+    if not take(_registry_lock):
+        return  # e.g. a thread opening a store waits for another process's write: fork as it is
     for storage in list(_registry.values()):
         if take(storage._gate.resize_lock):
+            paused.append(storage)  # before the flag: _after_fork_in_parent lowers the flags of these
             storage._gate.resizing = True
-            paused.append(storage)
     for storage in paused:
         open_txns = storage._gate.open_txns
         while open_txns and time.monotonic() < deadline:
@@ -447,19 +451,29 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
-    for storage in getattr(_fork_state, "paused", ()):
+    frames = _fork_frames()
+    if not frames:
+        return
+    held, paused = frames.pop()
+    for storage in paused:
         storage._gate.resizing = False
-    held = getattr(_fork_state, "held", [])
     while held:  # the gates, then _registry_lock
         held.pop().release()
-    _fork_state.paused = []
+
+
+def _fork_frames() -> list[tuple[list[threading.Lock], list[Storage]]]:
+    """This thread's _before_fork calls not yet matched by _after_fork_in_parent, innermost last."""
+    frames = getattr(_fork_state, "frames", None)
+    if frames is None:
+        frames = _fork_state.frames = []
+    return frames
 
 
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     _fork_generation[0] += 1
-    _fork_state.held, _fork_state.paused = [], []  # the parent's locks: replaced below
+    _fork_state.frames = []  # the parent's locks: replaced here and below
     for storage in list(_registry.values()):
         storage._reset_locks_after_fork()
 

@@ -1303,53 +1303,71 @@ def test_fork_while_another_thread_opens_and_closes_stores(tmp_path, opened):
             assert other["n"] >= rounds[0]
 
 
-def test_fork_is_not_deadlocked_by_a_transaction_that_opens_a_store(tmp_path, opened, monkeypatch):
+FORK_DEADLOCK_SCRIPT = """
+import os, sys, threading, time
+from PersistDict import PersistDict, _storage
+_storage.FORK_WAIT_SECONDS = 1.0
+root = sys.argv[1]
+d = PersistDict(os.path.join(root, "d"), background_thread="disabled")
+d["k"] = 0
+gate = d._storage._gate
+inside, go = threading.Event(), threading.Event()
+results = {}
+
+def wait_for(condition, what):
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "never happened: " + what
+        time.sleep(0.001)
+
+def a():  # in a transaction of d, opens another store (takes the registry lock)
+    with d.transaction():
+        d["k"] = 1
+        inside.set()
+        go.wait(60)
+        with PersistDict(os.path.join(root, "other"), background_thread="disabled") as other:
+            other["x"] = 1
+    results["a"] = True
+
+def b():  # grows d's map: holds d's gate, waits for a's transaction
+    d._storage._grow_map()
+    results["b"] = True
+
+def f():  # forks: holds the registry lock, waits for d's gate
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    results["f"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+threads = [threading.Thread(target=t, daemon=True) for t in (a, b, f)]
+threads[0].start()
+assert inside.wait(30)
+threads[1].start()
+wait_for(lambda: gate.resizing, "b holds the gate")
+threads[2].start()
+wait_for(_storage._registry_lock.locked, "f holds the registry lock")
+go.set()  # a now waits for the registry lock f holds
+for thread in threads:
+    thread.join(30)
+assert results == {"a": True, "b": True, "f": 0}, results
+assert d["k"] == 1
+print("ok")
+"""
+
+
+def test_fork_is_not_deadlocked_by_a_transaction_that_opens_a_store(tmp_path):
     """Thread A, inside d.transaction(), opens another store (which takes the registry lock); thread B
     grows d's map (holding its gate, waiting for A's transaction); thread F forks (holding the
     registry lock, waiting for d's gate). Each waits for the next: fork() must give up waiting at
-    its deadline, fork, and let all three finish."""
-    from PersistDict import _storage
-    monkeypatch.setattr(_storage, "FORK_WAIT_SECONDS", 1.0)
-    d = opened(str(tmp_path / "d"), background_thread="disabled")
-    d["k"] = 0
-    gate = d._storage._gate
-    inside, go = threading.Event(), threading.Event()
-    results: dict[str, Any] = {}
-
-    def a() -> None:
-        with d.transaction():
-            d["k"] = 1
-            inside.set()
-            go.wait(60)
-            with PersistDict(str(tmp_path / "other"), background_thread="disabled") as other:
-                other["x"] = 1
-        results["a"] = True
-
-    def b() -> None:
-        d._storage._grow_map()
-        results["b"] = True
-
-    def f() -> None:
-        results["f"] = _child_exit_code(_raw_fork(lambda: None))
-
-    threads = [threading.Thread(target=a, daemon=True)]
-    threads[0].start()
-    assert inside.wait(60)
-    threads.append(threading.Thread(target=b, daemon=True))
-    threads[1].start()
-    while not gate.resizing:  # B holds the gate, waiting for A's transaction
-        time.sleep(0.001)
-    threads.append(threading.Thread(target=f, daemon=True))
-    threads[2].start()
-    deadline = time.monotonic() + 10
-    while not _storage._registry_lock.locked() and time.monotonic() < deadline:  # F is in _before_fork
-        time.sleep(0.001)
-    go.set()  # A now waits for the registry lock F holds
-    for thread in threads:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in threads), f"deadlock: finished {sorted(results)}"
-    assert results == {"a": True, "b": True, "f": 0}
-    assert d["k"] == 1
+    its deadline, fork, and let all three finish. (In a process of its own: a deadlock there
+    leaves locks held.)"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        result = subprocess.run([sys.executable, "-c", FORK_DEADLOCK_SCRIPT, str(tmp_path)],
+                                capture_output=True, text=True, timeout=90, cwd=root)
+    except subprocess.TimeoutExpired:
+        pytest.fail("deadlock: the three threads never finished")
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
 
 
 @pytest.mark.parametrize("child_action", ["use", "close"])

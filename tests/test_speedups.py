@@ -129,19 +129,36 @@ def test_unknown_version_and_impossible_lengths():
     assert_same(too_long)
 
 
+CRC_CHECK_SCRIPT = """
+import os, sys, zlib
+from PersistDict import _speedups as compiled
+data = os.urandom(20_000)
+for n in [*range(0, 600), 1000, 2047, 2048, 2100, 4096, 6200, 14_000, 20_000]:
+    assert compiled.crc32(data[:n]) == zlib.crc32(data[:n]), n
+view = memoryview(data)
+for offset in range(16):
+    for n in (64, 100, 2100):
+        assert compiled.crc32(view[offset:offset + n]) == zlib.crc32(view[offset:offset + n]), (offset, n)
+assert compiled.crc32(b"\\xff" * 5000) == zlib.crc32(b"\\xff" * 5000)
+print(compiled.CRC_FOLDING)
+"""
+
+
 @needs_compiled
-def test_crc32_is_zlibs():
-    """The compiled CRC-32 (table below 64 bytes, folding with carry-less multiply above where the
-    CPU has it, else zlib) equals zlib.crc32 at every length around its switch points, at every
-    alignment of the buffer, and on long inputs."""
-    data = os.urandom(20_000)
-    for n in [*range(0, 600), 1000, 2047, 2048, 2100, 4096, 6200, 14_000, 20_000]:
-        assert compiled.crc32(data[:n]) == zlib.crc32(data[:n]), n
-    view = memoryview(data)
-    for offset in range(16):
-        for n in (64, 100, 2100):
-            assert compiled.crc32(view[offset:offset + n]) == zlib.crc32(view[offset:offset + n]), (offset, n)
-    assert compiled.crc32(b"\xff" * 5000) == zlib.crc32(b"\xff" * 5000)
+@pytest.mark.parametrize("folding", ["on", "off"])
+def test_crc32_is_zlibs(folding):
+    """The compiled CRC-32 (table below 64 bytes, then folding with carry-less multiply where the
+    CPU has it, else the table up to 512 bytes and zlib above) equals zlib.crc32 at every length
+    around its switch points, at every alignment of the buffer, and on long inputs; with folding
+    turned off too (what other CPUs run)."""
+    env = dict(os.environ)
+    env.pop("PERSISTDICT_NO_CRC_FOLDING", None)
+    if folding == "off":
+        env["PERSISTDICT_NO_CRC_FOLDING"] = "1"
+    result = subprocess.run([sys.executable, "-c", CRC_CHECK_SCRIPT], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == str(folding == "on" and compiled.CRC_FOLDING)
 
 
 @needs_compiled
@@ -149,7 +166,9 @@ def test_crc32_is_zlibs():
 def test_crc_folds_where_the_cpu_can():
     with open("/proc/cpuinfo") as cpuinfo:
         flags = next((line.split() for line in cpuinfo if line.startswith("flags")), [])
-    assert compiled.CRC_FOLDING == (platform.machine() == "x86_64" and "pclmulqdq" in flags)
+    x86_64 = platform.machine() == "x86_64" and sys.maxsize > 2**32
+    assert compiled.CRC_FOLDING == (x86_64 and "pclmulqdq" in flags
+                                    and not os.environ.get("PERSISTDICT_NO_CRC_FOLDING"))
 
 
 @needs_compiled
