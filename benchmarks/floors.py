@@ -20,7 +20,8 @@ the map-resize gate that PersistDict keeps around every ``in`` (see floor_contai
 and split, as PersistDict does for str keys), against the raw contender's sorted iteration; the
 benchmark times a fresh process's first passes, these the best of 7 in one process.
 "get, compiled parse" is the get floor with the record parse
-in C (PersistDict/_speedups.c, as PersistDict does when it was built with a C compiler). Every
+in C (PersistDict/_speedups.c, as PersistDict does when it was built with a C compiler); "get:
+PersistDict itself" the benchmark's own get loop (contenders.PersistDictAdapter) on a real store. Every
 py-lmdb call passes its arguments by position and every transaction ends with abort() rather
 than a ``with`` block, as PersistDict does: keywords cost ~0.15 µs a call in py-lmdb, the context
 manager ~0.1 µs.
@@ -46,7 +47,7 @@ import lmdb
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from common import make_value  # noqa: E402  (this directory is sys.path[0])
-from contenders import LmdbAdapter  # noqa: E402
+from contenders import LmdbAdapter, PersistDictAdapter  # noqa: E402
 from PersistDict import PersistDict, _speedups  # noqa: E402  (_speedups: built by pip install -e .)
 from PersistDict._records import _CRC_RESIDUE, _READ_HEADER, HEADER_SIZE, pack_record  # noqa: E402
 
@@ -268,6 +269,18 @@ def floor_us(path: str, floor: Callable[..., object], keys: list[str], read_firs
         env.close()
 
 
+def persistdict_get_us(path: str, keys: list[str]) -> float:
+    """Per key of the benchmark's own PersistDict get loop (contenders.PersistDictAdapter) on a
+    freshly opened store: its first reads of those keys, in random order."""
+    ours = PersistDictAdapter(None)
+    ours.load()
+    ours.open(path)
+    try:
+        return per_key_us(ours.get_keys, keys)
+    finally:
+        ours.close()
+
+
 def after_gets(keys: list[str]) -> tuple[list[str], list[str]]:
     """The benchmark's order for ``in``: get cold on a random half of the keys, then ``in`` on the rest."""
     order = keys[:]
@@ -312,6 +325,11 @@ def main() -> None:
                     floor_t.append(floor_us(records_path, floor, keys))
                 raw_best, floor_best = min(raw_t), min(floor_t)
                 rows.append((op, kind, raw_best, floor_best, raw_best / floor_best))
+            raw_t, ours_t = [], []
+            for _ in range(7):
+                raw_t.append(raw_us(raw_path, "get_keys", keys))
+                ours_t.append(persistdict_get_us(pd_path, keys))
+            rows.append(("get: PersistDict itself", kind, min(raw_t), min(ours_t), min(raw_t) / min(ours_t)))
             raw_t, floor_t, guarded_t, ours_t = [], [], [], []
             for _ in range(7):
                 read, checked = after_gets(keys)
