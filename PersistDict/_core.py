@@ -402,7 +402,7 @@ class PersistDict(MutableMapping[Any, Any]):
             raise KeyError(key)
         self._touched.shards[seq & SHARD_MASK][seq] = now  # PendingAccesses.note, inlined; no lock needed
         self._hits += 1
-        if front is not None and front.note_miss(cache_key, snapshot):
+        if front is not None and (snapshot != front.valid_at or front.seen.note(cache_key)):  # note_miss, inlined
             changes = self._changes_since(storage, front)
             with self._lock:  # a second miss: cache it, if nothing moved meanwhile (see FrontCache.fill)
                 front.validate(storage.last_txnid(), changes)
