@@ -237,6 +237,7 @@ class FrontCache:
 
         ``seen`` is only an admission hint (it never holds a value) and dict
         operations are atomic, so it is safe to update without the lock.
+        Inlined in ``PersistDict._read`` (a call less per uncached read).
         """
         return snapshot_id != self.valid_at or self.seen.note(key)
 
