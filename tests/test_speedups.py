@@ -30,6 +30,7 @@ def test_the_read_path_uses_the_compiled_parsers():
     """Installs with a C compiler build them (scripts/setup.sh makes sure there is one)."""
     if PURE_PYTHON:
         assert not _records.SPEEDUPS and _records.unpack_value is py_unpack_value
+        assert _records._crc32 is zlib.crc32
     else:
         assert compiled is not None, (
             "PersistDict/_speedups.c was not built (no C compiler when installing?): install gcc and "
@@ -38,6 +39,7 @@ def test_the_read_path_uses_the_compiled_parsers():
         assert _records.SPEEDUPS
         assert _records.unpack_value is compiled.unpack_value
         assert _records.record_expires is compiled.record_expires
+        assert _records._crc32 is compiled.crc32  # writes and check() checksum with it too
 
 
 needs_compiled = pytest.mark.skipif(
