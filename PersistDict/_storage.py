@@ -402,7 +402,16 @@ _fork_generation = [0]
 # for that store's write transaction (py-lmdb's close waits for it). Opening or closing a store
 # inside a transaction() while another thread forks makes the fork wait this long.
 FORK_WAIT_SECONDS = 5.0
-_fork_state = threading.local()  # what _before_fork took, for _after_fork_in_parent (same thread)
+
+
+class _ForkState(threading.local):
+    """Per thread: what each _before_fork call took, for its _after_fork_in_parent, innermost last."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[list[threading.Lock], list[Storage]]] = []
+
+
+_fork_state = _ForkState()
 _inherited_envs: list[lmdb.Environment] = []  # never closed in a child: see Storage._close_env
 
 
@@ -425,7 +434,7 @@ def _before_fork() -> None:
     deadline = time.monotonic() + FORK_WAIT_SECONDS
     held: list[threading.Lock] = []
     paused: list[Storage] = []
-    frames = _fork_frames()
+    frames = _fork_state.frames
     frames.append((held, paused))
     if len(frames) > 1:
         return  # a fork from inside this one (say, by a log sink): the outer call holds everything
@@ -451,7 +460,7 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
-    frames = _fork_frames()
+    frames = _fork_state.frames
     if not frames:
         return
     held, paused = frames.pop()
@@ -459,14 +468,6 @@ def _after_fork_in_parent() -> None:
         storage._gate.resizing = False
     while held:  # the gates, then _registry_lock
         held.pop().release()
-
-
-def _fork_frames() -> list[tuple[list[threading.Lock], list[Storage]]]:
-    """This thread's _before_fork calls not yet matched by _after_fork_in_parent, innermost last."""
-    frames = getattr(_fork_state, "frames", None)
-    if frames is None:
-        frames = _fork_state.frames = []
-    return frames
 
 
 def _after_fork_in_child() -> None:
