@@ -213,22 +213,12 @@ def floor_iterate(path: str) -> float:
         env.close()
 
 
-def raw_iterate_us(path: str) -> float:
-    """Per key of the raw LMDB contender's iterate (sorted keys, decoded one by one). Best of 7."""
-    raw = _raw_contender(path)
+def iterate_us(contender: LmdbAdapter | PersistDictAdapter) -> float:
+    """Per key of a benchmark contender's own iterate loop (closed after). Best of 7."""
     try:
-        return _best_per_key_us(raw.iter_keys)
+        return _best_per_key_us(contender.iter_keys)
     finally:
-        raw.close()
-
-
-def persistdict_iterate_us(path: str) -> float:
-    """Per key of the benchmark's own iterate loop on a PersistDict store. Best of 7."""
-    ours = _persistdict_adapter(path)
-    try:
-        return _best_per_key_us(ours.iter_keys)
-    finally:
-        ours.close()
+        contender.close()
 
 
 def _persistdict_adapter(path: str) -> PersistDictAdapter:
@@ -332,12 +322,12 @@ def main() -> None:
                               ("contains, after get, with PersistDict's guards", guarded_t),
                               ("contains, after get: PersistDict itself", ours_t)):
                 rows.append((op, kind, min(raw_t), min(times), min(raw_t) / min(times)))
-            raw_it = raw_iterate_us(raw_path)
+            raw_it = iterate_us(_raw_contender(raw_path))  # sorted keys, decoded one by one
             pd_copy = pd_path + "-copy"  # a closed copy: the floor opens it without LMDB's lock file
             shutil.copytree(pd_path, pd_copy)
             floor_it = floor_iterate(pd_copy)
             rows.append(("iterate keys (insertion order)", kind, raw_it, floor_it, raw_it / floor_it))
-            ours = persistdict_iterate_us(pd_path)
+            ours = iterate_us(_persistdict_adapter(pd_path))
             rows.append(("iterate keys: PersistDict itself", kind, raw_it, ours, raw_it / ours))
     print("| operation | value | raw LMDB µs | floor µs | floor / raw (ops/s ratio) |")
     print("|---|---|---:|---:|---:|")
