@@ -927,18 +927,7 @@ class PersistDict(MutableMapping[Any, Any]):
         return sum(self._write_atimes(chunk) for chunk in self._touched.drain(batch))
 
     def _write_atimes(self, chunk: list[tuple[int, float]]) -> int:
-        def work(txn: Txn) -> int:
-            count = 0
-            for seq, when in chunk:
-                if txn.order_row(seq) is None:  # deleted meanwhile
-                    continue
-                stored = txn.atime(seq)
-                if stored is None or stored < when:
-                    txn.put_atime(seq, when)
-                    count += 1
-            return count
-
-        count, commit = self._commit(work)
+        count, commit = self._commit(lambda txn: txn.raise_atimes(chunk))
         self._after_commit([], commit)
         time.sleep(0)
         return count

@@ -202,6 +202,24 @@ def test_drop_unreadable_deletes_only_on_request(make_db: Callable[..., PersistD
     assert list(db) == ["good"] and db.check().ok
 
 
+def test_flush_skips_deleted_entries_and_never_lowers_a_later_access_time(
+        make_db: Callable[..., PersistDict]) -> None:
+    """flush_atimes writes the reads noted since the last flush, except for an entry deleted
+    meanwhile (it would leave an orphan access time) and one that another instance saw read later."""
+    early, late = Clock(), Clock(1_700_000_100.0)
+    first, second = make_db(clock=early), make_db(clock=late)
+    first.set_many({"kept": 1, "deleted": 2, "read_later": 3})
+    for key in ("kept", "deleted", "read_later"):
+        assert first[key]
+    del second["deleted"]
+    assert second["read_later"] == 3
+    assert second.flush_atimes() == 1
+    assert first.flush_atimes() == 1  # "kept" only
+    assert first.metadata("kept").atime.timestamp() == early.now
+    assert first.metadata("read_later").atime.timestamp() == late.now
+    assert first.check().ok  # no orphan access time
+
+
 def test_check_finds_and_repairs_structural_damage(make_db: Callable[..., PersistDict]) -> None:
     """Orphan order rows, orphan atimes and records without an order row are found and repaired."""
     db = make_db()
