@@ -79,6 +79,8 @@ def _encode(key: Any, exact: bool) -> bytes:
     if kind is complex:
         if key.imag == 0 and not exact:  # 1+0j == 1, as in a dict
             return _encode(key.real, False)
+        if not exact:  # -0.0 == 0.0 but their reprs differ: adding 0.0 turns -0.0 into 0.0
+            key = complex(key.real + 0.0, key.imag + 0.0)
         return b"j" + repr(key).encode()
     # Subclasses (str enums, named tuples...) equal their base value: look them up
     # as that value, and keep their own type (pickled) in the exact encoding.

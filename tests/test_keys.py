@@ -204,6 +204,15 @@ def test_subclass_keys_equal_their_value(db: PersistDict) -> None:
     assert keys[0] is Color.RED and type(keys[2]) is Level and type(keys[4]) is complex
 
 
+def test_complex_keys_with_negative_zero_parts_are_the_same_entry(db: PersistDict) -> None:
+    """complex(-0.0, 1.0) == 1j (and hashes alike), as a dict sees it; the key keeps its own form."""
+    db[complex(-0.0, 1.0)] = "first"
+    db[1j] = "second"
+    db[complex(-0.0, -0.5)] = "third"
+    assert len(db) == 2 and db[complex(0.0, 1.0)] == "second" and db[-0.5j] == "third"
+    assert repr(next(iter(db))) == "(-0+1j)"
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.text(), st.text(alphabet="s\x00é"), st.binary(max_size=4), st.integers())))
 def test_bulk_str_key_decoding_matches_one_by_one(keys: list[Any]) -> None:
