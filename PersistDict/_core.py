@@ -38,7 +38,7 @@ from loguru import logger
 from . import _table
 from ._accesses import SHARD_MASK, PendingAccesses
 from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, FrontCache
-from ._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer, read_as
+from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical_key_unserializer, read_as
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds
 from ._maintenance import Maintenance, sweep, try_take_lease
@@ -102,9 +102,15 @@ def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
     return CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}")
 
 
-def _undecodable(key: Any) -> CodecError:
+def _undecodable(key: Any, cause: BaseException | None = None) -> CodecError:
+    """The CodecError for a value that cannot be decoded, naming its key and, when the codec
+    raised a CodecError of its own (a wrong secret, a tampered value), that error's message."""
     where = "" if key is _MISSING else f" of key {_key_text(key)}"
-    return CodecError(f"cannot decode the value{where} with the configured value_unserializer")
+    message = f"cannot decode the value{where} with the configured value_unserializer"
+    if isinstance(cause, CodecError):
+        kind = CodecMismatchError if isinstance(cause, CodecMismatchError) else CodecError
+        return kind(f"{message}: {cause}")
+    return CodecError(message)
 
 
 @atexit.register
@@ -282,17 +288,15 @@ class PersistDict(MutableMapping[Any, Any]):
     def _decode_value(self, kind: int, payload: bytes | memoryview, key: Any = _MISSING) -> Any:
         if kind == KIND_SERIALIZED or kind == KIND_SERIALIZED_TEXT:
             if self._raw_values:
-                raise CodecMismatchError("this entry was serialized, but value_serializer is None")
+                raise _undecodable(key, CodecMismatchError("it was serialized, but value_serializer is None"))
             try:
                 if kind == KIND_SERIALIZED_TEXT:
                     return self._value_unserializer(bytes(payload).decode("utf-8", "surrogatepass"))  # type: ignore[misc]
                 if self._loads_takes_buffer:
                     return self._value_unserializer(payload)  # type: ignore[misc]
                 return self._value_unserializer(bytes(payload))  # type: ignore[misc]
-            except CodecError:
-                raise
             except Exception as exc:
-                raise _undecodable(key) from exc
+                raise _undecodable(key, exc) from exc
         if kind == KIND_STR:
             return bytes(payload).decode("utf-8", "surrogatepass")
         if kind == KIND_BYTES:
@@ -443,6 +447,14 @@ class PersistDict(MutableMapping[Any, Any]):
         if self._front is not None:
             self._front.apply_recent()
 
+    def _note_cached_reads(self) -> None:
+        """Hand the front cache's buffered hits to the access times now: eviction, expiry,
+        ``metadata()`` and the flush must see the reads the cache served."""
+        front = self._front
+        if front is not None and front.recent:
+            with self._lock:
+                self._apply_recent()
+
     def _record_hits(self, entries: list[CachedEntry]) -> None:
         """Front-cache hits count as reads: their access times go to the next flush."""
         now = self._clock()
@@ -592,7 +604,12 @@ class PersistDict(MutableMapping[Any, Any]):
                 raw.append((record.lookup, record.exact, record.kind, bytes(record.payload)))
         decode_key, decode_value = self._keys.decode, self._decode_value
         if not want_keys:
-            return [decode_value(kind, payload) for _, _, kind, payload in raw]
+            try:
+                return [decode_value(kind, payload) for _, _, kind, payload in raw]
+            except CodecError:  # decode again, one by one, to name the key (the keys cost only here)
+                for lookup, exact, kind, payload in raw:
+                    decode_value(kind, payload, decode_key(lookup, exact))
+                raise
         out = []
         for lookup, exact, kind, payload in raw:
             key = decode_key(lookup, exact)
@@ -645,6 +662,7 @@ class PersistDict(MutableMapping[Any, Any]):
         storage = self._check_open()
         lookup, _ = self._keys.encode(key)
         now = self._clock()
+        self._note_cached_reads()
         with storage.reading() as txn:
             record = _table.find(txn, lookup, self._keys.slot(lookup)).record
             if record is None or not self._is_live(record.expires, now):
@@ -707,6 +725,8 @@ class PersistDict(MutableMapping[Any, Any]):
             for key, *_, payload in prepared:
                 self._check_fits(key, payload)
         bounded = self.max_items is not None or self.max_bytes is not None
+        if bounded:
+            self._note_cached_reads()  # eviction picks by access time
         put = _table.put
 
         def work(txn: Txn) -> list[bytes]:
@@ -765,55 +785,68 @@ class PersistDict(MutableMapping[Any, Any]):
         pairs.extend(kwargs.items())
         self.set_many(pairs)
 
-    def _delete(self, key: Any) -> Record | None:
+    def _delete(self, key: Any, decode: bool = False) -> tuple[Record | None, Any]:
+        """Remove ``key``: (its record, or None if it was missing or expired; its value if ``decode``)."""
         lookup, _ = self._keys.encode(key)
         base = self._keys.slot(lookup)
         now = self._clock()
 
-        def work(txn: Txn) -> Record | None:
-            record = _table.delete(txn, lookup, base)
-            return None if record is None or not self._is_live(record.expires, now) else record
+        def work(txn: Txn) -> tuple[Record | None, Any]:
+            found = _table.find(txn, lookup, base)
+            record = found.record
+            if record is None:
+                return None, None
+            live = self._is_live(record.expires, now)
+            # decoded before anything changes: a value the codec cannot read stays where it is
+            value = self._decode_value(record.kind, record.payload, key) if decode and live else None
+            record = _table.remove(txn, found, base)
+            return (record if live else None), value
 
-        record, commit = self._commit(work)
+        (record, value), commit = self._commit(work)
         self._after_commit([lookup], commit)
         if record is not None:
             self.counters["deletes"] += 1
             self._touched.discard(record.seq)
-        return record
+        return record, value
 
     def __delitem__(self, key: Any) -> None:
-        if self._delete(key) is None:
+        if self._delete(key)[0] is None:
             raise KeyError(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
-        """Remove ``key`` and return its value, atomically."""
-        record = self._delete(key)
+        """Remove ``key`` and return its value, atomically. A value the codec cannot decode is
+        not removed: ``CodecError``, and the entry stays."""
+        record, value = self._delete(key, decode=True)
         if record is None:
             if default is _MISSING:
                 raise KeyError(key)
             return default
-        return self._decode_value(record.kind, record.payload, key)
+        return value
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove and return the most recently inserted entry (LIFO, like dict)."""
         self._check_open()
         now = self._clock()
 
-        def work(txn: Txn) -> tuple[Record | None, bytes]:
+        def work(txn: Txn) -> tuple[Record | None, bytes, Any, Any]:
             for entry in _table.iter_order(txn, newest_first=True):
                 if self._is_live(entry.expires, now):
                     break
             else:
-                return None, b""
-            return _table.remove_slot(txn, entry.slot, self._keys.hash_bytes), entry.slot
+                return None, b"", None, None
+            # decoded before anything changes: an entry the codec cannot read stays where it is
+            record = _table.record_at(txn, entry.slot)
+            key = self._record_key(record)
+            value = self._decode_value(record.kind, record.payload, key)
+            return _table.remove_slot(txn, entry.slot, self._keys.hash_bytes), entry.slot, key, value
 
-        (record, slot), commit = self._commit(work)
+        (record, slot, key, value), commit = self._commit(work)
         self._after_commit([] if record is None else [read_as(slot, record.lookup)], commit)
         if record is None:
             raise KeyError("popitem(): PersistDict is empty")
-        key = self._record_key(record)
         self.counters["deletes"] += 1
-        return key, self._decode_value(record.kind, record.payload, key)
+        self._touched.discard(record.seq)
+        return key, value
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         """Return ``d[key]``, first storing ``default`` if missing, atomically."""
@@ -826,6 +859,8 @@ class PersistDict(MutableMapping[Any, Any]):
         except Exception as exc:
             kind, payload, encode_error = 0, b"", exc
         now = self._clock()
+        if self.max_items is not None or self.max_bytes is not None:
+            self._note_cached_reads()  # eviction picks by access time
 
         def work(txn: Txn) -> tuple[int, bytes] | list[bytes]:
             record = _table.find(txn, lookup, base).record
@@ -920,8 +955,7 @@ class PersistDict(MutableMapping[Any, Any]):
         Python work between two LMDB calls stays short: a background thread that
         holds the GIL makes every foreground read wait for it (up to 5 ms each time).
         """
-        with self._lock:
-            self._apply_recent()
+        self._note_cached_reads()
         if self._closed:
             return 0
         return sum(self._write_atimes(chunk) for chunk in self._touched.drain(batch))
@@ -964,8 +998,7 @@ class PersistDict(MutableMapping[Any, Any]):
         storage = self._check_open()
         now = self._clock()
         cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
-        with self._lock:
-            self._apply_recent()  # expiry must see reads served by the front cache, even unflushed
+        self._note_cached_reads()
         removed, resume = sweep(storage, self._keys.hash_bytes, now, cutoff, self._touched,
                                 start_after, deadline, time.monotonic)
         if removed:
@@ -1062,8 +1095,7 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def _format(self) -> dict[str, Any]:
         serializer = self._value_serializer
-        values = "raw" if serializer is None else (
-            getattr(serializer, "__qualname__", None) or type(serializer).__qualname__)
+        values = "raw" if serializer is None else _callable_name(serializer)  # module too: json.dumps, not dumps
         codec_name = getattr(getattr(serializer, "__self__", None), "name", None)
         return {
             "format": _FORMAT_VERSION,
@@ -1099,7 +1131,10 @@ class PersistDict(MutableMapping[Any, Any]):
                 f"key_size_limit={stored.get('key_size_limit')}; opening it with {wanted['keys']!r} and "
                 f"key_size_limit={wanted['key_size_limit']} would make its entries unreachable"
             )
-        if stored.get("values") != wanted["values"]:
+        stored_values = str(stored.get("values"))
+        # development versions recorded a function without its module ("dumps"): no mismatch by itself
+        legacy_match = "." not in stored_values and wanted["values"].endswith("." + stored_values)
+        if stored_values != wanted["values"] and not legacy_match:
             message = (f"database {self.path!r} was written with value codec {stored.get('values')!r} and is "
                        f"opened with {wanted['values']!r}: entries the new codec cannot decode raise CodecError "
                        "on read and are listed by check(); nothing is deleted")

@@ -151,6 +151,28 @@ def test_max_items_evicts_least_recently_used(make_db: Callable[..., PersistDict
     assert db.stats()["evicted"] == 5
 
 
+def test_reads_served_by_the_front_cache_count_for_eviction_and_metadata(
+        make_db: Callable[..., PersistDict]) -> None:
+    """Hits the front cache served (buffered, not yet flushed) move the entry's access time for
+    metadata() and keep it from being the least recently used one."""
+    clock = Clock()
+    db = make_db(max_items=3, clock=clock)
+    db["a"] = 1
+    clock.now += 1
+    assert db["a"] == 1 and db["a"] == 1  # the second read caches it
+    for key in ("b", "c"):
+        clock.now += 1
+        db[key] = key
+    clock.now += 100
+    hits = db.stats()["front_cache_hits"]
+    for _ in range(100):
+        assert db["a"] == 1
+    assert db.stats()["front_cache_hits"] == hits + 100
+    assert db.metadata("a").atime.timestamp() == clock.now
+    db["d"] = "d"
+    assert sorted(db) == ["a", "c", "d"]
+
+
 def test_batch_larger_than_max_items_keeps_the_new_entries(make_db: Callable[..., PersistDict]) -> None:
     """Entries written by the current write are never evicted by it."""
     db = make_db(max_items=3)
@@ -170,6 +192,28 @@ def test_max_bytes_bound(make_db: Callable[..., PersistDict]) -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         db["huge"] = bytes(300 * 1024)
     assert "huge" not in db
+
+
+def test_switching_between_plain_codec_functions_warns(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """pickle.dumps, json.dumps and dill.dumps share a name: the warning tells them apart by module.
+    A format record of a development version (the name alone) matches the function it names."""
+    import json
+
+    import dill
+
+    db = make_db()  # pickle.dumps
+    db["a"] = [1]
+    db.close()
+    for dumps, loads in ((json.dumps, json.loads), (dill.dumps, dill.loads)):
+        with pytest.warns(CodecMismatchWarning, match="_pickle.dumps"):
+            make_db(value_serializer=dumps, value_unserializer=loads).close()
+    legacy = make_db()
+    record = json.dumps({**legacy._format(), "values": "dumps"}).encode()
+    legacy._storage.write(lambda txn: txn.put_meta(b"format", record))
+    legacy.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert make_db()["a"] == [1]
 
 
 def test_codec_change_reports_and_deletes_nothing(db_path: Path, make_db: Callable[..., PersistDict]) -> None:

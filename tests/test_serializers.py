@@ -88,3 +88,22 @@ def test_secrets_do_not_appear_in_repr() -> None:
     for codec in (serializers.signed(serializers.pickle_codec, secret),
                   serializers.encrypted(serializers.pickle_codec, secret[:32])):
         assert "TOPSECRET" not in repr(codec) and "TOPSECRET" not in repr(codec.dumps)
+
+
+def test_a_value_the_codec_cannot_decode_names_its_key_and_is_never_removed(
+        make_db: Callable[..., PersistDict], db_path) -> None:  # type: ignore[no-untyped-def]
+    """Opened with another secret: [], get, values(), pop and popitem raise CodecError naming the key
+    and the codec's reason; pop and popitem leave the entry in place."""
+    writer = serializers.signed(serializers.pickle_codec, b"w" * 32)
+    db = make_db(value_serializer=writer.dumps, value_unserializer=writer.loads)
+    db["answer"] = VALUE
+    db.close()
+    reader = serializers.signed(serializers.pickle_codec, b"r" * 32)
+    other = make_db(value_serializer=reader.dumps, value_unserializer=reader.loads)
+    for attempt in (lambda: other["answer"], lambda: other.get("answer"), lambda: list(other.values()),
+                    lambda: other.pop("answer"), other.popitem):
+        with pytest.raises(CodecError, match=r"key 'answer'.*signature mismatch"):
+            attempt()
+    assert list(other) == ["answer"]
+    other.close()
+    assert make_db(value_serializer=writer.dumps, value_unserializer=writer.loads).pop("answer") == VALUE
