@@ -806,7 +806,8 @@ class PersistDict(MutableMapping[Any, Any]):
         self._after_commit([lookup], commit)
         if record is not None:
             self.counters["deletes"] += 1
-            self._touched.discard(record.seq)
+            if commit.tracked:  # inside transaction() it may roll back (a stale note is harmless: see next_seq_value)
+                self._touched.discard(record.seq)
         return record, value
 
     def __delitem__(self, key: Any) -> None:
@@ -845,7 +846,8 @@ class PersistDict(MutableMapping[Any, Any]):
         if record is None:
             raise KeyError("popitem(): PersistDict is empty")
         self.counters["deletes"] += 1
-        self._touched.discard(record.seq)
+        if commit.tracked:  # as in _delete
+            self._touched.discard(record.seq)
         return key, value
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
@@ -912,7 +914,8 @@ class PersistDict(MutableMapping[Any, Any]):
             txn.delete_meta(b"called")
 
         _, commit = self._commit(work)
-        self._touched.clear()
+        if commit.tracked:  # as in _delete
+            self._touched.clear()
         if self._front is not None:
             with self._lock:
                 self._front.clear()  # before _after_commit lets the cache pass this commit

@@ -300,7 +300,9 @@ class Txn:
 
         Derived instead of stored, to save a page write per insert. A seq is
         reused only after the newest entry is deleted, and nothing but an
-        unflushed access time can follow a seq to its next owner.
+        unflushed access time can follow a seq to its next owner, where it is
+        harmless: it is older than the new entry's write, and an entry's last
+        access is the latest of its write and its reads.
         """
         with self.raw.cursor(self._order) as cursor:
             return decode_seq(cursor.key()) + 1 if cursor.last() else 1

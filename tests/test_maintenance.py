@@ -173,6 +173,22 @@ def test_reads_served_by_the_front_cache_count_for_eviction_and_metadata(
     assert sorted(db) == ["a", "c", "d"]
 
 
+@pytest.mark.parametrize("undone", ["clear", "del", "pop", "popitem"])
+def test_a_rolled_back_delete_keeps_the_reads_noted_in_memory(make_db: Callable[..., PersistDict], undone: str) -> None:
+    """A clear()/del/pop/popitem inside a transaction that rolls back leaves the unflushed access
+    times: an entry read just now does not expire as unused."""
+    clock = Clock()
+    db = make_db(expiration_days=1, clock=clock)
+    db["k"] = 1
+    clock.now += 2 * 86400
+    assert db["k"] == 1  # read now; noted in memory
+    with pytest.raises(RuntimeError), db.transaction():
+        {"clear": db.clear, "del": lambda: db.__delitem__("k"), "pop": lambda: db.pop("k"),
+         "popitem": db.popitem}[undone]()
+        raise RuntimeError("roll back")
+    assert db.expire() == 0 and db["k"] == 1
+
+
 def test_batch_larger_than_max_items_keeps_the_new_entries(make_db: Callable[..., PersistDict]) -> None:
     """Entries written by the current write are never evicted by it."""
     db = make_db(max_items=3)
