@@ -41,7 +41,7 @@ from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, Fro
 from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical_key_unserializer, read_as
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds
-from ._maintenance import Maintenance, sweep, try_take_lease
+from ._maintenance import Maintenance, release_lease, sweep, try_take_lease
 from ._records import (
     KIND_BYTES,
     KIND_SERIALIZED,
@@ -1016,7 +1016,8 @@ class PersistDict(MutableMapping[Any, Any]):
         self.flush_atimes()
         maintenance = self._maintenance
         storage = self._check_open()
-        if try_take_lease(storage, maintenance.holder, self._clock(), maintenance.lease_seconds):
+        if try_take_lease(storage, maintenance.holder, self._clock(), maintenance.lease_seconds,
+                          self.expiration_days or None):
             with storage.reading() as txn:
                 records, rows = txn.count(), txn.order_count()
             if records != rows:  # the full check reads every record: only point to it
@@ -1062,6 +1063,7 @@ class PersistDict(MutableMapping[Any, Any]):
         self._maintenance.stop()  # outside the lock: the thread may be waiting for it
         try:
             self.flush_atimes()  # outside the lock too: a write may wait for other threads
+            release_lease(self._storage, self._maintenance.holder)
             if self._settings["durability"] == "fast":
                 self._storage.sync()  # what 'fast' deferred reaches the disk at close
         finally:

@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
 
@@ -168,34 +168,70 @@ def _clear_ttl_flag(txn: Txn, seen: bytes) -> None:
         txn.delete_meta(TTL_FLAG)
 
 
-def try_take_lease(storage: Storage, holder: str, now: float, duration: float) -> bool:
+class _Lease(NamedTuple):
+    holder: str
+    until: float
+    expiration_days: float | None  # the holder's: its sweeps remove entries unused for this long
+
+
+def _read_lease(txn: Txn) -> _Lease | None:
+    # "holder#days|until": the days inside the holder part, which readers before them compared whole
+    value = txn.meta(LEASE)
+    if value is None:
+        return None
+    owner, _, until = bytes(value).decode().rpartition("|")
+    holder, _, days = owner.partition("#")
+    return _Lease(holder, float(until), float(days) if days else None)
+
+
+def _stricter(ours: float | None, theirs: float | None) -> bool:
+    """Whether a sweep with ``ours`` expiration_days removes entries that one with ``theirs`` keeps."""
+    return ours is not None and (theirs is None or ours < theirs)
+
+
+def try_take_lease(storage: Storage, holder: str, now: float, duration: float,
+                   expiration_days: float | None = None) -> bool:
     """Claim the database-wide maintenance lease, so one process at a time sweeps.
 
     A holder renews it only once half of it has run out: every commit costs an
     fsync and a check in the other processes' front caches, so maintenance writes as little as it can.
+    An instance whose ``expiration_days`` is stricter than the holder's takes the lease over:
+    instances that disagree sweep with the strictest setting among them, not with whoever came first.
     """
-    def current(txn: Txn) -> tuple[str, float] | None:
-        value = txn.meta(LEASE)
-        if value is None:
-            return None
-        owner, _, until = value.decode().rpartition("|")
-        return owner, float(until)
+    def free_for_us(lease: _Lease | None) -> bool:
+        return (lease is None or lease.holder == holder or lease.until <= now
+                or _stricter(expiration_days, lease.expiration_days))
 
     with storage.reading() as txn:
-        lease = current(txn)
-    if lease is not None and lease[0] == holder and lease[1] - now > duration / 2:
+        lease = _read_lease(txn)
+    if lease is not None and lease.holder == holder and lease.until - now > duration / 2:
         return True
-    if lease is not None and lease[0] != holder and lease[1] > now:
+    if not free_for_us(lease):
         return False
 
     def work(txn: Txn) -> bool:
-        lease = current(txn)  # again: another process may have taken it meanwhile
-        if lease is not None and lease[0] != holder and lease[1] > now:
+        if not free_for_us(_read_lease(txn)):  # again: another process may have taken it meanwhile
             return False
-        txn.put_meta(LEASE, f"{holder}|{now + duration}".encode())
+        days = "" if expiration_days is None else repr(float(expiration_days))
+        txn.put_meta(LEASE, f"{holder}#{days}|{now + duration}".encode())
         return True
 
     return storage.write(work)
+
+
+def release_lease(storage: Storage, holder: str) -> None:
+    """Give the lease up (at close), so the next instance to open sweeps at once with its own settings."""
+    with storage.reading() as txn:
+        lease = _read_lease(txn)
+    if lease is None or lease.holder != holder:
+        return
+
+    def work(txn: Txn) -> None:
+        lease = _read_lease(txn)
+        if lease is not None and lease.holder == holder:
+            txn.delete_meta(LEASE)
+
+    storage.write(work)
 
 
 LEASE = b"maintenance_lease"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from PersistDict import CodecMismatchWarning, PersistDict, serializers
-from PersistDict._maintenance import try_take_lease
+from PersistDict._maintenance import LEASE, try_take_lease
 from PersistDict._storage import CHANGE_LOG_KEPT, change_log_slot, encode_seq
 
 DAY = 86400.0
@@ -332,6 +333,35 @@ print(try_take_lease(d._storage, "other", 1030.0, 60), try_take_lease(d._storage
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "True"], result.stderr
     assert not try_take_lease(db._storage, "me", 1062.0, 60)
+
+
+def test_the_strictest_expiration_days_sweeps_and_close_gives_the_lease_up(
+        db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """An instance without expiry holding the lease does not stop one with expiration_days from
+    sweeping (it takes the lease over); one with a laxer setting cannot take it back; a closed
+    instance gives the lease up, so the next one sweeps at open with its own setting."""
+    then = Clock(time.time() - 10 * 86400)
+    writer = make_db(clock=then)
+    writer.update({"stale": 1, "stale2": 2})
+    writer.close()
+    lax = make_db(background_thread=False)  # its pass at open takes the lease: no expiry
+    assert "stale" in lax
+    strict = make_db(expiration_days=1)
+    strict.run_maintenance()
+    assert "stale" not in strict and "stale2" not in strict
+    with strict._storage.reading() as txn:
+        assert txn.meta(LEASE).startswith(strict._maintenance.holder.encode() + b"#1.0|")
+    assert not try_take_lease(lax._storage, lax._maintenance.holder, time.time(), 60)
+    assert not try_take_lease(lax._storage, "laxer", time.time(), 60, expiration_days=2)
+    strict.close()
+    lax.close()
+    with make_db()._storage.reading() as txn:
+        assert txn.meta(LEASE) is None  # both gave it up
+    writer = make_db(clock=then)
+    writer["stale3"] = 3
+    writer.close()
+    make_db(background_thread=False).close()  # takes the lease at open, gives it up at close
+    assert "stale3" not in make_db(expiration_days=1, background_thread=False)
 
 
 def test_stats_counters(make_db: Callable[..., PersistDict]) -> None:
