@@ -40,7 +40,7 @@ from ._accesses import SHARD_MASK, PendingAccesses
 from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, FrontCache
 from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical_key_unserializer, read_as
 from ._integrity import CheckReport, check_database
-from ._eviction import enforce_bounds
+from ._eviction import enforce_bounds, least_bytes
 from ._maintenance import Maintenance, release_lease, sweep, try_take_lease
 from ._records import (
     KIND_BYTES,
@@ -48,6 +48,7 @@ from ._records import (
     KIND_SERIALIZED_TEXT,
     KIND_STR,
     Record,
+    record_length,
     unpack_value,
 )
 from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
@@ -673,15 +674,16 @@ class PersistDict(MutableMapping[Any, Any]):
 
     # -- writing --------------------------------------------------------------------
 
-    def _commit(self, work: Callable[[Txn], Any]) -> tuple[Any, _Commit]:
-        """Run ``work`` in a write transaction; returns its result and what ``_after_commit`` needs."""
+    def _commit(self, work: Callable[[Txn], Any], savepoint: bool = False) -> tuple[Any, _Commit]:
+        """Run ``work`` in a write transaction; returns its result and what ``_after_commit`` needs.
+        ``savepoint``: ``work`` may raise after writing (see Storage.write)."""
         storage = self._check_open()
 
         def run(txn: Txn) -> tuple[Any, int, bool]:
             return work(txn), txn.id, txn.wrote
 
         tracked = storage.current_write_txn() is None  # not inside transaction()
-        result, txn_id, wrote = storage.write(run)
+        result, txn_id, wrote = storage.write(run, savepoint)
         return result, _Commit(txn_id, wrote, tracked)
 
     def _after_commit(self, lookups: list[bytes], commit: _Commit) -> None:
@@ -701,10 +703,20 @@ class PersistDict(MutableMapping[Any, Any]):
         slot = lookup if len(lookup) <= keys.key_size_limit else keys.slot(lookup)
         return key, lookup, exact, slot, kind, payload
 
-    def _check_fits(self, key: Any, payload: bytes) -> None:
-        if self.max_bytes is not None and len(payload) > self.max_bytes:
-            raise ValueError(f"the value for key {_key_text(key)} ({len(payload)} bytes) is larger "
-                             f"than max_bytes={self.max_bytes}")
+    def _check_fits(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]]) -> None:
+        """Refuse, before any transaction, a write that max_items/max_bytes cannot hold even in an
+        otherwise empty store (eviction never removes what the write itself stores)."""
+        entries = {lookup: (key, (len(slot), record_length(lookup, exact, payload)))  # a key given twice counts once
+                   for key, lookup, exact, slot, _, payload in prepared}
+        if self.max_items is not None and len(entries) > self.max_items:
+            raise ValueError(f"this write stores {len(entries)} entries, more than max_items={self.max_items}")
+        if self.max_bytes is not None:
+            needed = least_bytes([sizes for _, sizes in entries.values()], self._storage.page_size)
+            if needed > self.max_bytes:
+                what = (f"the value for key {_key_text(prepared[0][0])} needs" if len(entries) == 1
+                        else f"these {len(entries)} entries need")
+                raise ValueError(f"{what} at least {needed} bytes of database pages, more than "
+                                 f"max_bytes={self.max_bytes}")
 
     def _enforce_bounds(self, txn: Txn, written: set[int]) -> list[bytes]:
         """Evict (inside the writing transaction) until max_items/max_bytes hold; the lookups that went."""
@@ -721,11 +733,9 @@ class PersistDict(MutableMapping[Any, Any]):
     def _write_many(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]], expires: float,
                     extra: Callable[[Txn], None] | None = None) -> None:
         now = self._clock()
-        if self.max_bytes is not None:
-            for key, *_, payload in prepared:
-                self._check_fits(key, payload)
         bounded = self.max_items is not None or self.max_bytes is not None
         if bounded:
+            self._check_fits(prepared)
             self._note_cached_reads()  # eviction picks by access time
         put = _table.put
 
@@ -741,7 +751,7 @@ class PersistDict(MutableMapping[Any, Any]):
                        for _, lookup, exact, base, kind, payload in prepared}
             return self._enforce_bounds(txn, written)
 
-        evicted, commit = self._commit(work)
+        evicted, commit = self._commit(work, savepoint=bounded)  # eviction raises if the write cannot fit
         self.counters["sets"] += len(prepared)
         self._note_evictions(evicted)
         self._after_commit([lookup for _, lookup, *_ in prepared] + evicted, commit)
@@ -856,7 +866,8 @@ class PersistDict(MutableMapping[Any, Any]):
         base = self._keys.slot(lookup)
         try:  # serialized before the transaction; an error matters only if the key is missing
             kind, payload = self._encode_value(default)
-            self._check_fits(key, payload)
+            if self.max_items is not None or self.max_bytes is not None:
+                self._check_fits([(key, lookup, exact, base, kind, payload)])
             encode_error: Exception | None = None
         except Exception as exc:
             kind, payload, encode_error = 0, b"", exc
@@ -873,7 +884,7 @@ class PersistDict(MutableMapping[Any, Any]):
             seq, _ = _table.put(txn, _table.SeqAllocator(txn), lookup, exact, base, kind, payload, now, 0.0)
             return self._enforce_bounds(txn, {seq})  # put replaces an expired entry
 
-        outcome, commit = self._commit(work)
+        outcome, commit = self._commit(work, savepoint=self.max_items is not None or self.max_bytes is not None)
         inserted = isinstance(outcome, list)  # the entries evicted to make room; else the one found
         if inserted:
             self.counters["sets"] += 1

@@ -1,11 +1,13 @@
 """Size bounds: evict least-recently-used entries when max_items or max_bytes is exceeded.
 
 Eviction runs inside the writing transaction, so the bound holds when the
-write returns. Finding the exact LRU entry would need an index rewritten on
-every read; instead each eviction samples ``SAMPLES`` random entries (by
-insertion seq) and removes the one with the oldest atime, like Redis'
-approximated LRU. The cost per write is O(SAMPLES * log n), independent of the
-store size in practice, and the entries just written are never candidates.
+write returns. The entries just written are never candidates: a write whose own
+entries do not fit raises ValueError and is undone (callers refuse what they
+can before the transaction, with ``least_bytes``). Finding the exact LRU entry
+would need an index rewritten on every read; instead each eviction samples
+``SAMPLES`` random entries (by insertion seq) and removes the one with the
+oldest atime, like Redis' approximated LRU. The cost per write is
+O(SAMPLES * log n), independent of the store size in practice.
 """
 
 from __future__ import annotations
@@ -19,6 +21,28 @@ from ._maintenance import last_access
 from ._storage import Txn
 
 SAMPLES = 16
+_PAGE_HEADER = 16  # bytes of an LMDB page header
+_NODE_HEADER = 8  # bytes of an LMDB leaf node header, before its key
+
+
+def least_bytes(entries: list[tuple[int, int]], page_size: int) -> int:
+    """The fewest bytes of records pages that entries of (LMDB key length, record length) can
+    take in a table holding nothing else: what ``max_bytes`` must allow for one write to fit.
+
+    LMDB puts a node larger than about half a page (key, record and 10 bytes of headers) on
+    overflow pages of its own, and keeps a pointer to them in a leaf page.
+    """
+    node_max = (((page_size - _PAGE_HEADER) // 2) & ~1) - 2  # LMDB's me_nodemax
+    overflow_pages = 0
+    leaf_bytes = 0
+    for key_len, record_len in entries:
+        if _NODE_HEADER + key_len + record_len > node_max:
+            overflow_pages += -(-(record_len + _PAGE_HEADER) // page_size)
+            leaf_bytes += _NODE_HEADER + key_len + 8 + 2  # the node points to its first overflow page
+        else:
+            leaf_bytes += _NODE_HEADER + key_len + record_len + 2  # and its 2-byte index in the page
+    leaf_pages = max(1, -(-leaf_bytes // (page_size - _PAGE_HEADER)))
+    return (overflow_pages + leaf_pages) * page_size
 
 
 def enforce_bounds(
@@ -35,8 +59,11 @@ def enforce_bounds(
     while (max_items is not None and txn.count() > max_items) or (
             max_bytes is not None and txn.records_bytes() > max_bytes):
         victim = _pick_victim(txn, protected, touched, rng)
-        if victim is None:
-            break  # only protected entries are left
+        if victim is None:  # only this write's entries are left, and they do not fit: the caller undoes it
+            limits = (("max_items", max_items), ("max_bytes", max_bytes))
+            bounds = " / ".join(f"{name}={value}" for name, value in limits if value is not None)
+            raise ValueError(f"this write's entries alone take {txn.count()} entries and {txn.records_bytes()} "
+                             f"bytes of database pages, more than {bounds}; it was not made")
         seq, slot = victim
         record = _table.remove_slot(txn, slot, hash_bytes)
         if record is None:  # an order row whose record is gone (damaged store): it would be picked forever

@@ -66,6 +66,11 @@ def pack_record(
     return body + _CRC.pack(_crc32(body))
 
 
+def record_length(lookup: bytes, exact: bytes | None, payload: bytes | memoryview) -> int:
+    """The length of the record pack_record makes of these."""
+    return HEADER_SIZE + len(lookup) + len(exact or b"") + len(payload) + _CRC.size
+
+
 def _verify(data: bytes | memoryview) -> None:
     if len(data) < HEADER_SIZE + 4 or _crc32(data) != _CRC_RESIDUE:
         raise CorruptedRecordError("record checksum mismatch")

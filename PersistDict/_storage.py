@@ -621,7 +621,7 @@ class Storage:
     def _check_file_size(self) -> None:
         """Refuse a data file shorter than LMDB believes: reading it would SIGBUS."""
         info = self.env.info()
-        self._psize = psize = self.env.stat()["psize"]
+        self.page_size = self._psize = psize = self.env.stat()["psize"]
         needed = (info["last_pgno"] + 1) * psize
         actual = os.path.getsize(os.path.join(self.path, DATA_FILE))
         if actual < needed:
@@ -863,16 +863,21 @@ class Storage:
                 changed.update(lookups)
         return snapshot, changed
 
-    def write(self, work: Callable[[Txn], T]) -> T:
+    def write(self, work: Callable[[Txn], T], savepoint: bool = False) -> T:
         """Run ``work`` in one write transaction and commit it.
 
-        Inside :meth:`transaction` the thread's open transaction is reused.
-        When the map is full the transaction is aborted, the map grown and
-        ``work`` run again, so ``work`` must only touch the database.
+        Inside :meth:`transaction` the thread's open transaction is reused;
+        with ``savepoint``, in a child transaction, so that ``work`` raising
+        undoes its own writes (it may raise after writing). When the map is
+        full the transaction is aborted, the map grown and ``work`` run again,
+        so ``work`` must only touch the database.
         """
         active = getattr(self._local, "txn", None)
         if active is not None:
             try:
+                if savepoint:
+                    with self.transaction() as child:  # nested: a savepoint
+                        return work(child)
                 return work(active)
             except lmdb.MapFullError as exc:
                 self._local.failed = self._local.map_full = True

@@ -199,6 +199,35 @@ def test_batch_larger_than_max_items_keeps_the_new_entries(make_db: Callable[...
     assert len(db) == 3
 
 
+def test_a_write_the_bounds_cannot_hold_is_refused_and_the_store_left_as_it_was(
+        make_db: Callable[..., PersistDict], tmp_path: Path) -> None:
+    """More distinct keys than max_items in one write, a value whose pages exceed max_bytes, and a
+    batch whose pages only turn out too many inside the transaction: ValueError, nothing written,
+    inside transaction() too (the rest of the transaction stays)."""
+    items = make_db(tmp_path / "items", max_items=3)
+    items.update({"a": 1, "b": 2})
+    with pytest.raises(ValueError, match="4 entries, more than max_items=3"):
+        items.set_many({f"k{i}": i for i in range(4)})
+    items.set_many([("k", 1), ("k", 2), ("k", 3), ("k", 4)])  # one key given four times: one entry
+    assert sorted(items.items()) == [("a", 1), ("b", 2), ("k", 4)]
+
+    pages = make_db(tmp_path / "pages", max_bytes=8192)
+    pages["small"] = b"s"
+    with pytest.raises(ValueError, match=r"key 'x' needs at least 12288 bytes .* max_bytes=8192"):
+        pages["x"] = bytes(8000)  # two overflow pages and a leaf page
+    with pytest.raises(ValueError, match="these 2 entries need"):
+        pages.set_many({"p": bytes(3000), "q": bytes(3000)})
+    batch = {f"k{i}": "x" * 100 for i in range(24)}  # fits the estimate (2 leaf pages), not the tree (+ a branch)
+    with pytest.raises(ValueError, match="alone take 24 entries and 12288 bytes"):
+        pages.set_many(batch)
+    assert list(pages.items()) == [("small", b"s")] and pages.stats()["records_bytes"] <= 8192
+    with pages.transaction():
+        pages["t"] = b"t"
+        with pytest.raises(ValueError, match="alone take"):
+            pages.set_many(batch)
+    assert sorted(pages) == ["small", "t"] and pages.stats()["records_bytes"] <= 8192
+
+
 def test_max_bytes_bound(make_db: Callable[..., PersistDict]) -> None:
     """With max_bytes, old entries are evicted to keep the records under the bound."""
     db = make_db(max_bytes=256 * 1024)
