@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import mmap
 import os
 import pickle
 import random
@@ -185,8 +186,10 @@ class PersistDict(MutableMapping[Any, Any]):
             raise ValueError("cache_max_entries and cache_max_bytes must be positive")
         if maintenance_interval <= 0 or atime_flush_interval <= 0:
             raise ValueError("maintenance_interval and atime_flush_interval must be positive")
-        if (max_items is not None and max_items < 1) or (max_bytes is not None and max_bytes < 1):
-            raise ValueError("max_items and max_bytes must be positive when given")
+        if max_items is not None and max_items < 1:
+            raise ValueError(f"max_items must be positive when given, not {max_items}")
+        if max_bytes is not None and max_bytes < mmap.PAGESIZE:  # LMDB's page: the least one entry takes
+            raise ValueError(f"max_bytes must be at least one database page ({mmap.PAGESIZE} bytes), not {max_bytes}")
         if map_size < 1 << 20:
             raise ValueError(f"map_size must be at least 1 MiB, not {map_size}")
         path = os.path.abspath(os.fspath(database_path))
@@ -708,6 +711,8 @@ class PersistDict(MutableMapping[Any, Any]):
         otherwise empty store (eviction never removes what the write itself stores)."""
         entries = {lookup: (key, (len(slot), record_length(lookup, exact, payload)))  # a key given twice counts once
                    for key, lookup, exact, slot, _, payload in prepared}
+        if not entries:
+            return
         if self.max_items is not None and len(entries) > self.max_items:
             raise ValueError(f"this write stores {len(entries)} entries, more than max_items={self.max_items}")
         if self.max_bytes is not None:

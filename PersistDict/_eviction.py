@@ -13,6 +13,7 @@ O(SAMPLES * log n), independent of the store size in practice.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from . import _table
 from ._accesses import PendingAccesses
@@ -56,10 +57,17 @@ def enforce_bounds(
 ) -> list[bytes]:
     """Evict until the bounds hold; returns the lookup encodings of the entries evicted."""
     evicted: list[bytes] = []
+    compacted = False
     while (max_items is not None and txn.count() > max_items) or (
             max_bytes is not None and txn.records_bytes() > max_bytes):
         victim = _pick_victim(txn, protected, touched, rng)
-        if victim is None:  # only this write's entries are left, and they do not fit: the caller undoes it
+        if victim is None and not compacted:
+            # only this write's entries are left, on pages emptied around them (LMDB merges a
+            # page only below a quarter full): written afresh they may fit
+            txn.rewrite_records()
+            compacted = True
+            continue
+        if victim is None:  # they do not fit: the caller undoes the write
             limits = (("max_items", max_items), ("max_bytes", max_bytes))
             bounds = " / ".join(f"{name}={value}" for name, value in limits if value is not None)
             raise ValueError(f"this write's entries alone take {txn.count()} entries and {txn.records_bytes()} "
@@ -77,12 +85,19 @@ def enforce_bounds(
 def _pick_victim(txn: Txn, protected: set[int], touched: PendingAccesses,
                  rng: random.Random) -> tuple[int, bytes] | None:
     """(seq, slot) of the least recently used unprotected entry (exact when small, sampled when large)."""
-    if txn.count() <= SAMPLES * 4:
-        rows = list(txn.iter_order())
-    else:
+    if txn.count() > SAMPLES * 4:
         first, last = txn.seq_range()  # type: ignore[misc]
         sampled = (txn.order_row_at_or_after(rng.randint(first, last)) for _ in range(SAMPLES))
-        rows = list(dict(row for row in sampled if row is not None).items())
+        victim = _least_recent(txn, dict(row for row in sampled if row is not None).items(), protected, touched)
+        if victim is not None:
+            return victim
+        # every sample was the write's own (seq gaps lead to the next row): look at every entry
+    return _least_recent(txn, list(txn.iter_order()), protected, touched)
+
+
+def _least_recent(txn: Txn, rows: Iterable[tuple[int, bytes]], protected: set[int],
+                  touched: PendingAccesses) -> tuple[int, bytes] | None:
+    """(seq, slot) of the least recently used entry of ``rows`` (seq, order row) not in ``protected``."""
     best: tuple[float, int, bytes] | None = None
     for seq, row in rows:
         if seq in protected:

@@ -170,6 +170,17 @@ class Txn:
     def count(self) -> int:
         return self.raw.stat(self._records)["entries"]
 
+    def rewrite_records(self) -> None:
+        """Write the records table afresh, in key order, so its pages are full: after mass
+        deletes LMDB leaves pages partly empty (it merges a page only below a quarter full)."""
+        with self.raw.cursor(self._records) as cursor:
+            rows = [(bytes(slot), bytes(data)) for slot, data in cursor]
+        self.raw.drop(self._records, False)
+        with self.raw.cursor(self._records) as cursor:
+            for slot, data in rows:
+                cursor.put(slot, data, True, True, True)  # dupdata, overwrite, append: in key order
+        self.wrote = True
+
     def iter_records(self) -> Iterator[tuple[bytes, bytes | memoryview]]:
         with self.raw.cursor(self._records) as cursor:
             for slot, data in cursor:

@@ -128,6 +128,8 @@ def test_bad_argument_types_raise_typeerror(tmp_path: Path, kwargs: dict[str, An
     {"background_thread": "sometimes"},
     {"durability": "eventually"},
     {"cache_max_entries": 0},
+    {"max_items": 0},
+    {"max_bytes": 4000},  # less than the one page any entry takes
 ])
 def test_bad_argument_values_raise_valueerror(db_path: Path, kwargs: dict[str, Any]) -> None:
     """Arguments with impossible values raise ValueError and create nothing."""

@@ -228,6 +228,38 @@ def test_a_write_the_bounds_cannot_hold_is_refused_and_the_store_left_as_it_was(
     assert sorted(pages) == ["small", "t"] and pages.stats()["records_bytes"] <= 8192
 
 
+def test_eviction_finds_room_that_sampling_or_page_layout_hides(
+        make_db: Callable[..., PersistDict], tmp_path: Path) -> None:
+    """A write that fits is never refused: not when every sampled entry is the write's own (a seq
+    gap leads each sample to the next row), nor when the entries left after evicting the rest sit on
+    half-empty pages (written afresh they fit)."""
+    gap = make_db(tmp_path / "gap")
+    gap["old"] = 0
+    gap.set_many({f"k{i}": i for i in range(998)})
+    gap["target"] = 0
+    gap.set_many({f"n{i}": i for i in range(100)})
+    for i in range(998):
+        del gap[f"k{i}"]  # 102 entries: "old", then a gap of seqs, "target" and n0..n99 at its end
+    gap.close()
+    for seed in range(20):  # a sample misses "old" with probability (999/1100)**16 = 0.21
+        bounded = make_db(tmp_path / "gap", max_items=101)
+        bounded._rng.seed(seed)
+        bounded["target"] = seed  # one eviction: the least recently used entry that is not "target"
+        assert len(bounded) == 101 and bounded["target"] == seed
+        bounded.close()
+        refill = make_db(tmp_path / "gap")
+        refill[f"again{seed}"] = seed
+        refill.close()
+
+    full = make_db(tmp_path / "full", max_bytes=64 * 1024)
+    for i in range(600):
+        full[f"{i:04d}a"] = bytes(60)  # LRU keeps the store at 64 KiB
+    batch = {f"{i:04d}b": bytes(500) for i in range(0, 600, 12)}  # 44 KiB in an empty table; in key order
+    full.set_many(batch)  # between the old entries: once they are evicted, one or two per leaf page
+    assert set(batch) <= set(full) and full.stats()["records_bytes"] <= 64 * 1024
+    assert full.check().ok
+
+
 def test_max_bytes_bound(make_db: Callable[..., PersistDict]) -> None:
     """With max_bytes, old entries are evicted to keep the records under the bound."""
     db = make_db(max_bytes=256 * 1024)
