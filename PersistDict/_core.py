@@ -104,6 +104,12 @@ def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
     return CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}")
 
 
+def _same_version(record: Record, expected: Record) -> bool:
+    """Whether ``record`` is still the version of its entry that ``expected`` was read as."""
+    return (record.seq == expected.seq and record.mtime == expected.mtime and record.expires == expected.expires
+            and record.kind == expected.kind and record.payload == expected.payload)
+
+
 def _undecodable(key: Any, cause: BaseException | None = None) -> CodecError:
     """The CodecError for a value that cannot be decoded, naming its key and, when the codec
     raised a CodecError of its own (a wrong secret, a tampered value), that error's message."""
@@ -800,70 +806,82 @@ class PersistDict(MutableMapping[Any, Any]):
         pairs.extend(kwargs.items())
         self.set_many(pairs)
 
-    def _delete(self, key: Any, decode: bool = False) -> tuple[Record | None, Any]:
-        """Remove ``key``: (its record, or None if it was missing or expired; its value if ``decode``)."""
-        lookup, _ = self._keys.encode(key)
+    def _delete(self, lookup: bytes, expected: Record | None = None) -> Record | None:
+        """Remove the entry of ``lookup``: its record, or None if it was missing or expired, or,
+        given ``expected`` (a copy read earlier), if it is no longer that version of the entry."""
         base = self._keys.slot(lookup)
         now = self._clock()
 
-        def work(txn: Txn) -> tuple[Record | None, Any]:
+        def work(txn: Txn) -> Record | None:
             found = _table.find(txn, lookup, base)
             record = found.record
-            if record is None:
-                return None, None
-            live = self._is_live(record.expires, now)
-            # decoded before anything changes: a value the codec cannot read stays where it is
-            value = self._decode_value(record.kind, record.payload, key) if decode and live else None
-            record = _table.remove(txn, found, base)
-            return (record if live else None), value
+            if record is None or (expected is not None and not _same_version(record, expected)):
+                return None
+            removed = _table.remove(txn, found, base)
+            return removed if self._is_live(removed.expires, now) else None
 
-        (record, value), commit = self._commit(work)
-        self._after_commit([lookup], commit)
+        return self._removed(lookup, *self._commit(work))
+
+    def _removed(self, name: bytes, record: Record | None, commit: _Commit) -> Record | None:
+        """Bookkeeping after ``commit`` removed ``record`` (None: nothing live), read as ``name``."""
+        self._after_commit([name], commit)
         if record is not None:
             self.counters["deletes"] += 1
             if commit.tracked:  # inside transaction() it may roll back (a stale note is harmless: see next_seq_value)
                 self._touched.discard(record.seq)
-        return record, value
+        return record
 
     def __delitem__(self, key: Any) -> None:
-        if self._delete(key)[0] is None:
+        if self._delete(self._keys.encode(key)[0]) is None:
             raise KeyError(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
-        """Remove ``key`` and return its value, atomically. A value the codec cannot decode is
-        not removed: ``CodecError``, and the entry stays."""
-        record, value = self._delete(key, decode=True)
-        if record is None:
-            if default is _MISSING:
-                raise KeyError(key)
-            return default
-        return value
+        """Remove ``key`` and return its value, atomically. The value is decoded before the entry
+        is removed, outside the write transaction: a value the codec cannot decode stays
+        (``CodecError``), and a codec may use the store."""
+        lookup = self._keys.encode(key)[0]
+        base = self._keys.slot(lookup)
+        while True:
+            now = self._clock()
+            with self._check_open().reading() as txn:
+                record = _table.find(txn, lookup, base).record
+                if record is not None and self._is_live(record.expires, now):
+                    record = record._replace(payload=bytes(record.payload))  # a view is valid only in the txn
+                else:
+                    record = None
+            if record is None:
+                if default is _MISSING:
+                    raise KeyError(key)
+                return default
+            value = self._decode_value(record.kind, record.payload, key)
+            if self._delete(lookup, expected=record) is not None:
+                return value
+            # written or removed since it was read: read it again
 
     def popitem(self) -> tuple[Any, Any]:
-        """Remove and return the most recently inserted entry (LIFO, like dict)."""
-        self._check_open()
-        now = self._clock()
-
-        def work(txn: Txn) -> tuple[Record | None, bytes, Any, Any]:
-            for entry in _table.iter_order(txn, newest_first=True):
-                if self._is_live(entry.expires, now):
-                    break
-            else:
-                return None, b"", None, None
-            # decoded before anything changes: an entry the codec cannot read stays where it is
-            record = _table.record_at(txn, entry.slot)
+        """Remove and return the most recently inserted entry (LIFO, like dict); decoded before
+        it is removed, as in :meth:`pop`."""
+        while True:
+            now = self._clock()
+            with self._check_open().reading() as txn:
+                for entry in _table.iter_order(txn, newest_first=True):
+                    if self._is_live(entry.expires, now):
+                        break
+                else:
+                    raise KeyError("popitem(): PersistDict is empty")
+                slot, record = entry.slot, _table.record_at(txn, entry.slot)
+                record = record._replace(payload=bytes(record.payload))
             key = self._record_key(record)
             value = self._decode_value(record.kind, record.payload, key)
-            return _table.remove_slot(txn, entry.slot, self._keys.hash_bytes), entry.slot, key, value
 
-        (record, slot, key, value), commit = self._commit(work)
-        self._after_commit([] if record is None else [read_as(slot, record.lookup)], commit)
-        if record is None:
-            raise KeyError("popitem(): PersistDict is empty")
-        self.counters["deletes"] += 1
-        if commit.tracked:  # as in _delete
-            self._touched.discard(record.seq)
-        return key, value
+            def work(txn: Txn, slot: bytes = slot, expected: Record = record) -> Record | None:
+                current = _table.record_at_or_none(txn, slot)  # by slot: a misplaced record is removed too
+                if current is None or not _same_version(current, expected):
+                    return None
+                return _table.remove_slot(txn, slot, self._keys.hash_bytes)
+
+            if self._removed(read_as(slot, record.lookup), *self._commit(work)) is not None:
+                return key, value
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         """Return ``d[key]``, first storing ``default`` if missing, atomically."""

@@ -224,6 +224,11 @@ def iter_order(txn: Txn, newest_first: bool = False, start_after: int = 0) -> It
         yield OrderedEntry(seq, expires, slot, key_in_slot)
 
 
+def record_at_or_none(txn: Txn, slot: bytes) -> Record | None:
+    data = txn.record(slot)
+    return None if data is None else unpack_record(data)
+
+
 def record_at(txn: Txn, slot: bytes) -> Record:
     data = txn.record(slot)
     if data is None:

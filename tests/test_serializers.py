@@ -107,3 +107,30 @@ def test_a_value_the_codec_cannot_decode_names_its_key_and_is_never_removed(
     assert list(other) == ["answer"]
     other.close()
     assert make_db(value_serializer=writer.dumps, value_unserializer=writer.loads).pop("answer") == VALUE
+
+
+def _note_loaded(path: str) -> str:
+    """Unpickling a _WritesWhenLoaded runs this: it writes to the store being read."""
+    other = PersistDict(path, background_thread="disabled")
+    other["loaded"] = other.get("loaded", 0) + 1
+    other.close()
+    return "value"
+
+
+class _WritesWhenLoaded:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_note_loaded, (self.path,))
+
+
+def test_pop_and_popitem_decode_outside_the_write_transaction(make_db: Callable[..., PersistDict]) -> None:
+    """A value whose decoding writes to the same store (user code in a codec or in __reduce__) can
+    be popped: decoding runs before the write transaction, which then removes that same version."""
+    db = make_db()
+    db["a"] = _WritesWhenLoaded(db.path)
+    db["b"] = _WritesWhenLoaded(db.path)
+    assert db.pop("a") == "value" and db["loaded"] == 1
+    del db["loaded"]
+    assert db.popitem() == ("b", "value") and db["loaded"] == 1 and list(db) == ["loaded"]
