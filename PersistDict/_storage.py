@@ -70,6 +70,7 @@ _LENGTH = struct.Struct("<I")
 # LMDB's on-disk meta page: MDB_page header (16 bytes) then MDB_meta, whose
 # mm_txnid sits at byte 128 on 64-bit builds. Reading it from a read-only map
 # of the file costs ~70 ns against ~650 ns for env.info(); verified at open.
+_OPEN_ATTEMPTS = 100  # opening retries while other processes keep growing the map under it
 _META_MAGIC = 0xBEEFC0DE
 _META_TXNID_OFFSET = 16 + 128
 
@@ -593,11 +594,17 @@ class Storage:
             # max_spare_txns=1: a read reuses the last one's transaction and reader slot (~900
             # instructions less: no allocation, no cross-process reader-table lock). fork() drops it
             # first (see _before_fork).
-            self.env = lmdb.open(
-                path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
-                max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
-                readahead=True, max_spare_txns=1, lock=True,
-            )
+            for attempt in range(_OPEN_ATTEMPTS):
+                try:
+                    self.env = lmdb.open(
+                        path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
+                        max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
+                        readahead=True, max_spare_txns=1, lock=True,
+                    )
+                    break
+                except lmdb.MapResizedError:  # py-lmdb's first transaction: another process grew the map
+                    if attempt == _OPEN_ATTEMPTS - 1:
+                        raise
         except lmdb.Error as exc:
             raise translate_error(exc, path) from exc
         finally:
@@ -605,7 +612,8 @@ class Storage:
         try:
             self._check_file_size()
             self.env.reader_check()  # reap slots left by killed processes
-            self._dbs = tuple(self.env.open_db(name.encode()) for name in TABLES)
+            self._adopt_larger_committed_map_size()
+            self._dbs = self._open_tables()
             self._records_db = self._dbs[0]
         except lmdb.Error as exc:
             self.env.close()
@@ -617,6 +625,26 @@ class Storage:
         self._map_txnid_reader()
         self.generation = _fork_generation[0]
         self._drop_change_log_rows_from_the_future()  # one read of the ring's rows per open
+
+    def _adopt_larger_committed_map_size(self) -> None:
+        """Map the size the store already has when it is larger than ours: LMDB maps what it is
+        given, and growing from a smaller map would double the store's size at every open."""
+        env = self.env
+        ours = env.info()["map_size"]
+        env.set_mapsize(0)  # 0: the size last committed to the store
+        if env.info()["map_size"] < ours:
+            env.set_mapsize(ours)
+
+    def _open_tables(self) -> tuple[Any, ...]:
+        attempts = 1
+        while True:
+            try:
+                return tuple(self.env.open_db(name.encode()) for name in TABLES)
+            except lmdb.MapResizedError:  # another process grew the map since we mapped it
+                if attempts == _OPEN_ATTEMPTS:
+                    raise
+                attempts += 1
+                self.env.set_mapsize(0)
 
     def _drop_change_log_rows_from_the_future(self) -> None:
         """Change-log rows for txn ids not reached yet come from a store whose ids went back (a
@@ -1014,9 +1042,11 @@ class Storage:
             env = self._checked_env()
             current = env.info()["map_size"]
             env.set_mapsize(0)  # adopt a larger size another process set (0: the last committed one)
-            # double the larger of the two: while one transaction keeps outgrowing the map, the
-            # committed size does not change, and doubling it alone would retry forever
-            env.set_mapsize(max(current, env.info()["map_size"]) * 2)
+            if env.info()["map_size"] <= current:
+                # nobody grew it: double ours (while one transaction keeps outgrowing the map the
+                # committed size does not change); doubling a size adopted here would double the
+                # store's size at every process that outgrows a small map of its own
+                env.set_mapsize(current * 2)
 
     def _grow_map_if_half_full(self) -> None:
         info = self._env_info()

@@ -213,6 +213,43 @@ def test_map_growth_seen_by_other_process(db_path: Path, make_db: Callable[..., 
     assert len(db) == 42
 
 
+def test_reopening_with_a_small_map_does_not_grow_the_store_each_time(db_path: Path) -> None:
+    """A process that opens with a map smaller than the store maps the store's size; growing
+    from its own small map doubled the store's map size at every such open (a 5 MiB store reached
+    64 TiB and then could not be mapped at all)."""
+    for n in range(12):
+        with PersistDict(db_path, map_size=1 << 20, background_thread="disabled") as d:
+            d[n] = bytes(200_000)
+            map_size = d._storage.info()["map_size"]
+    assert map_size <= 16 << 20  # 2.4 MB of data: it grew to 4, 8 or 16 MiB, not 2**12 MiB
+    with PersistDict(db_path, map_size=64 << 20, background_thread="disabled") as d:
+        assert d._storage.info()["map_size"] == 64 << 20  # a larger map asked for is still taken
+
+
+def test_opening_while_another_process_grows_the_map(db_path: Path) -> None:
+    """Opening retries when another process grows the map meanwhile (py-lmdb's and our first
+    transactions raised MDB_MAP_RESIZED in about 1 open of 10 here)."""
+    PersistDict(db_path, map_size=1 << 20, background_thread="disabled").close()
+    grower = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {ROOT!r})
+        from PersistDict import PersistDict
+        d = PersistDict({str(db_path)!r}, durability="fast", map_size=1 << 20, background_thread="disabled")
+        for i in range(400):
+            d[i % 32] = os.urandom(1 << 20)
+        d.close()
+        """)])
+    opened = 0
+    try:
+        while grower.poll() is None:
+            with PersistDict(db_path, durability="fast", map_size=1 << 20, background_thread="disabled") as d:
+                d.get(0)
+            opened += 1
+    finally:
+        grower.wait(timeout=120)
+    assert grower.returncode == 0 and opened > 20
+
+
 @pytest.mark.parametrize("mode", ["full", "safe", "fast"])
 def test_durability_modes(make_db: Callable[..., PersistDict], mode: str) -> None:
     """Each durability mode stores and reads values."""
