@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import mmap
 import os
 import pickle
@@ -102,6 +103,20 @@ class _Commit(NamedTuple):
 
 def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
     return CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}")
+
+
+def _ttl_seconds(ttl: int | float | None) -> float | None:
+    """``ttl`` as float seconds, or None; ValueError unless it is positive and finite (a NaN
+    expiry would be live for some reads and expired for others)."""
+    if ttl is None:
+        return None
+    try:
+        seconds = float(ttl)
+    except OverflowError:  # an int beyond float's range
+        seconds = math.inf
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"ttl must be positive, finite seconds, not {ttl}")
+    return seconds
 
 
 def _same_version(record: Record, expected: Record) -> bool:
@@ -774,8 +789,7 @@ class PersistDict(MutableMapping[Any, Any]):
     @typechecked
     def set(self, key: Any, value: Any, ttl: int | float | None = None) -> None:
         """``d[key] = value``, optionally expiring ``ttl`` seconds from now."""
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be positive seconds, not {ttl}")
+        ttl = _ttl_seconds(ttl)
         self._check_open()
         expires = 0.0 if ttl is None else self._clock() + ttl
         self._write_many([self._prepare(key, value)], expires)
@@ -783,8 +797,7 @@ class PersistDict(MutableMapping[Any, Any]):
     @typechecked
     def set_many(self, mapping: Mapping[Any, Any] | Iterable[tuple[Any, Any]], ttl: int | float | None = None) -> None:
         """Write several entries in one transaction (all or nothing)."""
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be positive seconds, not {ttl}")
+        ttl = _ttl_seconds(ttl)
         pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
         prepared = [self._prepare(key, value) for key, value in pairs]
         if prepared:
@@ -920,8 +933,7 @@ class PersistDict(MutableMapping[Any, Any]):
     @typechecked
     def touch(self, key: Any, ttl: int | float | None = None) -> None:
         """Mark ``key`` as used now; with ``ttl``, expire it ``ttl`` seconds from now (None: never)."""
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be positive seconds, not {ttl}")
+        ttl = _ttl_seconds(ttl)
         lookup, _ = self._keys.encode(key)
         base = self._keys.slot(lookup)
         now = self._clock()
@@ -955,7 +967,7 @@ class PersistDict(MutableMapping[Any, Any]):
                 self._front.clear()  # before _after_commit lets the cache pass this commit
         self._after_commit([], commit)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> PersistDict:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> PersistDict:
         """Initialise like ``dict(...)``; allowed once per database (until ``clear()``)."""
         source: dict[Any, Any] = dict(*args, **kwargs)
         prepared = [self._prepare(key, value) for key, value in source.items()]

@@ -180,7 +180,9 @@ def _read_lease(txn: Txn) -> _Lease | None:
     if value is None:
         return None
     owner, _, until = bytes(value).decode().rpartition("|")
-    holder, _, days = owner.partition("#")
+    holder, tagged, days = owner.partition("#")
+    if not tagged:  # written by a version that did not record its setting: never taken over as laxer
+        return _Lease(holder, float(until), 0.0)
     return _Lease(holder, float(until), float(days) if days else None)
 
 

@@ -30,8 +30,8 @@ def test_call_initialises_once(db_path: Path, make_db: Callable[..., PersistDict
     with pytest.raises(AlreadyCalledError):
         reopened([("y", 2)])
     reopened.clear()
-    reopened([("y", 2)])
-    assert dict(reopened.items()) == {"y": 2}
+    reopened([("y", 2)], self=3)  # any keyword is a key, as in dict(self=3)
+    assert dict(reopened.items()) == {"y": 2, "self": 3}
 
 
 def test_metadata_times(db: PersistDict) -> None:

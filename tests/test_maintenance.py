@@ -115,6 +115,19 @@ def test_ttl_entries_vanish_at_expiry_and_are_swept(make_db: Callable[..., Persi
     assert list(db) == ["forever", "session"]
 
 
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), 10**400])
+def test_a_ttl_that_is_not_positive_finite_seconds_is_refused(make_db: Callable[..., PersistDict], ttl: object) -> None:
+    """set, set_many and touch refuse the ttl with ValueError and change nothing (a NaN expiry was
+    live for get and iteration and expired for `in`)."""
+    db = make_db()
+    db["k"] = 1
+    for write in (lambda: db.set("k", 2, ttl=ttl), lambda: db.set_many({"k": 2}, ttl=ttl),
+                  lambda: db.touch("k", ttl=ttl)):
+        with pytest.raises(ValueError, match="ttl must be positive, finite seconds"):
+            write()
+    assert db["k"] == 1 and "k" in db and list(db) == ["k"]
+
+
 def test_touch_extends_or_removes_ttl(make_db: Callable[..., PersistDict]) -> None:
     """touch(key, ttl=...) moves the expiry; touch(key) makes the entry permanent."""
     clock = Clock()
@@ -414,6 +427,10 @@ def test_the_strictest_expiration_days_sweeps_and_close_gives_the_lease_up(
         assert txn.meta(LEASE).startswith(strict._maintenance.holder.encode() + b"#1.0|")
     assert not try_take_lease(lax._storage, lax._maintenance.holder, time.time(), 60)
     assert not try_take_lease(lax._storage, "laxer", time.time(), 60, expiration_days=2)
+    old_format = f"old|{time.time() + 60}".encode()  # an older version's lease: its setting unknown
+    strict._storage.write(lambda txn: txn.put_meta(LEASE, old_format))
+    assert not try_take_lease(strict._storage, strict._maintenance.holder, time.time(), 60, expiration_days=1)
+    strict._storage.write(lambda txn: txn.delete_meta(LEASE))
     strict.close()
     lax.close()
     with make_db()._storage.reading() as txn:
