@@ -727,6 +727,10 @@ class PersistDict(MutableMapping[Any, Any]):
         slot = lookup if len(lookup) <= keys.key_size_limit else keys.slot(lookup)
         return key, lookup, exact, slot, kind, payload
 
+    @property
+    def _bounded(self) -> bool:
+        return self.max_items is not None or self.max_bytes is not None
+
     def _check_fits(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]]) -> None:
         """Refuse, before any transaction, a write that max_items/max_bytes cannot hold even in an
         otherwise empty store (eviction never removes what the write itself stores)."""
@@ -746,7 +750,7 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def _enforce_bounds(self, txn: Txn, written: set[int]) -> list[bytes]:
         """Evict (inside the writing transaction) until max_items/max_bytes hold; the lookups that went."""
-        if self.max_items is None and self.max_bytes is None:
+        if not self._bounded:
             return []
         return enforce_bounds(txn, self.max_items, self.max_bytes, written, self._touched,
                               self._keys.hash_bytes, self._rng)
@@ -759,7 +763,7 @@ class PersistDict(MutableMapping[Any, Any]):
     def _write_many(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]], expires: float,
                     extra: Callable[[Txn], None] | None = None) -> None:
         now = self._clock()
-        bounded = self.max_items is not None or self.max_bytes is not None
+        bounded = self._bounded
         if bounded:
             self._check_fits(prepared)
             self._note_cached_reads()  # eviction picks by access time
@@ -902,13 +906,13 @@ class PersistDict(MutableMapping[Any, Any]):
         base = self._keys.slot(lookup)
         try:  # serialized before the transaction; an error matters only if the key is missing
             kind, payload = self._encode_value(default)
-            if self.max_items is not None or self.max_bytes is not None:
+            if self._bounded:
                 self._check_fits([(key, lookup, exact, base, kind, payload)])
             encode_error: Exception | None = None
         except Exception as exc:
             kind, payload, encode_error = 0, b"", exc
         now = self._clock()
-        if self.max_items is not None or self.max_bytes is not None:
+        if self._bounded:
             self._note_cached_reads()  # eviction picks by access time
 
         def work(txn: Txn) -> tuple[int, bytes] | list[bytes]:
@@ -920,7 +924,7 @@ class PersistDict(MutableMapping[Any, Any]):
             seq, _ = _table.put(txn, _table.SeqAllocator(txn), lookup, exact, base, kind, payload, now, 0.0)
             return self._enforce_bounds(txn, {seq})  # put replaces an expired entry
 
-        outcome, commit = self._commit(work, savepoint=self.max_items is not None or self.max_bytes is not None)
+        outcome, commit = self._commit(work, savepoint=self._bounded)
         inserted = isinstance(outcome, list)  # the entries evicted to make room; else the one found
         if inserted:
             self.counters["sets"] += 1

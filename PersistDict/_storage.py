@@ -70,7 +70,7 @@ _LENGTH = struct.Struct("<I")
 # LMDB's on-disk meta page: MDB_page header (16 bytes) then MDB_meta, whose
 # mm_txnid sits at byte 128 on 64-bit builds. Reading it from a read-only map
 # of the file costs ~70 ns against ~650 ns for env.info(); verified at open.
-_OPEN_ATTEMPTS = 100  # opening retries while other processes keep growing the map under it
+_OPEN_ATTEMPTS = 100  # see _while_the_map_grows
 _META_MAGIC = 0xBEEFC0DE
 _META_TXNID_OFFSET = 16 + 128
 
@@ -93,6 +93,20 @@ def encode_time(value: float) -> bytes:
 
 def decode_time(data: bytes | memoryview) -> float:
     return _FLOAT.unpack(data)[0]
+
+
+def _while_the_map_grows(step: Callable[[], T], adopt: Callable[[], None] = lambda: None) -> T:
+    """``step()`` of opening a store, again (after ``adopt()``) while other processes grow the
+    map under it: MDB_MAP_RESIZED, in about 1 open of 10 while another process keeps writing."""
+    attempts = 1
+    while True:
+        try:
+            return step()
+        except lmdb.MapResizedError:
+            if attempts == _OPEN_ATTEMPTS:
+                raise
+            attempts += 1
+            adopt()
 
 
 def translate_error(exc: BaseException, path: str) -> BaseException:
@@ -594,17 +608,11 @@ class Storage:
             # max_spare_txns=1: a read reuses the last one's transaction and reader slot (~900
             # instructions less: no allocation, no cross-process reader-table lock). fork() drops it
             # first (see _before_fork).
-            for attempt in range(_OPEN_ATTEMPTS):
-                try:
-                    self.env = lmdb.open(
-                        path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
-                        max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
-                        readahead=True, max_spare_txns=1, lock=True,
-                    )
-                    break
-                except lmdb.MapResizedError:  # py-lmdb's first transaction: another process grew the map
-                    if attempt == _OPEN_ATTEMPTS - 1:
-                        raise
+            self.env = _while_the_map_grows(lambda: lmdb.open(  # its first transaction may meet a grown map
+                path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
+                max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
+                readahead=True, max_spare_txns=1, lock=True,
+            ))
         except lmdb.Error as exc:
             raise translate_error(exc, path) from exc
         finally:
@@ -613,7 +621,8 @@ class Storage:
             self._check_file_size()
             self.env.reader_check()  # reap slots left by killed processes
             self._adopt_larger_committed_map_size()
-            self._dbs = self._open_tables()
+            self._dbs = _while_the_map_grows(lambda: tuple(self.env.open_db(name.encode()) for name in TABLES),
+                                             adopt=lambda: self.env.set_mapsize(0))
             self._records_db = self._dbs[0]
         except lmdb.Error as exc:
             self.env.close()
@@ -634,17 +643,6 @@ class Storage:
         env.set_mapsize(0)  # 0: the size last committed to the store
         if env.info()["map_size"] < ours:
             env.set_mapsize(ours)
-
-    def _open_tables(self) -> tuple[Any, ...]:
-        attempts = 1
-        while True:
-            try:
-                return tuple(self.env.open_db(name.encode()) for name in TABLES)
-            except lmdb.MapResizedError:  # another process grew the map since we mapped it
-                if attempts == _OPEN_ATTEMPTS:
-                    raise
-                attempts += 1
-                self.env.set_mapsize(0)
 
     def _drop_change_log_rows_from_the_future(self) -> None:
         """Change-log rows for txn ids not reached yet come from a store whose ids went back (a

@@ -142,14 +142,6 @@ def put(
     return seq, fields is None
 
 
-def delete(txn: Txn, lookup: bytes, base: bytes) -> Record | None:
-    """Remove the entry; returns its record (payload copied out) or None."""
-    found = find(txn, lookup, base)
-    if found.record is None:
-        return None
-    return remove(txn, found, base)
-
-
 def remove(txn: Txn, found: Found, base: bytes) -> Record:
     """Remove a found entry, keeping its probe chain gap-free."""
     record = found.record
