@@ -993,6 +993,8 @@ class PersistDict(MutableMapping[Any, Any]):
         Rolls back if the block raises. Nested blocks in the same thread are
         savepoints: an inner block that raises rolls back only its own writes.
         Other writers (threads and processes) wait until it ends: keep it short.
+        A block that outgrows the LMDB map raises ``StorageFullError`` after the
+        rollback has grown it: run the block again.
         """
         storage = self._check_open()
         with storage.transaction():
