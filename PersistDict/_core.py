@@ -169,7 +169,7 @@ class PersistDict(MutableMapping[Any, Any]):
     def __init__(
         self,
         database_path: str | os.PathLike[str],
-        expiration_days: int | float = 0,
+        expiration_days: int | float | None = 0,
         key_serializer: Callable[[Any], str | bytes] | None = canonical_key_serializer,
         key_unserializer: Callable[[Any], Any] | None = canonical_key_unserializer,
         key_size_limit: int = 511,
@@ -193,6 +193,9 @@ class PersistDict(MutableMapping[Any, Any]):
     ) -> None:
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {sorted(DURABILITY)}, not {durability!r}")
+        expiration_days = expiration_days or 0  # 0.2.x: 0 or None, no expiry
+        if isinstance(background_thread, str):
+            background_thread = background_thread.lower()  # 0.2.x accepted "DISABLED"
         if background_thread not in (True, False, "disabled"):
             raise ValueError(f"background_thread must be True, False or 'disabled', not {background_thread!r}")
         if (key_serializer is None) != (key_unserializer is None):

@@ -57,8 +57,9 @@ class TransactionError(PersistDictError, RuntimeError):
     """A transaction was used wrongly (for example across threads) or had to be aborted."""
 
 
-class AlreadyCalledError(PersistDictError, RuntimeError):
-    """``d(...)`` was called a second time on the same database (see ``clear()``)."""
+class AlreadyCalledError(PersistDictError, RuntimeError, AssertionError):
+    """``d(...)`` was called a second time on the same database (see ``clear()``); also an
+    AssertionError, which PersistDict 0.2.x raised there."""
 
 
 class CodecMismatchWarning(UserWarning):

@@ -34,6 +34,17 @@ def test_call_initialises_once(db_path: Path, make_db: Callable[..., PersistDict
     assert dict(reopened.items()) == {"y": 2, "self": 3}
 
 
+def test_spellings_persistdict_0_2_accepted_still_work(make_db: Callable[..., PersistDict]) -> None:
+    """expiration_days=None (no expiry), background_thread in any case, and a second d(...)
+    caught as the AssertionError 0.2.x raised."""
+    d = make_db(expiration_days=None, background_thread="DISABLED")
+    assert d.expiration_days == 0 and d._maintenance.mode == "disabled"
+    d(a=1)
+    with pytest.raises(AssertionError):
+        d(b=2)
+    assert dict(d.items()) == {"a": 1}
+
+
 def test_metadata_times(db: PersistDict) -> None:
     """metadata() gives tz-aware UTC ctime/atime; overwrite keeps ctime; reads move atime."""
     clock = [1_000_000.0]
