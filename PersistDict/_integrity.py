@@ -1,9 +1,10 @@
 """Integrity check: cross-check records, order rows and atimes; optionally repair.
 
-Structural problems (orphan rows, order rows pointing at the wrong record) are
-fixed by ``repair=True``. Records that fail their checksum or that the current
-value codec cannot decode are only reported: deleting them needs the explicit
-``drop_unreadable=True``, because a codec change must never wipe a database.
+Structural problems (orphan rows, order rows pointing at the wrong record, a
+collision chain with a gap or a key twice) are fixed by ``repair=True``.
+Records that fail their checksum or that the current value codec cannot decode
+are only reported: deleting them needs the explicit ``drop_unreadable=True``,
+because a codec change must never wipe a database.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def check_database(
         seq_of_slot = {slot: seq for seq, slot in order.items()}
         record_seq: dict[bytes, int] = {}
         corrupted_slots: set[bytes] = set()
+        chained: set[bytes] = set()  # lookups of the records in collision chains
+        corrupted_drops: list[Callable[[Txn], None]] = []  # in slot order
+        broken_chains: set[bytes] = set()  # bases of collision chains with a gap or a key twice
         for slot, data in txn.iter_records():
             try:
                 record = unpack_record(data)
@@ -66,12 +70,17 @@ def check_database(
                 if len(report.corrupted) < _REPORTED:
                     report.corrupted.append(slot.hex())
                 if drop_unreadable:
-                    fixes.append(_dropper(slot, seq_of_slot.get(slot), keys.hash_bytes))
+                    corrupted_drops.append(_dropper(slot, seq_of_slot.get(slot), keys.hash_bytes))
                     report.dropped += 1
                 continue
             record_seq[slot] = record.seq
-            if not _in_place(keys, slot, record.lookup, txn):
+            hashed = is_hashed_slot(slot)
+            if not _in_place(keys, slot, record.lookup, txn) or (hashed and record.lookup in chained):
                 report.misplaced_records += 1
+                if hashed:
+                    broken_chains.add(keys.slot(record.lookup))
+            if hashed:
+                chained.add(record.lookup)
             if not can_decode(record.kind, record.payload):
                 if len(report.undecodable) < _REPORTED:
                     report.undecodable.append(_key_repr(keys, record.lookup, record.exact))
@@ -94,6 +103,10 @@ def check_database(
                 report.orphan_atimes += 1
                 fixes.append(_atime_remover(seq))
         report.entries = txn.count()
+    # first the chains, then the corrupted records from the last slot back (closing a chain's gap
+    # moves the record at its end, which must not be one that cannot be parsed), then the rest:
+    # each fix checks again what it fixes
+    fixes[:0] = [_chain_rewriter(base) for base in broken_chains] + corrupted_drops[::-1]
     if not repair:  # drop_unreadable alone applies only the drops
         fixes = [fix for fix in fixes if getattr(fix, "drops", False)]
     if fixes:
@@ -156,6 +169,40 @@ def _dropper(slot: bytes, seq: int | None, hash_bytes: int) -> Callable[[Txn], N
     def fix(txn: Txn) -> None:
         _table.drop_slot(txn, slot, seq, hash_bytes)
     fix.drops = True  # type: ignore[attr-defined]
+    return fix
+
+
+def _chain_rewriter(base: bytes) -> Callable[[Txn], None]:
+    """Rewrite the collision chain at ``base`` from its first position, without gaps or a key
+    twice. Reads walk a chain from its start and stop at a gap, so the records after a lost one
+    are unreachable, and writing one of their keys adds a second record for it: of the two, the
+    newer write stays. A chain holding a record that fails its checksum is left to drop_unreadable."""
+    def fix(txn: Txn) -> None:
+        try:
+            chain = [(slot, data, unpack_record(data)) for slot, data in txn.records_under(base)]
+        except CorruptedRecordError:
+            return
+        newest: dict[bytes, int] = {}  # lookup -> position in chain of the record that stays
+        for position, (_, _, record) in enumerate(chain):
+            kept = newest.get(record.lookup)
+            if kept is None or record.mtime > chain[kept][2].mtime:
+                newest[record.lookup] = position
+        for slot, _, record in chain:
+            txn.delete_record(slot, record.lookup)
+        index = 0
+        for position, (slot, data, record) in enumerate(chain):
+            row = txn.order_row(record.seq)
+            indexed_here = row is not None and _table.unpack_order(row)[2] == slot
+            if newest[record.lookup] != position:  # the older of a key's two records
+                if indexed_here:
+                    txn.delete_order(record.seq)
+                    txn.delete_atime(record.seq)
+                continue
+            new_slot = probe_slot(base, index)
+            index += 1
+            txn.put_record(new_slot, data, record.lookup)
+            if row is None or indexed_here:
+                txn.put_order(record.seq, _table.pack_order(record.expires, False, new_slot))
     return fix
 
 

@@ -196,6 +196,18 @@ class Txn:
                 cursor.put(slot, data, True, True, True)  # dupdata, overwrite, append: in key order
         self.wrote = True
 
+    def records_under(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """(slot, record) of every record whose slot starts with ``prefix``, in slot order: for a
+        hashed slot's base, its whole collision chain, gaps included."""
+        rows = []
+        with self.raw.cursor(self._records) as cursor:
+            if cursor.set_range(prefix):
+                for slot, data in cursor:
+                    if not bytes(slot).startswith(prefix):
+                        break
+                    rows.append((bytes(slot), bytes(data)))
+        return rows
+
     def iter_records(self) -> Iterator[tuple[bytes, bytes | memoryview]]:
         with self.raw.cursor(self._records) as cursor:
             for slot, data in cursor:

@@ -788,6 +788,53 @@ def test_drop_unreadable_keeps_hash_chains_reachable(make_db: Callable[..., Pers
     assert len(db) == 300 - report.dropped
 
 
+def test_repair_rewrites_a_collision_chain_that_lost_a_record(make_db: Callable[..., PersistDict]) -> None:
+    """A chain of colliding hashes whose first record is lost (a damaged page, say): the records
+    after the gap are listed but unreachable, and writing one of their keys adds a second record.
+    check() reports both; repair rewrites the chain from its start, keeping the newer record."""
+    db = make_db(key_size_limit=1, caching=False)
+    keys = db._keys
+    base = keys.slot(keys.lookup("first"))
+    same_chain = [f"k{i}" for i in range(100_000) if keys.slot(keys.lookup(f"k{i}")) == base][:3]
+    db["first"] = 0
+    db.update({key: i for i, key in enumerate(same_chain, 1)})  # probe positions 1, 2, 3
+    db._storage.write(lambda txn: txn.raw.delete(base, b"", txn._records))  # lose position 0
+    assert same_chain[0] not in db  # the walk from position 0 meets the gap at once
+    db[same_chain[0]] = "rewritten"  # lands at position 0: the key now has two records
+    report = db.check()
+    assert not report.ok and report.misplaced_records >= 1
+    db.check(repair=True)
+    assert db.check().ok
+    assert dict(db.items()) == {same_chain[0]: "rewritten", same_chain[1]: 2, same_chain[2]: 3}
+    assert all(key in db for key in same_chain)
+
+
+def test_drop_unreadable_in_a_chain_with_a_corrupted_record_after_an_undecodable_one(
+        make_db: Callable[..., PersistDict]) -> None:
+    """Dropping an undecodable record closes its chain's gap by moving the chain's last record, which
+    here fails its checksum: the corrupted records are dropped first, from the end of the table."""
+    from PersistDict._records import pack_record, unpack_record
+
+    db = make_db(key_size_limit=1)
+    keys = db._keys
+    base = keys.slot(keys.lookup("a0"))
+    db["a0"] = 0
+    db[next(f"k{i}" for i in range(100_000) if keys.slot(keys.lookup(f"k{i}")) == base)] = 1  # position 1
+
+    def damage(txn) -> None:  # type: ignore[no-untyped-def]
+        first = unpack_record(txn.record(base))  # position 0: a value pickle cannot load
+        txn.put_record(base, pack_record(first.seq, first.ctime, first.mtime, 0.0, 0, first.lookup,
+                                         first.exact, b"not a pickle"), first.lookup)
+        second = base + (1).to_bytes(4, "big")  # position 1: a flipped byte
+        data = bytearray(txn.record(second))
+        data[-10] ^= 1
+        txn.raw.put(second, bytes(data), True, True, False, txn._records)
+
+    db._storage.write(damage)
+    report = db.check(drop_unreadable=True)
+    assert report.dropped == 2 and len(db) == 0 and db.check().ok
+
+
 def test_setdefault_respects_bounds_and_raw_values(make_db: Callable[..., PersistDict]) -> None:
     """setdefault keeps max_items, and in raw mode an unstorable default matters only if the key is missing."""
     bounded = make_db(max_items=2)
