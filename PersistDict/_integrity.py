@@ -167,6 +167,10 @@ def _seq_of(data: bytes | memoryview) -> int | None:
 
 def _dropper(slot: bytes, seq: int | None, hash_bytes: int) -> Callable[[Txn], None]:
     def fix(txn: Txn) -> None:
+        if seq is not None and txn.order_row(seq) is None:  # removed or moved by an earlier fix
+            data = txn.record(slot)
+            if data is None or _seq_of(data) != seq:
+                return  # whatever is at ``slot`` now is another entry
         _table.drop_slot(txn, slot, seq, hash_bytes)
     fix.drops = True  # type: ignore[attr-defined]
     return fix
@@ -175,34 +179,36 @@ def _dropper(slot: bytes, seq: int | None, hash_bytes: int) -> Callable[[Txn], N
 def _chain_rewriter(base: bytes) -> Callable[[Txn], None]:
     """Rewrite the collision chain at ``base`` from its first position, without gaps or a key
     twice. Reads walk a chain from its start and stop at a gap, so the records after a lost one
-    are unreachable, and writing one of their keys adds a second record for it: of the two, the
-    newer write stays. A chain holding a record that fails its checksum is left to drop_unreadable."""
+    are unreachable, and writing one of their keys adds a second record for it in the first gap:
+    of the two, the first in the chain (that newer write) stays. A chain holding a record that
+    fails its checksum is left to drop_unreadable."""
     def fix(txn: Txn) -> None:
         try:
             chain = [(slot, data, unpack_record(data)) for slot, data in txn.records_under(base)]
         except CorruptedRecordError:
             return
-        newest: dict[bytes, int] = {}  # lookup -> position in chain of the record that stays
+        kept: dict[bytes, int] = {}  # lookup -> position in the chain of the record that stays
         for position, (_, _, record) in enumerate(chain):
-            kept = newest.get(record.lookup)
-            if kept is None or record.mtime > chain[kept][2].mtime:
-                newest[record.lookup] = position
+            kept.setdefault(record.lookup, position)
         for slot, _, record in chain:
             txn.delete_record(slot, record.lookup)
         index = 0
         for position, (slot, data, record) in enumerate(chain):
             row = txn.order_row(record.seq)
             indexed_here = row is not None and _table.unpack_order(row)[2] == slot
-            if newest[record.lookup] != position:  # the older of a key's two records
+            if kept[record.lookup] != position:  # the older of a key's two records
                 if indexed_here:
                     txn.delete_order(record.seq)
                     txn.delete_atime(record.seq)
                 continue
             new_slot = probe_slot(base, index)
             index += 1
+            seq = record.seq
+            if row is not None and not indexed_here:  # its seq indexes another record: a new one
+                seq = _table.SeqAllocator(txn).take()
+                data = with_header(record, seq=seq)
             txn.put_record(new_slot, data, record.lookup)
-            if row is None or indexed_here:
-                txn.put_order(record.seq, _table.pack_order(record.expires, False, new_slot))
+            txn.put_order(seq, _table.pack_order(record.expires, False, new_slot))
     return fix
 
 

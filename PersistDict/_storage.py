@@ -109,6 +109,17 @@ def _while_the_map_grows(step: Callable[[], T], adopt: Callable[[], None] = lamb
             adopt()
 
 
+def _map_for_data(env: lmdb.Environment, page_size: int, growth: int) -> None:
+    """Map ``growth`` times our map, and at least twice the data the store holds now.
+
+    Sized from the data, never from the map size recorded in the store (``set_mapsize(0)``): that
+    is the largest any process ever used, it only grows, and adopting it made each process that
+    outgrew a small map double it again (5 MiB of data reached 64 TiB) or fail to map it at all.
+    """
+    info = env.info()  # the map we have, and the last commit's end of data
+    env.set_mapsize(max(info["map_size"] * growth, 2 * (info["last_pgno"] + 1) * page_size))
+
+
 def translate_error(exc: BaseException, path: str) -> BaseException:
     """The one place where LMDB and OS errors become PersistDict errors."""
     if isinstance(exc, lmdb.ReadonlyError) or (
@@ -632,9 +643,8 @@ class Storage:
         try:
             self._check_file_size()
             self.env.reader_check()  # reap slots left by killed processes
-            self._adopt_larger_committed_map_size()
             self._dbs = _while_the_map_grows(lambda: tuple(self.env.open_db(name.encode()) for name in TABLES),
-                                             adopt=lambda: self.env.set_mapsize(0))
+                                             adopt=lambda: _map_for_data(self.env, self._psize, 1))
             self._records_db = self._dbs[0]
         except lmdb.Error as exc:
             self.env.close()
@@ -646,15 +656,6 @@ class Storage:
         self._map_txnid_reader()
         self.generation = _fork_generation[0]
         self._drop_change_log_rows_from_the_future()  # one read of the ring's rows per open
-
-    def _adopt_larger_committed_map_size(self) -> None:
-        """Map the size the store already has when it is larger than ours: LMDB maps what it is
-        given, and growing from a smaller map would double the store's size at every open."""
-        env = self.env
-        ours = env.info()["map_size"]
-        env.set_mapsize(0)  # 0: the size last committed to the store
-        if env.info()["map_size"] < ours:
-            env.set_mapsize(ours)
 
     def _drop_change_log_rows_from_the_future(self) -> None:
         """Change-log rows for txn ids not reached yet come from a store whose ids went back (a
@@ -1043,20 +1044,13 @@ class Storage:
     # -- map growth -------------------------------------------------------------
 
     def _adopt_map_size(self) -> None:
-        """Another process grew the map: adopt its size (no txn may be open here)."""
+        """Another process grew the store past our map: map it (no txn may be open here)."""
         with self._gate.exclusive():
-            self._checked_env().set_mapsize(0)
+            _map_for_data(self._checked_env(), self._psize, 1)
 
     def _grow_map(self) -> None:
         with self._gate.exclusive():
-            env = self._checked_env()
-            current = env.info()["map_size"]
-            env.set_mapsize(0)  # adopt a larger size another process set (0: the last committed one)
-            if env.info()["map_size"] <= current:
-                # nobody grew it: double ours (while one transaction keeps outgrowing the map the
-                # committed size does not change); doubling a size adopted here would double the
-                # store's size at every process that outgrows a small map of its own
-                env.set_mapsize(current * 2)
+            _map_for_data(self._checked_env(), self._psize, 2)  # doubles while a transaction keeps outgrowing it
 
     def _grow_map_if_half_full(self) -> None:
         info = self._env_info()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from PersistDict import CodecMismatchWarning, PersistDict, serializers
+from PersistDict import _table
 from PersistDict._maintenance import LEASE, try_take_lease
 from PersistDict._storage import CHANGE_LOG_KEPT, change_log_slot, encode_seq
 
@@ -788,14 +789,19 @@ def test_drop_unreadable_keeps_hash_chains_reachable(make_db: Callable[..., Pers
     assert len(db) == 300 - report.dropped
 
 
+def _chain_of(db: PersistDict, first: str, more: int) -> tuple[bytes, list[str]]:
+    """The base slot of ``first``'s collision chain (key_size_limit=1) and ``more`` keys that share it."""
+    keys = db._keys
+    base = keys.slot(keys.lookup(first))
+    return base, [f"k{i}" for i in range(200_000) if keys.slot(keys.lookup(f"k{i}")) == base][:more]
+
+
 def test_repair_rewrites_a_collision_chain_that_lost_a_record(make_db: Callable[..., PersistDict]) -> None:
     """A chain of colliding hashes whose first record is lost (a damaged page, say): the records
     after the gap are listed but unreachable, and writing one of their keys adds a second record.
     check() reports both; repair rewrites the chain from its start, keeping the newer record."""
     db = make_db(key_size_limit=1, caching=False)
-    keys = db._keys
-    base = keys.slot(keys.lookup("first"))
-    same_chain = [f"k{i}" for i in range(100_000) if keys.slot(keys.lookup(f"k{i}")) == base][:3]
+    base, same_chain = _chain_of(db, "first", 3)
     db["first"] = 0
     db.update({key: i for i, key in enumerate(same_chain, 1)})  # probe positions 1, 2, 3
     db._storage.write(lambda txn: txn.raw.delete(base, b"", txn._records))  # lose position 0
@@ -809,6 +815,33 @@ def test_repair_rewrites_a_collision_chain_that_lost_a_record(make_db: Callable[
     assert all(key in db for key in same_chain)
 
 
+def test_repair_and_drop_together_keep_every_healthy_entry_of_a_rewritten_chain(
+        make_db: Callable[..., PersistDict]) -> None:
+    """A chain that lost its first record, whose next record (K's older value) is undecodable, and
+    where K was written again: repair and drop_unreadable in one call drop that older value only,
+    and a chain record whose order row points at a stale slot is indexed where it lands."""
+    from PersistDict._keys import probe_slot
+    from PersistDict._records import pack_record, unpack_record
+
+    db = make_db(key_size_limit=1, caching=False)
+    base, (k, y) = _chain_of(db, "x", 2)
+    db["x"], db[k], db[y] = 0, "old", "y"  # positions 0, 1, 2
+
+    def damage(txn) -> None:  # type: ignore[no-untyped-def]
+        txn.raw.delete(base, b"", txn._records)  # lose position 0
+        older = unpack_record(txn.record(probe_slot(base, 1)))
+        txn.put_record(probe_slot(base, 1), pack_record(older.seq, older.ctime, older.mtime, 0.0, 0,
+                                                        older.lookup, older.exact, b"not a pickle"), older.lookup)
+        kept = unpack_record(txn.record(probe_slot(base, 2)))
+        txn.put_order(kept.seq, _table.pack_order(0.0, False, probe_slot(base, 5)))  # y's row: a stale slot
+
+    db._storage.write(damage)
+    db[k] = "new"  # unreachable behind the gap, so written again, at position 0
+    db.check(repair=True, drop_unreadable=True)
+    assert db.check().ok
+    assert db.get(y) == "y" and db.get(k) == "new" and sorted(db) == sorted([k, y])
+
+
 def test_drop_unreadable_in_a_chain_with_a_corrupted_record_after_an_undecodable_one(
         make_db: Callable[..., PersistDict]) -> None:
     """Dropping an undecodable record closes its chain's gap by moving the chain's last record, which
@@ -816,10 +849,8 @@ def test_drop_unreadable_in_a_chain_with_a_corrupted_record_after_an_undecodable
     from PersistDict._records import pack_record, unpack_record
 
     db = make_db(key_size_limit=1)
-    keys = db._keys
-    base = keys.slot(keys.lookup("a0"))
-    db["a0"] = 0
-    db[next(f"k{i}" for i in range(100_000) if keys.slot(keys.lookup(f"k{i}")) == base)] = 1  # position 1
+    base, (second,) = _chain_of(db, "a0", 1)
+    db["a0"], db[second] = 0, 1  # positions 0 and 1
 
     def damage(txn) -> None:  # type: ignore[no-untyped-def]
         first = unpack_record(txn.record(base))  # position 0: a value pickle cannot load

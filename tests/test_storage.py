@@ -226,6 +226,23 @@ def test_reopening_with_a_small_map_does_not_grow_the_store_each_time(db_path: P
         assert d._storage.info()["map_size"] == 64 << 20  # a larger map asked for is still taken
 
 
+def test_a_store_once_mapped_huge_opens_and_grows_where_address_space_is_limited(db_path: Path) -> None:
+    """The map size recorded in a store is the largest any process used and never shrinks; a
+    process whose address space cannot hold it still opens the store and grows its own map from
+    the data (it adopted the recorded size and failed: 'Cannot allocate memory')."""
+    with PersistDict(db_path, map_size=1 << 44, background_thread="disabled") as d:  # 16 TiB, virtual
+        d["k"] = "v"
+    result = run_child(f"""
+        import os
+        from PersistDict import PersistDict
+        with PersistDict({str(db_path)!r}, map_size=1 << 20, background_thread="disabled") as d:
+            for i in range(20):
+                d[i] = os.urandom(300_000)  # outgrows the 1 MiB map a few times
+            assert d["k"] == "v" and len(d) == 21
+        """, preexec=lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)))
+    assert result.returncode == 0, result.stderr
+
+
 def test_opening_while_another_process_grows_the_map(db_path: Path) -> None:
     """Opening retries when another process grows the map meanwhile (py-lmdb's and our first
     transactions raised MDB_MAP_RESIZED in about 1 open of 10 here)."""
