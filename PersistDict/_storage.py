@@ -67,10 +67,11 @@ CHANGE_LOG_KEPT = 1024  # commits: a reader more commits behind empties its cach
 CHANGE_LOG_MAX_BYTES = 16 << 10  # a commit that changed more is not logged: readers empty their cache
 _LENGTH = struct.Struct("<I")
 
+_OPEN_ATTEMPTS = 100  # see _while_the_map_grows
+
 # LMDB's on-disk meta page: MDB_page header (16 bytes) then MDB_meta, whose
 # mm_txnid sits at byte 128 on 64-bit builds. Reading it from a read-only map
 # of the file costs ~70 ns against ~650 ns for env.info(); verified at open.
-_OPEN_ATTEMPTS = 100  # see _while_the_map_grows
 _META_MAGIC = 0xBEEFC0DE
 _META_TXNID_OFFSET = 16 + 128
 
