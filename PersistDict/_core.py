@@ -907,15 +907,16 @@ class PersistDict(MutableMapping[Any, Any]):
         """Return ``d[key]``, first storing ``default`` if missing, atomically."""
         lookup, exact = self._keys.encode(key)
         base = self._keys.slot(lookup)
+        bounded = self._bounded
         try:  # serialized before the transaction; an error matters only if the key is missing
             kind, payload = self._encode_value(default)
-            if self._bounded:
+            if bounded:
                 self._check_fits([(key, lookup, exact, base, kind, payload)])
             encode_error: Exception | None = None
         except Exception as exc:
             kind, payload, encode_error = 0, b"", exc
         now = self._clock()
-        if self._bounded:
+        if bounded:
             self._note_cached_reads()  # eviction picks by access time
 
         def work(txn: Txn) -> tuple[int, bytes] | list[bytes]:
@@ -927,7 +928,7 @@ class PersistDict(MutableMapping[Any, Any]):
             seq, _ = _table.put(txn, _table.SeqAllocator(txn), lookup, exact, base, kind, payload, now, 0.0)
             return self._enforce_bounds(txn, {seq})  # put replaces an expired entry
 
-        outcome, commit = self._commit(work, savepoint=self._bounded)
+        outcome, commit = self._commit(work, savepoint=bounded)
         inserted = isinstance(outcome, list)  # the entries evicted to make room; else the one found
         if inserted:
             self.counters["sets"] += 1

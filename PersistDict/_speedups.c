@@ -33,6 +33,7 @@
 #define LARGE 4096 /* _records._LARGE: above it the payload is a memoryview, not a copy */
 #define CRC_RESIDUE 0x2144DF1Cu /* CRC-32 of a message followed by its own CRC */
 #define FOLD_CRC_MIN 64 /* from here on, the carry-less-multiply CRC below where the CPU has it */
+#define TABLE_CRC_MAX 512 /* longer, without it: zlib.crc32, faster per byte than the table below */
 
 static PyObject *corrupted_error; /* PersistDict.exceptions.CorruptedRecordError */
 static PyObject *zlib_crc32;      /* zlib.crc32: long records on CPUs without carry-less multiply */
@@ -116,7 +117,7 @@ static int64_t crc32_of(PyObject *data, const unsigned char *p, Py_ssize_t n) {
     if (n >= FOLD_CRC_MIN && cpu_has_clmul)
         return crc_fold(p, n);
 #endif
-    if (n <= 512) /* short: calling zlib.crc32 costs more than the sum itself */
+    if (n <= TABLE_CRC_MAX) /* short: calling zlib.crc32 costs more than the sum itself */
         return crc_update(0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu;
     PyObject *crc = PyObject_CallOneArg(zlib_crc32, data);
     if (crc == NULL)

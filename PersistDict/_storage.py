@@ -645,7 +645,7 @@ class Storage:
             self._check_file_size()
             self.env.reader_check()  # reap slots left by killed processes
             self._dbs = _while_the_map_grows(lambda: tuple(self.env.open_db(name.encode()) for name in TABLES),
-                                             adopt=lambda: _map_for_data(self.env, self._psize, 1))
+                                             adopt=lambda: _map_for_data(self.env, self.page_size, 1))
             self._records_db = self._dbs[0]
         except lmdb.Error as exc:
             self.env.close()
@@ -672,7 +672,7 @@ class Storage:
     def _check_file_size(self) -> None:
         """Refuse a data file shorter than LMDB believes: reading it would SIGBUS."""
         info = self.env.info()
-        self.page_size = self._psize = psize = self.env.stat()["psize"]
+        self.page_size = psize = self.env.stat()["psize"]
         needed = (info["last_pgno"] + 1) * psize
         actual = os.path.getsize(os.path.join(self.path, DATA_FILE))
         if actual < needed:
@@ -1047,15 +1047,15 @@ class Storage:
     def _adopt_map_size(self) -> None:
         """Another process grew the store past our map: map it (no txn may be open here)."""
         with self._gate.exclusive():
-            _map_for_data(self._checked_env(), self._psize, 1)
+            _map_for_data(self._checked_env(), self.page_size, 1)
 
     def _grow_map(self) -> None:
         with self._gate.exclusive():
-            _map_for_data(self._checked_env(), self._psize, 2)  # doubles while a transaction keeps outgrowing it
+            _map_for_data(self._checked_env(), self.page_size, 2)  # doubles while a transaction keeps outgrowing it
 
     def _grow_map_if_half_full(self) -> None:
         info = self._env_info()
-        if (info["last_pgno"] + 1) * self._psize * 2 > info["map_size"]:
+        if (info["last_pgno"] + 1) * self.page_size * 2 > info["map_size"]:
             self._grow_map()
 
     # -- maintenance helpers -----------------------------------------------------
@@ -1075,7 +1075,7 @@ class Storage:
         info = self._env_info()
         return {
             "map_size": info["map_size"],
-            "bytes_used": (info["last_pgno"] + 1) * self._psize,
+            "bytes_used": (info["last_pgno"] + 1) * self.page_size,
             "readers_in_use": info["num_readers"],
             "max_readers": info["max_readers"],
         }
