@@ -21,6 +21,7 @@ ORIGINAL_VERSION = "0.2.14"
 # workers import it from here: a run measures one version even while the
 # checkout is being edited.
 SNAPSHOT_DIR = WORK_DIR / "snapshot"
+BASELINE_DIR = WORK_DIR / "baseline"  # run.py --baseline REF: PersistDict/ as of REF
 RESULTS_DIR = BENCH_DIR / "results"
 
 
@@ -47,6 +48,8 @@ CONTENDERS: list[Contender] = [
     Contender("sqlitedict", "sqlitedict"),
     Contender("shelve", "shelve", threads=False, processes=False),
     Contender("pd_orig", f"PersistDict {ORIGINAL_VERSION}", slow=True),
+    # this repository at another git ref (run.py --baseline REF): before/after figures in one run
+    Contender("pd_base", "PersistDict baseline", big_family="pd_base"),
 ]
 CONTENDER_BY_NAME = {c.name: c for c in CONTENDERS}
 

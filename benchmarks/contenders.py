@@ -219,7 +219,7 @@ class LmdbAdapter(Adapter):
             txn.put(k.encode(), pickle.dumps(v))
 
 
-OURS_ROOT = str(REPO_ROOT)  # the worker points this at run.py's snapshot
+OURS_ROOT = str(REPO_ROOT)  # the worker points this at run.py's snapshot (or, for pd_base, the baseline)
 
 
 def _import_ours():
@@ -257,10 +257,10 @@ def _import_original():
 class PersistDictAdapter(Adapter):
     """This repository's PersistDict, with its defaults except the durability mode."""
 
-    def __init__(self, durability: str | None, **options: Any) -> None:
+    def __init__(self, durability: str | None, name: str = "", **options: Any) -> None:
         self.durability = durability
         self.options = options
-        self.name = "pd" if durability is None else f"pd_{durability}"
+        self.name = name or ("pd" if durability is None else f"pd_{durability}")
 
     def load(self) -> None:
         self._package = _import_ours()
@@ -441,6 +441,8 @@ def make_adapter(name: str) -> Adapter:
         return PersistDictAdapter(None)
     if name == "pd_fast":
         return PersistDictAdapter("fast")
+    if name == "pd_base":  # the worker imports it from the baseline copy (run.py --baseline)
+        return PersistDictAdapter(None, name="pd_base")
     if name == "diskcache":
         return DiskcacheAdapter()
     if name == "sqlitedict":

@@ -296,6 +296,20 @@ def render_markdown(res: dict[str, Any], targets: list[dict[str, Any]], ratios: 
         add(f"| {WORKLOAD_LABELS.get(row['workload'], row['workload'])} | {row['value']} | " + " | ".join(cells) + " |")
     add("")
 
+    if res.get("baseline"):
+        add(f"## This change against the baseline ({res['baseline']})")
+        add("")
+        add("Both measured in this run, interleaved (`run.py --baseline REF`); a ratio above 1 is faster now.")
+        add("")
+        add("| workload | value | PD ops/s | baseline ops/s | PD / baseline |")
+        add("|---|---|---:|---:|---:|")
+        figs = res.get("figures", {})
+        for row in ratios:
+            now, then = (_median(figs, row["workload"], row["value"], name) for name in ("pd", "pd_base"))
+            add(f"| {WORKLOAD_LABELS.get(row['workload'], row['workload'])} | {row['value']} | {_fmt(now)} "
+                f"| {_fmt(then)} | {_ratio(_div(now, then))} |")
+        add("")
+
     # big store
     big = res.get("big")
     if big:

@@ -38,6 +38,7 @@ from common import (  # noqa: E402
     REPO_ROOT,
     RESULTS_DIR,
     SNAPSHOT_DIR,
+    BASELINE_DIR,
     VALUE_KINDS,
     WORK_DIR,
     BENCH_DIR,
@@ -130,6 +131,26 @@ def snapshot_ours() -> str:
     return digest.hexdigest()[:12]
 
 
+def snapshot_baseline(ref: str) -> str:
+    """Extract PersistDict/ as of git ``ref`` to work/baseline (contender pd_base); returns its commit.
+
+    Its compiled parsers are the snapshot's when ``_speedups.c`` is the same at ``ref`` (else the
+    baseline runs on the pure-Python parsers, and results.json says so)."""
+    commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", ref],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    shutil.rmtree(BASELINE_DIR, ignore_errors=True)
+    BASELINE_DIR.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", commit, "PersistDict"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(BASELINE_DIR)], input=archive, check=True)
+    package = BASELINE_DIR / "PersistDict"
+    ours = SNAPSHOT_DIR / "PersistDict"
+    if (package / "_speedups.c").read_bytes() == (ours / "_speedups.c").read_bytes():
+        for built in ours.glob("_speedups*.so"):
+            shutil.copy2(built, package / built.name)
+    return commit
+
+
 def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
@@ -198,7 +219,7 @@ class Runner:
         out = RUN_DIR / "out" / f"{self.counter:05d}-{task}-{contender}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         return {"task": task, "contender": contender, "sizes": sizes_dict(self.sizes), "out": str(out),
-                "ours_root": str(SNAPSHOT_DIR), **extra}
+                "ours_root": str(SNAPSHOT_DIR), "base_root": str(BASELINE_DIR), **extra}
 
     def run(self, task: str, contender: str, **extra: Any) -> dict[str, Any]:
         spec = self.spec(task, contender, **extra)
@@ -480,6 +501,8 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated groups to skip: core,mixed,big,maintenance")
     parser.add_argument("--n-big", type=int, help="entries of the large store (default 1,000,000; quick 100,000)")
     parser.add_argument("--no-install", action="store_true", help="fail instead of installing missing packages")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also measure this repository at git REF (contender pd_base), for before/after ratios")
     parser.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default benchmarks/results)")
     args = parser.parse_args()
 
@@ -491,13 +514,17 @@ def main() -> None:
     if args.values:
         sizes.values = [v.strip() for v in args.values.split(",") if v.strip()]
         sizes.mixed_values = [v for v in sizes.mixed_values if v in sizes.values] or sizes.values[:1]
-    contenders = [c.name for c in CONTENDERS]
+    contenders = [c.name for c in CONTENDERS if c.name != "pd_base"]
     if args.contenders:
         contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
         unknown = set(contenders) - set(CONTENDER_BY_NAME)
         if unknown:
             parser.error(f"unknown contenders: {sorted(unknown)}")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.baseline and "pd_base" not in contenders:
+        contenders.insert(contenders.index("pd") + 1 if "pd" in contenders else 0, "pd_base")
+    elif "pd_base" in contenders and not args.baseline:
+        parser.error("contender pd_base needs --baseline REF")
 
     ensure_setup(args.no_install)
     values = [v for v in sizes.values if v != "embedding_np" or numpy_available()]
@@ -505,6 +532,7 @@ def main() -> None:
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     RUN_DIR.mkdir(parents=True)
     source_hash = snapshot_ours()
+    baseline = snapshot_baseline(args.baseline) if args.baseline else None
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -518,7 +546,9 @@ def main() -> None:
         "sizes": sizes_dict(sizes),
         "values": values,
         "values_skipped": skipped_values,
-        "contenders": [{"name": n, "label": CONTENDER_BY_NAME[n].label} for n in contenders],
+        "contenders": [{"name": n, "label": CONTENDER_BY_NAME[n].label + (f" @ {baseline}" if n == "pd_base" else "")}
+                       for n in contenders],
+        "baseline": baseline,
     }
     runner = Runner(sizes)
     figs = Figures()

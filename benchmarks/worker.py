@@ -424,7 +424,7 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     sz = Sizes(**spec["sizes"])
     if spec.get("ours_root"):
-        contenders.OURS_ROOT = spec["ours_root"]
+        contenders.OURS_ROOT = spec["base_root"] if spec["contender"] == "pd_base" else spec["ours_root"]
     result: dict[str, Any]
     try:
         options = spec.get("options") or {}
