@@ -44,6 +44,7 @@ from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds, least_bytes
 from ._maintenance import Maintenance, release_lease, sweep, try_take_lease
+from ._rows import check_format_row
 from ._records import (
     KIND_BYTES,
     KIND_SERIALIZED,
@@ -600,11 +601,14 @@ class PersistDict(MutableMapping[Any, Any]):
             str_keys = self._keys.decode_str_keys(rows)  # plain rows (the slot is the key) of str keys
             if str_keys is not None:
                 return str_keys
-            encoded = [row for row in rows if row[0]]  # plain rows: the slot is the key
+            encoded = [row for row in rows if row and row[0]]  # plain rows: the slot is the key
             if len(encoded) != len(rows):  # some rows carry a TTL or need their record
                 encoded = []
                 for row in rows:
-                    expires, key_in_slot, slot = _table.unpack_order(row)
+                    try:
+                        expires, key_in_slot, slot = _table.unpack_order(row)
+                    except CorruptedRecordError:
+                        raise _table.damaged_order_row(txn, row) from None
                     if expires and expires <= now:
                         continue
                     if key_in_slot:
@@ -625,7 +629,10 @@ class PersistDict(MutableMapping[Any, Any]):
         raw: list[tuple[bytes, bytes | None, int, bytes]] = []
         with storage.reading() as txn:
             for row in txn.order_rows():
-                expires, _, slot = _table.unpack_order(row)
+                try:
+                    expires, _, slot = _table.unpack_order(row)
+                except CorruptedRecordError:
+                    raise _table.damaged_order_row(txn, row) from None
                 if expires and expires <= now:
                     continue
                 record = _table.record_at(txn, slot)
@@ -1041,7 +1048,8 @@ class PersistDict(MutableMapping[Any, Any]):
                 return False
             return True
 
-        report = check_database(storage, self._keys, can_decode, repair, drop_unreadable)
+        report = check_database(storage, self._keys, can_decode, repair, drop_unreadable,
+                                json.dumps(self._format()).encode())
         if repair or drop_unreadable:
             with self._lock:
                 if self._front is not None:
@@ -1059,7 +1067,7 @@ class PersistDict(MutableMapping[Any, Any]):
         cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
         self._note_cached_reads()
         removed, resume = sweep(storage, self._keys.hash_bytes, now, cutoff, self._touched,
-                                start_after, deadline, time.monotonic)
+                                start_after, deadline, time.monotonic, self._maintenance.alert)
         if removed:
             self.counters["expired"] += removed
             self._log("expired {} entries", removed)
@@ -1175,11 +1183,16 @@ class PersistDict(MutableMapping[Any, Any]):
                 if txn.count() == 0:
                     txn.put_meta(b"format", json.dumps(wanted).encode())
                 return None
-            return json.loads(stored)
+            return check_format_row(stored)
 
         with storage.reading() as txn:
             stored_raw = txn.meta(b"format")
-        stored = json.loads(stored_raw) if stored_raw is not None else storage.write(work)
+        try:
+            stored = storage.write(work) if stored_raw is None else check_format_row(stored_raw)
+        except CorruptedRecordError as exc:  # unknown codecs: opened unchecked, like a store without the row
+            warnings.warn(str(exc), RuntimeWarning, stacklevel=3)
+            logger.warning("[{}] {}", self.name, exc)
+            stored = None
         storage.mark_initialised()
         if stored is None:
             return
