@@ -14,6 +14,7 @@ import mmap
 import os
 import pickle
 import random
+import sys
 import threading
 import warnings
 import time
@@ -44,6 +45,7 @@ from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds, least_bytes
 from ._maintenance import Maintenance, release_lease, sweep, try_take_lease
+from ._options import check_number
 from ._rows import check_format_row
 from ._records import (
     KIND_BYTES,
@@ -111,13 +113,7 @@ def _ttl_seconds(ttl: int | float | None) -> float | None:
     expiry would be live for some reads and expired for others)."""
     if ttl is None:
         return None
-    try:
-        seconds = float(ttl)
-    except OverflowError:  # an int beyond float's range
-        seconds = math.inf
-    if not 0 < seconds < math.inf:
-        raise ValueError(f"ttl must be positive, finite seconds, not {ttl}")
-    return seconds
+    return float(check_number("ttl", ttl, "positive, finite seconds", maximum=sys.float_info.max))
 
 
 def _same_version(record: Record, expected: Record) -> bool:
@@ -194,7 +190,25 @@ class PersistDict(MutableMapping[Any, Any]):
     ) -> None:
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {sorted(DURABILITY)}, not {durability!r}")
-        expiration_days = expiration_days or 0  # 0.2.x: 0 or None, no expiry
+        if expiration_days is not None:  # 0.2.x: 0 or None, no expiry
+            check_number("expiration_days", expiration_days, "finite days >= 0 (0 or None: no expiry)",
+                         strict=False)
+        expiration_days = expiration_days or 0
+        # 0.2.x clamps background_timeout up to 5 s, so a smaller one is no error; waits take at most TIMEOUT_MAX
+        check_number("background_timeout", background_timeout, "finite seconds (below 5 counts as 5)", -math.inf,
+                     maximum=threading.TIMEOUT_MAX - 5)
+        check_number("maintenance_interval", maintenance_interval, "positive, finite seconds")
+        check_number("atime_flush_interval", atime_flush_interval, "positive, finite seconds",
+                     maximum=threading.TIMEOUT_MAX)
+        check_number("key_size_limit", key_size_limit, "at least 1", 1, strict=False)
+        check_number("cache_max_entries", cache_max_entries, "positive")
+        check_number("cache_max_bytes", cache_max_bytes, "positive")
+        check_number("map_size", map_size, "at least 1 MiB", 1 << 20, strict=False)
+        if max_items is not None:
+            check_number("max_items", max_items, "positive when given")
+        if max_bytes is not None:  # LMDB's page: the least one entry takes
+            check_number("max_bytes", max_bytes, f"at least one database page ({mmap.PAGESIZE} bytes)",
+                         mmap.PAGESIZE, strict=False)
         if isinstance(background_thread, str):
             background_thread = background_thread.lower()  # 0.2.x accepted "DISABLED"
         if background_thread not in (True, False, "disabled"):
@@ -203,20 +217,6 @@ class PersistDict(MutableMapping[Any, Any]):
             raise ValueError("key_serializer and key_unserializer must both be given or both be None")
         if (value_serializer is None) != (value_unserializer is None):
             raise ValueError("value_serializer and value_unserializer must both be given or both be None")
-        if key_size_limit < 1:
-            raise ValueError(f"key_size_limit must be at least 1, not {key_size_limit}")
-        if expiration_days < 0:
-            raise ValueError(f"expiration_days must be >= 0, not {expiration_days}")
-        if cache_max_entries < 1 or cache_max_bytes < 1:
-            raise ValueError("cache_max_entries and cache_max_bytes must be positive")
-        if maintenance_interval <= 0 or atime_flush_interval <= 0:
-            raise ValueError("maintenance_interval and atime_flush_interval must be positive")
-        if max_items is not None and max_items < 1:
-            raise ValueError(f"max_items must be positive when given, not {max_items}")
-        if max_bytes is not None and max_bytes < mmap.PAGESIZE:  # LMDB's page: the least one entry takes
-            raise ValueError(f"max_bytes must be at least one database page ({mmap.PAGESIZE} bytes), not {max_bytes}")
-        if map_size < 1 << 20:
-            raise ValueError(f"map_size must be at least 1 MiB, not {map_size}")
         path = os.path.abspath(os.fspath(database_path))
         self._settings: dict[str, Any] = dict(
             expiration_days=expiration_days, key_serializer=key_serializer, key_unserializer=key_unserializer,
@@ -1021,6 +1021,7 @@ class PersistDict(MutableMapping[Any, Any]):
         Python work between two LMDB calls stays short: a background thread that
         holds the GIL makes every foreground read wait for it (up to 5 ms each time).
         """
+        check_number("batch", batch, "a positive count of entries")
         self._note_cached_reads()
         if self._closed:
             return 0
