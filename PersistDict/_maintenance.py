@@ -45,7 +45,7 @@ class Maintenance:
         self.pass_done = threading.Event()  # set after each full pass (tests and stats wait on it)
         self.resume_after: int | None = None  # where an interrupted expiry pass continues
         # held while this process is alive and renewing it every pass
-        self.lease_seconds = 2 * interval + timeout
+        self.lease_seconds = min(2 * interval + timeout, LONGEST_LEASE)
 
     @property
     def holder(self) -> str:
@@ -265,9 +265,12 @@ def try_take_lease(storage: Storage, holder: str, now: float, duration: float,
     fsync and a check in the other processes' front caches, so maintenance writes as little as it can.
     An instance whose ``expiration_days`` is stricter than the holder's takes the lease over:
     instances that disagree sweep with the strictest setting among them, not with whoever came first.
+    A lease that ends later than any lease taken now could (``LONGEST_LEASE`` plus ``CLOCK_SLACK``)
+    was taken by a process whose clock ran ahead: it is taken over, or expiry would stop until then.
     """
     def free_for_us(lease: _Lease | None) -> bool:
         return (lease is None or lease.holder == holder or lease.until <= now
+                or lease.until > now + LONGEST_LEASE + CLOCK_SLACK
                 or _stricter(expiration_days, lease.expiration_days))
 
     with storage.reading() as txn:
@@ -303,3 +306,8 @@ def release_lease(storage: Storage, holder: str) -> None:
 
 
 LEASE = b"maintenance_lease"
+# No lease lasts longer than this (a holder whose passes are further apart lets others sweep
+# between them), so one ending later than now + LONGEST_LEASE + CLOCK_SLACK comes from a clock
+# that ran ahead; CLOCK_SLACK allows for clocks of one host that disagree a little.
+LONGEST_LEASE = 3600.0
+CLOCK_SLACK = 60.0
