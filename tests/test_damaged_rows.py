@@ -259,3 +259,19 @@ def test_a_damaged_format_row_opens_with_a_warning_and_repair_rewrites_it(db_pat
     finally:
         db.close()
     assert json.loads(_read_rows(db_path, "meta")[b"format"])["format"] == 1
+
+
+def test_a_bounded_store_keeps_evicting_past_damaged_rows(db_path: Path) -> None:
+    """Eviction passes over entries whose order row or access time is damaged (no struct.error):
+    writes to a full bounded store go on, and the bound holds."""
+    _build(db_path)
+    _write_row(db_path, "order", _seq_of(db_path, b"sk2"), b"\x00ab")
+    _write_row(db_path, "atimes", _seq_of(db_path, b"sk3"), b"\x01\x02")
+    db = PersistDict(db_path, background_thread="disabled", max_items=9)
+    try:
+        for i in range(20):
+            db[f"new{i}"] = i
+        assert len(db) == 9 and db["new19"] == 19
+        assert db.counters["evicted"] == 20
+    finally:
+        db.close()
