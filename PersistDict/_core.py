@@ -14,6 +14,7 @@ import mmap
 import os
 import pickle
 import random
+import sys
 import threading
 import warnings
 import time
@@ -44,6 +45,8 @@ from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds, least_bytes
 from ._maintenance import Maintenance, release_lease, sweep, try_take_lease
+from ._options import check_number
+from ._rows import check_format_row
 from ._records import (
     KIND_BYTES,
     KIND_SERIALIZED,
@@ -110,13 +113,7 @@ def _ttl_seconds(ttl: int | float | None) -> float | None:
     expiry would be live for some reads and expired for others)."""
     if ttl is None:
         return None
-    try:
-        seconds = float(ttl)
-    except OverflowError:  # an int beyond float's range
-        seconds = math.inf
-    if not 0 < seconds < math.inf:
-        raise ValueError(f"ttl must be positive, finite seconds, not {ttl}")
-    return seconds
+    return float(check_number("ttl", ttl, "positive, finite seconds", maximum=sys.float_info.max))
 
 
 def _same_version(record: Record, expected: Record) -> bool:
@@ -193,7 +190,25 @@ class PersistDict(MutableMapping[Any, Any]):
     ) -> None:
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {sorted(DURABILITY)}, not {durability!r}")
-        expiration_days = expiration_days or 0  # 0.2.x: 0 or None, no expiry
+        if expiration_days is not None:  # 0.2.x: 0 or None, no expiry
+            check_number("expiration_days", expiration_days, "finite days >= 0 (0 or None: no expiry)",
+                         strict=False)
+        expiration_days = expiration_days or 0
+        # 0.2.x clamps background_timeout up to 5 s, so a smaller one is no error; waits take at most TIMEOUT_MAX
+        check_number("background_timeout", background_timeout, "finite seconds (below 5 counts as 5)", -math.inf,
+                     maximum=threading.TIMEOUT_MAX - 5)
+        check_number("maintenance_interval", maintenance_interval, "positive, finite seconds")
+        check_number("atime_flush_interval", atime_flush_interval, "positive, finite seconds",
+                     maximum=threading.TIMEOUT_MAX)
+        check_number("key_size_limit", key_size_limit, "at least 1", 1, strict=False)
+        check_number("cache_max_entries", cache_max_entries, "positive")
+        check_number("cache_max_bytes", cache_max_bytes, "positive")
+        check_number("map_size", map_size, "at least 1 MiB", 1 << 20, strict=False)
+        if max_items is not None:
+            check_number("max_items", max_items, "positive when given")
+        if max_bytes is not None:  # LMDB's page: the least one entry takes
+            check_number("max_bytes", max_bytes, f"at least one database page ({mmap.PAGESIZE} bytes)",
+                         mmap.PAGESIZE, strict=False)
         if isinstance(background_thread, str):
             background_thread = background_thread.lower()  # 0.2.x accepted "DISABLED"
         if background_thread not in (True, False, "disabled"):
@@ -202,20 +217,6 @@ class PersistDict(MutableMapping[Any, Any]):
             raise ValueError("key_serializer and key_unserializer must both be given or both be None")
         if (value_serializer is None) != (value_unserializer is None):
             raise ValueError("value_serializer and value_unserializer must both be given or both be None")
-        if key_size_limit < 1:
-            raise ValueError(f"key_size_limit must be at least 1, not {key_size_limit}")
-        if expiration_days < 0:
-            raise ValueError(f"expiration_days must be >= 0, not {expiration_days}")
-        if cache_max_entries < 1 or cache_max_bytes < 1:
-            raise ValueError("cache_max_entries and cache_max_bytes must be positive")
-        if maintenance_interval <= 0 or atime_flush_interval <= 0:
-            raise ValueError("maintenance_interval and atime_flush_interval must be positive")
-        if max_items is not None and max_items < 1:
-            raise ValueError(f"max_items must be positive when given, not {max_items}")
-        if max_bytes is not None and max_bytes < mmap.PAGESIZE:  # LMDB's page: the least one entry takes
-            raise ValueError(f"max_bytes must be at least one database page ({mmap.PAGESIZE} bytes), not {max_bytes}")
-        if map_size < 1 << 20:
-            raise ValueError(f"map_size must be at least 1 MiB, not {map_size}")
         path = os.path.abspath(os.fspath(database_path))
         self._settings: dict[str, Any] = dict(
             expiration_days=expiration_days, key_serializer=key_serializer, key_unserializer=key_unserializer,
@@ -600,11 +601,14 @@ class PersistDict(MutableMapping[Any, Any]):
             str_keys = self._keys.decode_str_keys(rows)  # plain rows (the slot is the key) of str keys
             if str_keys is not None:
                 return str_keys
-            encoded = [row for row in rows if row[0]]  # plain rows: the slot is the key
+            encoded = [row for row in rows if row and row[0]]  # plain rows: the slot is the key
             if len(encoded) != len(rows):  # some rows carry a TTL or need their record
                 encoded = []
                 for row in rows:
-                    expires, key_in_slot, slot = _table.unpack_order(row)
+                    try:
+                        expires, key_in_slot, slot = _table.unpack_order(row)
+                    except CorruptedRecordError:
+                        raise _table.damaged_order_row(txn, row) from None
                     if expires and expires <= now:
                         continue
                     if key_in_slot:
@@ -625,7 +629,10 @@ class PersistDict(MutableMapping[Any, Any]):
         raw: list[tuple[bytes, bytes | None, int, bytes]] = []
         with storage.reading() as txn:
             for row in txn.order_rows():
-                expires, _, slot = _table.unpack_order(row)
+                try:
+                    expires, _, slot = _table.unpack_order(row)
+                except CorruptedRecordError:
+                    raise _table.damaged_order_row(txn, row) from None
                 if expires and expires <= now:
                     continue
                 record = _table.record_at(txn, slot)
@@ -1014,6 +1021,7 @@ class PersistDict(MutableMapping[Any, Any]):
         Python work between two LMDB calls stays short: a background thread that
         holds the GIL makes every foreground read wait for it (up to 5 ms each time).
         """
+        check_number("batch", batch, "a positive count of entries")
         self._note_cached_reads()
         if self._closed:
             return 0
@@ -1041,7 +1049,8 @@ class PersistDict(MutableMapping[Any, Any]):
                 return False
             return True
 
-        report = check_database(storage, self._keys, can_decode, repair, drop_unreadable)
+        report = check_database(storage, self._keys, can_decode, repair, drop_unreadable,
+                                json.dumps(self._format()).encode())
         if repair or drop_unreadable:
             with self._lock:
                 if self._front is not None:
@@ -1059,7 +1068,7 @@ class PersistDict(MutableMapping[Any, Any]):
         cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
         self._note_cached_reads()
         removed, resume = sweep(storage, self._keys.hash_bytes, now, cutoff, self._touched,
-                                start_after, deadline, time.monotonic)
+                                start_after, deadline, time.monotonic, self._maintenance.alert)
         if removed:
             self.counters["expired"] += removed
             self._log("expired {} entries", removed)
@@ -1175,11 +1184,16 @@ class PersistDict(MutableMapping[Any, Any]):
                 if txn.count() == 0:
                     txn.put_meta(b"format", json.dumps(wanted).encode())
                 return None
-            return json.loads(stored)
+            return check_format_row(stored)
 
         with storage.reading() as txn:
             stored_raw = txn.meta(b"format")
-        stored = json.loads(stored_raw) if stored_raw is not None else storage.write(work)
+        try:
+            stored = storage.write(work) if stored_raw is None else check_format_row(stored_raw)
+        except CorruptedRecordError as exc:  # unknown codecs: opened unchecked, like a store without the row
+            warnings.warn(str(exc), RuntimeWarning, stacklevel=3)
+            logger.warning("[{}] {}", self.name, exc)
+            stored = None
         storage.mark_initialised()
         if stored is None:
             return

@@ -20,6 +20,7 @@ from ._accesses import PendingAccesses
 from ._keys import read_as
 from ._maintenance import last_access
 from ._storage import Txn
+from .exceptions import CorruptedRecordError
 
 SAMPLES = 16
 _PAGE_HEADER = 16  # bytes of an LMDB page header
@@ -86,13 +87,16 @@ def _pick_victim(txn: Txn, protected: set[int], touched: PendingAccesses,
                  rng: random.Random) -> tuple[int, bytes] | None:
     """(seq, slot) of the least recently used unprotected entry (exact when small, sampled when large)."""
     if txn.count() > SAMPLES * 4:
-        first, last = txn.seq_range()  # type: ignore[misc]
-        sampled = (txn.order_row_at_or_after(rng.randint(first, last)) for _ in range(SAMPLES))
+        try:
+            first, last = txn.seq_range()  # type: ignore[misc]
+            sampled = [txn.order_row_at_or_after(rng.randint(first, last)) for _ in range(SAMPLES)]
+        except CorruptedRecordError:  # an order key that is not a seq: the full scan skips it
+            sampled = []
         victim = _least_recent(txn, dict(row for row in sampled if row is not None).items(), protected, touched)
         if victim is not None:
             return victim
         # every sample was the write's own (seq gaps lead to the next row): look at every entry
-    return _least_recent(txn, list(txn.iter_order()), protected, touched)
+    return _least_recent(txn, list(txn.iter_order(damaged=[])), protected, touched)
 
 
 def _least_recent(txn: Txn, rows: Iterable[tuple[int, bytes]], protected: set[int],
@@ -102,8 +106,11 @@ def _least_recent(txn: Txn, rows: Iterable[tuple[int, bytes]], protected: set[in
     for seq, row in rows:
         if seq in protected:
             continue
-        slot = _table.unpack_order(row)[2]
-        atime = last_access(txn, seq, slot, touched)
+        try:
+            slot = _table.unpack_order(row, seq)[2]
+            atime = last_access(txn, seq, slot, touched)
+        except CorruptedRecordError:
+            continue  # a damaged row is no candidate: check() reports it, repair fixes it
         if best is None or atime < best[0]:
             best = (atime, seq, slot)
     return None if best is None else best[1:]

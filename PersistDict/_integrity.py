@@ -4,7 +4,11 @@ Structural problems (orphan rows, order rows pointing at the wrong record, a
 collision chain with a gap or a key twice) are fixed by ``repair=True``.
 Records that fail their checksum or that the current value codec cannot decode
 are only reported: deleting them needs the explicit ``drop_unreadable=True``,
-because a codec change must never wipe a database.
+because a codec change must never wipe a database. Rows of the other tables that
+cannot be what their table holds (see ``_rows``) are reported as damaged and, with
+``repair`` or ``drop_unreadable``, removed first (an entry whose order row goes is
+indexed again from its record; one whose access time goes falls back to its last
+write) or, for the meta rows the store needs, rewritten.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _table
+from ._table import TTL_FLAG
 from ._keys import KeyCodec, is_hashed_slot, probe_index, probe_slot
+from ._maintenance import LEASE, parse_lease
 from ._records import unpack_record, with_header
-from ._storage import Storage, Txn
+from ._rows import atime_of, change_row, check_meta, damaged, seq_of
+from ._storage import Storage, Txn, change_log_slot
 from .exceptions import CorruptedRecordError
 
 _REPORTED = 20  # at most this many examples per problem kind, to keep reports small
@@ -33,13 +40,15 @@ class CheckReport:
     misplaced_records: int = 0  # records stored under a slot their key does not map to
     corrupted: list[str] = field(default_factory=list)  # slots (hex) failing their checksum
     undecodable: list[str] = field(default_factory=list)  # keys (repr) the value codec cannot decode
+    damaged_rows: int = 0  # rows of the order, atimes, meta and changes tables that cannot be parsed
+    damaged: list[str] = field(default_factory=list)  # what is wrong with the first of them (table and row)
     repaired: int = 0
     dropped: int = 0
 
     @property
     def ok(self) -> bool:
         return not (self.orphan_records or self.orphan_order_rows or self.orphan_atimes
-                    or self.misplaced_records or self.corrupted or self.undecodable)
+                    or self.misplaced_records or self.corrupted or self.undecodable or self.damaged_rows)
 
     def __getitem__(self, name: str) -> Any:  # report["ok"] reads like a dict too
         return getattr(self, name)
@@ -51,11 +60,30 @@ def check_database(
     can_decode: Callable[[int, Any], bool],
     repair: bool,
     drop_unreadable: bool,
+    format_row: bytes,
 ) -> CheckReport:
+    """``format_row``: the meta row ``format`` this instance would write (the repair of a damaged one)."""
     report = CheckReport()
     fixes: list[Callable[[Txn], None]] = []
+    damaged_fixes: list[Callable[[Txn], None]] = []  # run first: the other fixes read these tables
+
+    def found_damaged(problem: CorruptedRecordError, fix: Callable[[Txn], None]) -> None:
+        report.damaged_rows += 1
+        if len(report.damaged) < _REPORTED:
+            report.damaged.append(str(problem))
+        damaged_fixes.append(fix)
+
     with storage.reading() as txn:
-        order = {seq: _table.unpack_order(row)[2] for seq, row in txn.iter_order()}
+        order: dict[int, bytes] = {}
+        damaged_seqs: set[int] = set()  # order rows that go: their entries' access times stay
+        for key, row in txn.rows("order"):
+            try:
+                seq = seq_of("order", key)
+                order[seq] = _table.unpack_order(row, seq)[2]
+            except CorruptedRecordError as exc:
+                if len(key) == 8:
+                    damaged_seqs.add(seq_of("order", key))
+                found_damaged(exc, _row_remover("order", key, row))
         seq_of_slot = {slot: seq for seq, slot in order.items()}
         record_seq: dict[bytes, int] = {}
         corrupted_slots: set[bytes] = set()
@@ -98,10 +126,30 @@ def check_database(
             if record_seq.get(slot) != seq:
                 report.orphan_order_rows += 1
                 fixes.append(_order_row_remover(seq))
-        for seq, _ in txn.iter_atimes():
-            if seq not in order:
+        for key, value in txn.rows("atimes"):
+            try:
+                seq = seq_of("atimes", key)
+                atime_of(key, value)
+            except CorruptedRecordError as exc:
+                found_damaged(exc, _row_remover("atimes", key, value))
+                continue
+            if seq not in order and seq not in damaged_seqs:
                 report.orphan_atimes += 1
                 fixes.append(_atime_remover(seq))
+        for key, value in txn.rows("meta"):
+            try:
+                check_meta(key, value)
+                if key == LEASE:
+                    parse_lease(value)
+            except CorruptedRecordError as exc:
+                found_damaged(exc, _meta_repairer(key, value, format_row))
+        for key, row in txn.rows("changes"):
+            try:
+                txn_id, _ = change_row(key, row)
+                if change_log_slot(txn_id) != key:
+                    raise damaged("changes", key, "the txn id of another ring row")
+            except CorruptedRecordError as exc:
+                found_damaged(exc, _row_remover("changes", key, row))
         report.entries = txn.count()
     # first the chains, then the corrupted records from the last slot back (closing a chain's gap
     # moves the record at its end, which must not be one that cannot be parsed), then the rest:
@@ -109,6 +157,8 @@ def check_database(
     fixes[:0] = [_chain_rewriter(base) for base in broken_chains] + corrupted_drops[::-1]
     if not repair:  # drop_unreadable alone applies only the drops
         fixes = [fix for fix in fixes if getattr(fix, "drops", False)]
+    if repair or drop_unreadable:  # the drops too read the order table
+        fixes[:0] = damaged_fixes
     if fixes:
         def work(txn: Txn) -> None:
             for fix in fixes:
@@ -148,6 +198,29 @@ def _order_row_remover(seq: int) -> Callable[[Txn], None]:
         data = txn.record(_table.unpack_order(row)[2])
         if data is None or _seq_of(data) != seq:
             txn.delete_order(seq)
+    return fix
+
+
+def _row_remover(table: str, key: bytes, value: bytes) -> Callable[[Txn], None]:
+    """Remove a damaged row of ``table`` (not records), unless it was rewritten meanwhile."""
+    def fix(txn: Txn) -> None:
+        if txn.row(table, key) == value:
+            txn.delete_row(table, key)
+    return fix
+
+
+def _meta_repairer(name: bytes, value: bytes, format_row: bytes) -> Callable[[Txn], None]:
+    """Rewrite a damaged meta row the store needs (its format; the TTL flag, kept set so that the
+    next full sweep decides), or remove it (the maintenance lease: the next pass takes it)."""
+    def fix(txn: Txn) -> None:
+        if txn.meta(name) != value:
+            return  # rewritten meanwhile
+        if name == b"format":
+            txn.put_meta(name, format_row)
+        elif name == TTL_FLAG:
+            txn.put_meta(name, b"1")
+        else:
+            txn.delete_meta(name)
     return fix
 
 

@@ -125,6 +125,8 @@ def overwrite_fields(data: bytes | memoryview) -> tuple[int, float, float, bytes
 
 def record_mtime(data: bytes | memoryview) -> float:
     """The last write time of a record, read without verifying it (for expiry scans)."""
+    if len(data) < HEADER_SIZE + 4:
+        raise CorruptedRecordError("record shorter than its header")
     return _HEADER.unpack_from(data)[5]  # type: ignore[no-any-return]
 
 

@@ -26,8 +26,13 @@ from loguru import logger
 
 from ._keys import read_as
 from ._records import record_expires
+from ._rows import LENGTH as _LENGTH
+from ._rows import SEQ as _SEQ
+from ._rows import TIME as _FLOAT
+from ._rows import atime_of, change_row, damaged, seq_of
 from .exceptions import (
     CorruptedDatabaseError,
+    CorruptedRecordError,
     DatabasePermissionError,
     NotADatabaseDirectoryError,
     StorageError,
@@ -57,15 +62,12 @@ DURABILITY = {
 
 TABLES = ("records", "order", "atimes", "meta", "changes")
 
-_SEQ = struct.Struct(">Q")  # big-endian so LMDB's byte order is numeric order
 SEQ_BYTES = _SEQ.size
-_FLOAT = struct.Struct("<d")
 
 # the change log (``changes`` table, a ring: txn id % KEPT -> txn id + lookups of the entries that
 # commit changed), read by other front caches to evict only those (Txn.log_changes, Storage.changes_since)
 CHANGE_LOG_KEPT = 1024  # commits: a reader more commits behind empties its cache (<= 16 MB of rows)
 CHANGE_LOG_MAX_BYTES = 16 << 10  # a commit that changed more is not logged: readers empty their cache
-_LENGTH = struct.Struct("<I")
 
 _OPEN_ATTEMPTS = 100  # see _while_the_map_grows
 
@@ -237,7 +239,10 @@ class Txn:
         row = self.raw.get(encode_seq(seq), None, self._order)
         return None if row is None else bytes(row)
 
-    def iter_order(self, newest_first: bool = False, start_after: int = 0) -> Iterator[tuple[int, bytes]]:
+    def iter_order(self, newest_first: bool = False, start_after: int = 0,
+                   damaged: list[CorruptedRecordError] | None = None) -> Iterator[tuple[int, bytes]]:
+        """(seq, row) in seq order; a row whose key is not a seq raises, or with ``damaged`` is
+        added to it and skipped."""
         with self.raw.cursor(self._order) as cursor:
             if newest_first:
                 rows = cursor.iterprev()
@@ -245,8 +250,15 @@ class Txn:
                 rows = cursor.iternext()
             else:  # nothing after start_after (an unpositioned cursor would restart at the first row)
                 return
-            for seq, slot in rows:
-                yield decode_seq(seq), bytes(slot)
+            for key, slot in rows:
+                try:
+                    seq = seq_of("order", key)
+                except CorruptedRecordError as exc:
+                    if damaged is None:
+                        raise
+                    damaged.append(exc)
+                    continue
+                yield seq, bytes(slot)
 
     def order_count(self) -> int:
         return self.raw.stat(self._order)["entries"]
@@ -256,15 +268,15 @@ class Txn:
         with self.raw.cursor(self._order) as cursor:
             if not cursor.first():
                 return None
-            first = decode_seq(cursor.key())
+            first = seq_of("order", cursor.key())
             cursor.last()
-            return first, decode_seq(cursor.key())
+            return first, seq_of("order", cursor.key())
 
     def order_row_at_or_after(self, seq: int) -> tuple[int, bytes] | None:
         with self.raw.cursor(self._order) as cursor:
             if not cursor.set_range(encode_seq(seq)):
                 return None
-            return decode_seq(cursor.key()), bytes(cursor.value())
+            return seq_of("order", cursor.key()), bytes(cursor.value())
 
     def records_bytes(self) -> int:
         """Bytes of database pages holding records (what max_bytes bounds)."""
@@ -273,8 +285,9 @@ class Txn:
 
     # atimes: seq -> last access time
     def atime(self, seq: int) -> float | None:
-        data = self.raw.get(encode_seq(seq), None, self._atimes)
-        return None if data is None else decode_time(data)
+        key = encode_seq(seq)
+        data = self.raw.get(key, None, self._atimes)
+        return None if data is None else atime_of(key, data)
 
     def put_atime(self, seq: int, when: float) -> None:
         self.raw.put(encode_seq(seq), encode_time(when), True, True, False, self._atimes)
@@ -293,9 +306,14 @@ class Txn:
             if get(key, None, order) is None:  # deleted meanwhile
                 continue
             stored = get(key, None, atimes)
-            if stored is None or unpack_time(stored)[0] < when:
-                put(key, pack_time(when), True, True, False, atimes)
-                count += 1
+            if stored is not None:
+                if len(stored) == 8:
+                    if unpack_time(stored)[0] >= when:  # a NaN (damaged) compares false: replaced
+                        continue
+                else:  # damaged: this access replaces it
+                    logger.warning("{}: replaced by a new access time", damaged("atimes", key, f"{len(stored)} bytes"))
+            put(key, pack_time(when), True, True, False, atimes)
+            count += 1
         self.wrote |= count > 0
         return count
 
@@ -304,8 +322,8 @@ class Txn:
 
     def iter_atimes(self) -> Iterator[tuple[int, float]]:
         with self.raw.cursor(self._atimes) as cursor:
-            for seq, data in cursor:
-                yield decode_seq(seq), decode_time(data)
+            for key, data in cursor:
+                yield seq_of("atimes", key), atime_of(key, data)
 
     # meta: name -> small value
     def meta(self, name: bytes) -> bytes | None:
@@ -322,28 +340,37 @@ class Txn:
     # changes: txn id -> the lookups its commit changed (see log_changes)
     def logged_changes(self, txn_id: int) -> list[bytes] | None:
         """The lookups commit ``txn_id`` changed (see ``log_changes``); None if it is not logged."""
-        row = self.raw.get(change_log_slot(txn_id), None, self._changes)
-        if row is None or decode_seq(row[:SEQ_BYTES]) != txn_id:
-            return None  # not logged, or the ring's row is another commit's
-        lookups, start = [], SEQ_BYTES
-        while start < len(row):
-            if start + _LENGTH.size > len(row):
-                return None  # a damaged row (rows have no checksum): as if not logged
-            (length,) = _LENGTH.unpack_from(row, start)
-            start += _LENGTH.size + length
-            if start > len(row):
-                return None
-            lookups.append(bytes(row[start - length:start]))
-        return lookups
+        key = change_log_slot(txn_id)
+        row = self.raw.get(key, None, self._changes)
+        if row is None:
+            return None
+        try:
+            logged, lookups = change_row(key, row)
+        except CorruptedRecordError:
+            return None  # a damaged row (rows have no checksum): as if not logged
+        return lookups if logged == txn_id else None  # else the ring's row is another commit's
 
     def future_change_log_rows(self, after: int) -> list[bytes]:
-        """Ring slots holding a commit after txn id ``after``."""
+        """Ring slots holding a commit after txn id ``after``, or too short to say which."""
         with self.raw.cursor(self._changes) as cursor:
-            return [bytes(slot) for slot, row in cursor if decode_seq(row[:SEQ_BYTES]) > after]
+            return [bytes(slot) for slot, row in cursor if len(row) < SEQ_BYTES or decode_seq(row[:SEQ_BYTES]) > after]
 
     def delete_change_log_rows(self, slots: list[bytes]) -> None:
         for slot in slots:
             self.wrote |= self.raw.delete(slot, b"", self._changes)
+
+    def rows(self, table: str) -> list[tuple[bytes, bytes]]:
+        """Every (key, value) of ``table`` (one of TABLES) as stored, for check() to judge."""
+        with self.raw.cursor(getattr(self, "_" + table)) as cursor:
+            return [(bytes(key), bytes(value)) for key, value in cursor]
+
+    def row(self, table: str, key: bytes) -> bytes | None:
+        value = self.raw.get(key, None, getattr(self, "_" + table))
+        return None if value is None else bytes(value)
+
+    def delete_row(self, table: str, key: bytes) -> None:
+        """Delete a row of ``table`` other than records (whose deletes the change log must name)."""
+        self.wrote |= self.raw.delete(key, b"", getattr(self, "_" + table))
 
     def next_seq_value(self) -> int:
         """One more than the newest entry's seq.
@@ -355,7 +382,7 @@ class Txn:
         access is the latest of its write and its reads.
         """
         with self.raw.cursor(self._order) as cursor:
-            return decode_seq(cursor.key()) + 1 if cursor.last() else 1
+            return seq_of("order", cursor.key()) + 1 if cursor.last() else 1
 
     def order_rows(self) -> list[bytes]:
         """Every order row value, oldest first (one C-level pass)."""

@@ -17,13 +17,15 @@ so a lookup can stop at the first empty probe position.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
 from ._keys import is_hashed_slot, probe_index, probe_slot
 from ._records import Record, overwrite_fields, pack_record, unpack_record, with_header
-from ._storage import Txn
+from ._rows import damaged
+from ._storage import Txn, encode_seq
 from .exceptions import CorruptedRecordError
 
 _EXTENDED = struct.Struct("<xdB")  # \x00 marker, expires, flags
@@ -33,8 +35,9 @@ TTL_FLAG = b"ttl_writes"
 
 
 def note_ttl_write(txn: Txn) -> None:
-    current = txn.meta(TTL_FLAG)
-    txn.put_meta(TTL_FLAG, str(int(current or 0) + 1).encode())
+    current = txn.meta(TTL_FLAG) or b"0"
+    # a damaged count restarts at 1: any value other than the one a running sweep saw will do
+    txn.put_meta(TTL_FLAG, str(int(current) + 1 if current.isdigit() else 1).encode())
 _KEY_IN_SLOT = 1
 
 
@@ -57,11 +60,26 @@ def pack_order(expires: float, key_in_slot: bool, slot: bytes) -> bytes:
     return _EXTENDED.pack(expires, _KEY_IN_SLOT if key_in_slot else 0) + slot
 
 
-def unpack_order(value: bytes) -> tuple[float, bool, bytes]:
-    if value[0]:
-        return 0.0, True, value
-    expires, flags = _EXTENDED.unpack_from(value, 0)
-    return expires, bool(flags & _KEY_IN_SLOT), value[_EXTENDED.size :]
+def unpack_order(value: bytes, seq: int | None = None) -> tuple[float, bool, bytes]:
+    """(expires, key_in_slot, slot) of an order row; CorruptedRecordError naming the row (by
+    ``seq`` when given) if it cannot be one."""
+    if value:
+        if value[0]:
+            return 0.0, True, value
+        if len(value) > _EXTENDED.size:
+            expires, flags = _EXTENDED.unpack_from(value, 0)
+            if flags <= _KEY_IN_SLOT and 0.0 <= expires < math.inf:
+                return expires, bool(flags), value[_EXTENDED.size :]
+    where = b"" if seq is None else encode_seq(seq)
+    raise damaged("order", where, f"{len(value)} bytes that are not an entry's row")
+
+
+def damaged_order_row(txn: Txn, value: bytes) -> CorruptedRecordError:
+    """The error naming the damaged order row ``value`` by its seq (found again: the error path)."""
+    for seq, row in txn.iter_order(damaged=[]):
+        if row == value:
+            return damaged("order", encode_seq(seq), f"{len(value)} bytes that are not an entry's row")
+    return damaged("order", b"", f"{len(value)} bytes that are not an entry's row")
 
 
 def base_of(slot: bytes, hash_bytes: int) -> bytes:

@@ -4,6 +4,7 @@ changes, the background thread and its cross-process lease, stats."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from PersistDict import CodecMismatchWarning, PersistDict, serializers
 from PersistDict import _table
-from PersistDict._maintenance import LEASE, try_take_lease
+from PersistDict._maintenance import CLOCK_SLACK, LEASE, LONGEST_LEASE, try_take_lease
 from PersistDict._storage import CHANGE_LOG_KEPT, change_log_slot, encode_seq
 
 DAY = 86400.0
@@ -441,6 +442,65 @@ def test_the_strictest_expiration_days_sweeps_and_close_gives_the_lease_up(
     writer.close()
     make_db(background_thread=False).close()  # takes the lease at open, gives it up at close
     assert "stale3" not in make_db(expiration_days=1, background_thread=False)
+
+
+def _lease_holder(db_path: Path, clock_ahead: float) -> subprocess.Popen[str]:
+    """A process whose clock runs ``clock_ahead`` seconds ahead, holding the lease (its pass at
+    open takes it) until it is killed."""
+    code = f"""
+import sys, time
+sys.path.insert(0, {ROOT!r})
+from PersistDict import PersistDict
+d = PersistDict({str(db_path)!r}, background_thread=False, expiration_days=1,
+                clock=lambda: time.time() + {clock_ahead!r})
+print(d._maintenance.holder, flush=True)
+time.sleep(120)
+"""
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip()
+    return holder
+
+
+@pytest.mark.parametrize("clock_ahead", [10 * 365 * DAY, 2 * LONGEST_LEASE])
+def test_a_lease_from_a_clock_far_ahead_is_taken_over_after_its_holder_died(
+        db_path: Path, make_db: Callable[..., PersistDict], clock_ahead: float) -> None:
+    """A process whose clock ran ahead took the lease and was killed: its lease, which ends later
+    than any lease taken now could, is taken over, so expiry goes on for everyone."""
+    stale = make_db(clock=Clock(time.time() - 10 * DAY))
+    stale["old"] = 1
+    stale.close()
+    holder = _lease_holder(db_path, clock_ahead)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=60)
+    db = make_db(expiration_days=1)
+    db.run_maintenance()
+    assert "old" not in db
+    with db._storage.reading() as txn:
+        assert txn.meta(LEASE).startswith(db._maintenance.holder.encode() + b"#")
+
+
+def test_a_valid_lease_is_not_taken_over_and_no_lease_lasts_longer_than_the_bound(
+        db_path: Path, make_db: Callable[..., PersistDict]) -> None:
+    """A live holder's lease (its clock a little ahead, within CLOCK_SLACK) stays with it; a lease
+    ending exactly at now + LONGEST_LEASE + CLOCK_SLACK is still valid; the lease an instance takes
+    never exceeds LONGEST_LEASE, whatever its settings."""
+    holder = _lease_holder(db_path, CLOCK_SLACK / 2)
+    try:
+        stale = make_db(clock=Clock(time.time() - 10 * DAY))
+        stale["old"] = 1
+        stale.close()
+        db = make_db(expiration_days=1)
+        db.run_maintenance()
+        assert "old" in db  # the holder sweeps, not us
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    now = 1_000_000.0
+    assert try_take_lease(db._storage, "a", now, LONGEST_LEASE)  # the longest valid lease
+    assert not try_take_lease(db._storage, "b", now - CLOCK_SLACK, 60)  # b's clock a little behind
+    assert try_take_lease(db._storage, "b", now - CLOCK_SLACK - 1, 60)  # a's lease cannot be from now
+    long_passes = make_db(maintenance_interval=10 * LONGEST_LEASE, background_timeout=LONGEST_LEASE)
+    assert long_passes._maintenance.lease_seconds == LONGEST_LEASE
 
 
 def test_stats_counters(make_db: Callable[..., PersistDict]) -> None:
