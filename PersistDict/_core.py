@@ -190,7 +190,7 @@ class PersistDict(MutableMapping[Any, Any]):
     ) -> None:
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {sorted(DURABILITY)}, not {durability!r}")
-        if expiration_days is not None:  # 0.2.x: 0 or None, no expiry
+        if expiration_days is not None and expiration_days is not False:  # 0.2.x: 0, None (or False): no expiry
             check_number("expiration_days", expiration_days, "finite days >= 0 (0 or None: no expiry)",
                          strict=False)
         expiration_days = expiration_days or 0

@@ -64,10 +64,16 @@ def test_a_non_finite_value_of_an_int_option_is_refused_and_no_store_is_created(
 
 @pytest.mark.parametrize("name", FLOAT_OPTIONS + INT_OPTIONS)
 def test_a_bool_is_not_a_number_for_any_option(db_path: Path, name: str) -> None:
-    """True and False are refused as numbers (TypeError naming the option)."""
-    for value in (True, False):
+    """True and False are refused as numbers (TypeError naming the option); expiration_days=False
+    stays 0.2.x's "no expiry" (its annotation admitted it), True is refused there too."""
+    for value in (True,) if name == "expiration_days" else (True, False):
         _refused(db_path, TypeError, name, **{name: value})
     assert not db_path.exists()
+
+
+def test_expiration_days_false_means_no_expiry_as_in_0_2(make_db: Callable[..., PersistDict]) -> None:
+    """expiration_days=False opens a store that never expires unused entries, like 0 and None."""
+    assert make_db(expiration_days=False).expiration_days == 0
 
 
 @pytest.mark.parametrize("name", sorted(OUT_OF_RANGE))
