@@ -25,6 +25,7 @@ import lmdb
 from loguru import logger
 
 from ._keys import read_as
+from ._lmdb_file import check_final_pages_are_free
 from ._records import record_expires
 from .exceptions import (
     CorruptedDatabaseError,
@@ -670,16 +671,18 @@ class Storage:
         self.write(drop)
 
     def _check_file_size(self) -> None:
-        """Refuse a data file shorter than LMDB believes: reading it would SIGBUS."""
+        """Refuse a data file missing a page in use: reading it would SIGBUS. Pages past the end
+        are fine when LMDB lists them free (allocated and freed in one transaction, never written)."""
         info = self.env.info()
         self.page_size = psize = self.env.stat()["psize"]
-        needed = (info["last_pgno"] + 1) * psize
-        actual = os.path.getsize(os.path.join(self.path, DATA_FILE))
-        if actual < needed:
-            raise CorruptedDatabaseError(
-                errno.EIO,
-                f"database {self.path!r} is corrupted: data file has {actual} bytes, needs {needed} (truncated?)",
-            )
+        data_file = os.path.join(self.path, DATA_FILE)
+        if os.path.getsize(data_file) >= (info["last_pgno"] + 1) * psize:
+            return
+
+        def check() -> None:
+            with self.env.begin():  # keeps the pages read below from being reused by a writer meanwhile
+                check_final_pages_are_free(data_file, psize, f"database {self.path!r} is corrupted")
+        _while_the_map_grows(check, adopt=lambda: _map_for_data(self.env, psize, 1))
 
     def _map_txnid_reader(self) -> None:
         """Map the two meta pages read-only to read the last txnid cheaply."""
