@@ -623,8 +623,15 @@ class Storage:
         path = self.path
         marker = os.path.join(path, MARKER_FILE)
         data_file = os.path.join(path, DATA_FILE)
-        if os.path.exists(marker) and os.path.exists(data_file) and os.path.getsize(data_file) == 0:
-            raise CorruptedDatabaseError(errno.EIO, f"database {path!r} is corrupted: its data file is empty")
+        if os.path.exists(marker):  # an initialised store: lmdb.open must not start a new, empty one
+            try:
+                data_size = os.path.getsize(data_file)
+            except FileNotFoundError:
+                raise CorruptedDatabaseError(
+                    errno.ENOENT, f"database {path!r} is corrupted: its data file {DATA_FILE} is missing "
+                    f"(the store was initialised: {MARKER_FILE} exists)") from None
+            if data_size == 0:
+                raise CorruptedDatabaseError(errno.EIO, f"database {path!r} is corrupted: its data file is empty")
         old_umask = os.umask(0o077)
         try:
             # readahead: LMDB's default. Without it, a process whose store is not in the page cache

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from PersistDict import PersistDict
+from PersistDict import CorruptedDatabaseError, PersistDict
 
 from test_storage import run_child
 
@@ -203,3 +203,16 @@ def test_pages_past_the_end_not_listed_free_are_refused(db_path: Path) -> None:
     data_file.write_bytes(bytes(data))
     stdout = _assert_refused(db_path, lmdb_would_crash=False)  # LMDB reads no page past its trees
     assert f"page {last_page + 1} is in use" in stdout
+
+
+def test_missing_data_file_is_refused_when_the_marker_exists(db_path: Path) -> None:
+    """A store whose marker says it was initialised but whose data file was deleted is refused with
+    CorruptedDatabaseError naming the path and the missing file; nothing is created."""
+    with PersistDict(db_path, background_thread="disabled") as d:
+        d["k"] = "v"
+    os.remove(db_path / "data.mdb")
+    before = sorted(os.listdir(db_path))
+    with pytest.raises(CorruptedDatabaseError) as info:
+        PersistDict(db_path, background_thread="disabled")
+    assert str(db_path) in str(info.value) and "data.mdb is missing" in str(info.value)
+    assert sorted(os.listdir(db_path)) == before
