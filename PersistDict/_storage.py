@@ -26,6 +26,7 @@ from loguru import logger
 
 from ._keys import read_as
 from ._lmdb_file import check_final_pages_are_free
+from ._permissions import warn_if_others_can_write
 from ._records import record_expires
 from .exceptions import (
     CorruptedDatabaseError,
@@ -581,6 +582,7 @@ class Storage:
             identity = _directory_identity(path)
             storage = _registry.get(identity)
             if storage is None or storage.closed:
+                warn_if_others_can_write(path, (DATA_FILE, LOCK_FILE))
                 storage = cls(path, durability, map_size)
                 _registry[identity] = storage
             elif storage.durability != durability:

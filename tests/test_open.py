@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import random
 import signal
+import stat
 import struct
+import warnings
 from pathlib import Path
 
 import pytest
 
-from PersistDict import CorruptedDatabaseError, PersistDict
+import PersistDict as package
+from PersistDict import CorruptedDatabaseError, InsecureDatabaseWarning, PersistDict
 
 from test_storage import run_child
 
@@ -216,3 +219,52 @@ def test_missing_data_file_is_refused_when_the_marker_exists(db_path: Path) -> N
         PersistDict(db_path, background_thread="disabled")
     assert str(db_path) in str(info.value) and "data.mdb is missing" in str(info.value)
     assert sorted(os.listdir(db_path)) == before
+
+
+def _insecure_warnings(db_path: Path) -> list[warnings.WarningMessage]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        PersistDict(db_path, background_thread="disabled").close()
+    found = [w for w in caught if issubclass(w.category, InsecureDatabaseWarning)]
+    assert all(w.filename == __file__ for w in found)  # points at the caller's line
+    return found
+
+
+def test_store_created_by_persistdict_gives_no_insecure_warning(db_path: Path) -> None:
+    """A store PersistDict created (0o700 directory, 0o600 files, our owner) opens without warning."""
+    assert _insecure_warnings(db_path) == []
+    assert _insecure_warnings(db_path) == []
+
+
+def test_world_writable_directory_warns(db_path: Path) -> None:
+    """A database directory others may write (chmod 0o777) gives an InsecureDatabaseWarning naming it."""
+    db_path.mkdir(mode=0o700)
+    os.chmod(db_path, 0o777)
+    found = _insecure_warnings(db_path)
+    assert len(found) == 1
+    assert str(db_path) in str(found[0].message) and "all users" in str(found[0].message)
+    assert "InsecureDatabaseWarning" in package.__all__
+    with warnings.catch_warnings():  # the README's way to refuse such stores
+        warnings.simplefilter("error", InsecureDatabaseWarning)
+        with pytest.raises(InsecureDatabaseWarning):
+            PersistDict(db_path, background_thread="disabled")
+
+
+def test_group_writable_data_file_warns(db_path: Path) -> None:
+    """A data file its group may write gives an InsecureDatabaseWarning naming the file."""
+    PersistDict(db_path, background_thread="disabled").close()
+    os.chmod(db_path / "data.mdb", 0o660)
+    found = _insecure_warnings(db_path)
+    assert [str(db_path / "data.mdb") in str(w.message) and "its group" in str(w.message) for w in found] == [True]
+
+
+def test_store_owned_by_another_user_warns_even_root(db_path: Path) -> None:
+    """A store owned by another uid warns, root included (that user could make root run code)."""
+    PersistDict(db_path, background_thread="disabled").close()
+    assert os.geteuid() == 0, "this test chowns the store to another uid: run it as root"
+    for path in (db_path, db_path / "data.mdb"):
+        os.chown(path, 4242, -1)
+        assert stat.S_IMODE(os.stat(path).st_mode) & 0o022 == 0
+    found = _insecure_warnings(db_path)
+    assert len(found) == 2
+    assert all("owned by uid 4242" in str(w.message) for w in found)
