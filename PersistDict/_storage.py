@@ -25,6 +25,8 @@ import lmdb
 from loguru import logger
 
 from ._keys import read_as
+from ._lmdb_file import check_final_pages_are_free
+from ._permissions import warn_if_others_can_write
 from ._records import record_expires
 from ._rows import LENGTH as _LENGTH
 from ._rows import SEQ as _SEQ
@@ -607,6 +609,7 @@ class Storage:
             identity = _directory_identity(path)
             storage = _registry.get(identity)
             if storage is None or storage.closed:
+                warn_if_others_can_write(path, (DATA_FILE, LOCK_FILE))
                 storage = cls(path, durability, map_size)
                 _registry[identity] = storage
             elif storage.durability != durability:
@@ -649,8 +652,15 @@ class Storage:
         path = self.path
         marker = os.path.join(path, MARKER_FILE)
         data_file = os.path.join(path, DATA_FILE)
-        if os.path.exists(marker) and os.path.exists(data_file) and os.path.getsize(data_file) == 0:
-            raise CorruptedDatabaseError(errno.EIO, f"database {path!r} is corrupted: its data file is empty")
+        if os.path.exists(marker):  # an initialised store: lmdb.open must not start a new, empty one
+            try:
+                data_size = os.path.getsize(data_file)
+            except FileNotFoundError:
+                raise CorruptedDatabaseError(
+                    errno.ENOENT, f"database {path!r} is corrupted: its data file {DATA_FILE} is missing "
+                    f"(the store was initialised: {MARKER_FILE} exists)") from None
+            if data_size == 0:
+                raise CorruptedDatabaseError(errno.EIO, f"database {path!r} is corrupted: its data file is empty")
         old_umask = os.umask(0o077)
         try:
             # readahead: LMDB's default. Without it, a process whose store is not in the page cache
@@ -697,16 +707,18 @@ class Storage:
         self.write(drop)
 
     def _check_file_size(self) -> None:
-        """Refuse a data file shorter than LMDB believes: reading it would SIGBUS."""
+        """Refuse a data file missing a page in use: reading it would SIGBUS. Pages past the end
+        are fine when LMDB lists them free (allocated and freed in one transaction, never written)."""
         info = self.env.info()
         self.page_size = psize = self.env.stat()["psize"]
-        needed = (info["last_pgno"] + 1) * psize
-        actual = os.path.getsize(os.path.join(self.path, DATA_FILE))
-        if actual < needed:
-            raise CorruptedDatabaseError(
-                errno.EIO,
-                f"database {self.path!r} is corrupted: data file has {actual} bytes, needs {needed} (truncated?)",
-            )
+        data_file = os.path.join(self.path, DATA_FILE)
+        if os.path.getsize(data_file) >= (info["last_pgno"] + 1) * psize:
+            return
+
+        def check() -> None:
+            with self.env.begin():  # keeps the pages read below from being reused by a writer meanwhile
+                check_final_pages_are_free(data_file, psize, f"database {self.path!r} is corrupted")
+        _while_the_map_grows(check, adopt=lambda: _map_for_data(self.env, psize, 1))
 
     def _map_txnid_reader(self) -> None:
         """Map the two meta pages read-only to read the last txnid cheaply."""

@@ -64,3 +64,9 @@ class AlreadyCalledError(PersistDictError, RuntimeError, AssertionError):
 
 class CodecMismatchWarning(UserWarning):
     """The database was written with another value codec than the one it is opened with."""
+
+
+class InsecureDatabaseWarning(UserWarning):
+    """The database directory or data file may be written by another user (group/others write
+    permission, or another owner than this process's user or root): with pickle or dill values,
+    that user can run code in this process."""
