@@ -31,7 +31,6 @@ from collections.abc import (
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from beartype import BeartypeConf, beartype
@@ -53,6 +52,7 @@ from ._records import (
     record_length,
     unpack_value,
 )
+from ._settings import SettingsAttributes
 from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
 from .exceptions import (
     AlreadyCalledError,
@@ -159,7 +159,7 @@ def _reset_after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork_in_child)
 
 
-class PersistDict(MutableMapping[Any, Any]):
+class PersistDict(SettingsAttributes, MutableMapping[Any, Any]):
     """A dict on disk, shared by every thread and process on the host.
 
     See the README for the guarantees. Every public method is thread-safe.
@@ -227,9 +227,6 @@ class PersistDict(MutableMapping[Any, Any]):
             map_size=map_size, max_items=max_items, max_bytes=max_bytes, clock=clock,
         )
         self.path = path
-        self.name = name or Path(path).name
-        self.verbose = verbose
-        self.expiration_days = float(expiration_days)
         self._clock = clock
         self.max_items = max_items
         self.max_bytes = max_bytes
