@@ -32,8 +32,7 @@ from collections.abc import (
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from beartype import BeartypeConf, beartype
 from loguru import logger
@@ -56,6 +55,7 @@ from ._records import (
     record_length,
     unpack_value,
 )
+from ._settings import SettingsAttributes
 from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
 from .exceptions import (
     AlreadyCalledError,
@@ -75,6 +75,14 @@ _ABSENT = (-1, 0.0, 0, b"", 0)  # _find_hashed's answer for a key that is not st
 # itself for them, so a hit needs no encoding. Other keys use (lookup,).
 _PLAIN_KEY_TYPES = frozenset({str, bytes})
 _FORMAT_VERSION = 1
+
+if TYPE_CHECKING:  # defaults (PEP 696): a bare PersistDict(path) is a PersistDict[Any, Any]
+    from typing_extensions import TypeVar as _DefaultedTypeVar
+    K = _DefaultedTypeVar("K", default=Any)
+    V = _DefaultedTypeVar("V", default=Any)
+else:  # typing.TypeVar takes default= only from Python 3.13
+    K, V = TypeVar("K"), TypeVar("V")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ def _reset_after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork_in_child)
 
 
-class PersistDict(MutableMapping[Any, Any]):
+class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     """A dict on disk, shared by every thread and process on the host.
 
     See the README for the guarantees. Every public method is thread-safe.
@@ -228,9 +236,6 @@ class PersistDict(MutableMapping[Any, Any]):
             map_size=map_size, max_items=max_items, max_bytes=max_bytes, clock=clock,
         )
         self.path = path
-        self.name = name or Path(path).name
-        self.verbose = verbose
-        self.expiration_days = float(expiration_days)
         self._clock = clock
         self.max_items = max_items
         self.max_bytes = max_bytes
@@ -373,7 +378,7 @@ class PersistDict(MutableMapping[Any, Any]):
                 self._apply_recent()
         return entry
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: K) -> V:
         front = self._front
         entry = self._hot_entry(key) if front is not None and front.hot else None  # an empty cache: no call
         if entry is not None:
@@ -491,6 +496,11 @@ class PersistDict(MutableMapping[Any, Any]):
         for entry in entries:
             note(entry.seq, now)
 
+    @overload
+    def get(self, key: K, default: None = None) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V | T) -> V | T: ...
+
     def get(self, key: Any, default: Any = None) -> Any:
         # Overridden: Mapping.get goes through __getitem__ and an exception on a miss.
         front = self._front
@@ -531,7 +541,7 @@ class PersistDict(MutableMapping[Any, Any]):
             return record is not None and self._is_live(record.expires, self._clock())
 
     @typechecked
-    def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
+    def get_many(self, keys: Iterable[K]) -> dict[K, V]:
         """Read several keys as one consistent snapshot; returns the ones found.
 
         Front-cache hits are used when they are valid for the same snapshot
@@ -651,16 +661,16 @@ class PersistDict(MutableMapping[Any, Any]):
             out.append((key, decode_value(kind, payload, key)))
         return out
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[K]:
         return iter(self._key_snapshot())
 
-    def keys(self) -> KeysView[Any]:
+    def keys(self) -> KeysView[K]:
         return _SnapshotKeys(self)
 
-    def values(self) -> ValuesView[Any]:
+    def values(self) -> ValuesView[V]:
         return _SnapshotValues(self)
 
-    def items(self) -> ItemsView[Any, Any]:
+    def items(self) -> ItemsView[K, V]:
         return _SnapshotItems(self)
 
     def __eq__(self, other: object) -> bool:
@@ -670,29 +680,29 @@ class PersistDict(MutableMapping[Any, Any]):
 
     __hash__ = None  # type: ignore[assignment]  # mutable mapping
 
-    def copy(self) -> dict[Any, Any]:
+    def copy(self) -> dict[K, V]:
         """A plain dict snapshot of the whole store."""
         return dict(self.items())
 
-    def __or__(self, other: Any) -> dict[Any, Any]:
+    def __or__(self, other: Mapping[K, V]) -> dict[K, V]:
         if not isinstance(other, Mapping):
             return NotImplemented
         merged = self.copy()
         merged.update(other)
         return merged
 
-    def __ror__(self, other: Any) -> dict[Any, Any]:
+    def __ror__(self, other: Mapping[K, V]) -> dict[K, V]:
         if not isinstance(other, Mapping):
             return NotImplemented
         merged = dict(other)
         merged.update(self.items())
         return merged
 
-    def __ior__(self, other: Any) -> PersistDict:
+    def __ior__(self, other: Mapping[K, V]) -> PersistDict[K, V]:
         self.update(other)
         return self
 
-    def metadata(self, key: Any) -> Metadata:
+    def metadata(self, key: K) -> Metadata:
         """Creation and last access time of ``key``; ``KeyError`` if missing."""
         storage = self._check_open()
         lookup, _ = self._keys.encode(key)
@@ -796,12 +806,12 @@ class PersistDict(MutableMapping[Any, Any]):
         self._note_evictions(evicted)
         self._after_commit([lookup for _, lookup, *_ in prepared] + evicted, commit)
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: K, value: V) -> None:
         self._check_open()
         self._write_many([self._prepare(key, value)], 0.0)
 
     @typechecked
-    def set(self, key: Any, value: Any, ttl: int | float | None = None) -> None:
+    def set(self, key: K, value: V, ttl: int | float | None = None) -> None:
         """``d[key] = value``, optionally expiring ``ttl`` seconds from now."""
         ttl = _ttl_seconds(ttl)
         self._check_open()
@@ -809,7 +819,7 @@ class PersistDict(MutableMapping[Any, Any]):
         self._write_many([self._prepare(key, value)], expires)
 
     @typechecked
-    def set_many(self, mapping: Mapping[Any, Any] | Iterable[tuple[Any, Any]], ttl: int | float | None = None) -> None:
+    def set_many(self, mapping: Mapping[K, V] | Iterable[tuple[K, V]], ttl: int | float | None = None) -> None:
         """Write several entries in one transaction (all or nothing)."""
         ttl = _ttl_seconds(ttl)
         pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
@@ -817,7 +827,7 @@ class PersistDict(MutableMapping[Any, Any]):
         if prepared:
             self._write_many(prepared, 0.0 if ttl is None else self._clock() + ttl)
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+    def update(self, other: Any = (), /, **kwargs: V) -> None:
         """Like ``dict.update``, in one transaction."""
         if isinstance(other, Mapping):
             pairs = list(other.items())
@@ -858,9 +868,14 @@ class PersistDict(MutableMapping[Any, Any]):
                 self._touched.discard(record.seq)
         return record
 
-    def __delitem__(self, key: Any) -> None:
+    def __delitem__(self, key: K) -> None:
         if self._delete(self._keys.encode(key)[0]) is None:
             raise KeyError(key)
+
+    @overload
+    def pop(self, key: K) -> V: ...
+    @overload
+    def pop(self, key: K, default: V | T) -> V | T: ...
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value, atomically. The value is decoded before the entry
@@ -885,7 +900,7 @@ class PersistDict(MutableMapping[Any, Any]):
                 return value
             # written or removed since it was read: read it again
 
-    def popitem(self) -> tuple[Any, Any]:
+    def popitem(self) -> tuple[K, V]:
         """Remove and return the most recently inserted entry (LIFO, like dict); decoded before
         it is removed, as in :meth:`pop`."""
         while True:
@@ -909,6 +924,11 @@ class PersistDict(MutableMapping[Any, Any]):
 
             if self._removed(read_as(slot, record.lookup), *self._commit(work)) is not None:
                 return key, value
+
+    @overload
+    def setdefault(self: PersistDict[K, T | None], key: K, default: None = None) -> T | None: ...
+    @overload
+    def setdefault(self, key: K, default: V) -> V: ...
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         """Return ``d[key]``, first storing ``default`` if missing, atomically."""
@@ -946,7 +966,7 @@ class PersistDict(MutableMapping[Any, Any]):
         return self._decode_value(outcome[0], outcome[1], key)
 
     @typechecked
-    def touch(self, key: Any, ttl: int | float | None = None) -> None:
+    def touch(self, key: K, ttl: int | float | None = None) -> None:
         """Mark ``key`` as used now; with ``ttl``, expire it ``ttl`` seconds from now (None: never)."""
         ttl = _ttl_seconds(ttl)
         lookup, _ = self._keys.encode(key)
@@ -982,7 +1002,7 @@ class PersistDict(MutableMapping[Any, Any]):
                 self._front.clear()  # before _after_commit lets the cache pass this commit
         self._after_commit([], commit)
 
-    def __call__(self, /, *args: Any, **kwargs: Any) -> PersistDict:
+    def __call__(self, /, *args: Any, **kwargs: V) -> PersistDict[K, V]:
         """Initialise like ``dict(...)``; allowed once per database (until ``clear()``)."""
         source: dict[Any, Any] = dict(*args, **kwargs)
         prepared = [self._prepare(key, value) for key, value in source.items()]
@@ -998,7 +1018,7 @@ class PersistDict(MutableMapping[Any, Any]):
         return self
 
     @contextmanager
-    def transaction(self) -> Iterator[PersistDict]:
+    def transaction(self) -> Iterator[PersistDict[K, V]]:
         """Make a group of reads and writes atomic and isolated across threads and processes.
 
         Rolls back if the block raises. Nested blocks in the same thread are
@@ -1145,7 +1165,7 @@ class PersistDict(MutableMapping[Any, Any]):
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> PersistDict:
+    def __enter__(self) -> PersistDict[K, V]:
         self._check_open()
         return self
 

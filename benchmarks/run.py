@@ -498,7 +498,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 2)")
     parser.add_argument("--contenders", help="comma-separated subset of: " + ",".join(c.name for c in CONTENDERS))
     parser.add_argument("--values", help="comma-separated subset of: " + ",".join(VALUE_KINDS))
-    parser.add_argument("--skip", default="", help="comma-separated groups to skip: core,mixed,big,maintenance")
+    parser.add_argument("--skip", default="", help="comma-separated groups to skip: core,mixed,big,maintenance,floors")
     parser.add_argument("--n-big", type=int, help="entries of the large store (default 1,000,000; quick 100,000)")
     parser.add_argument("--no-install", action="store_true", help="fail instead of installing missing packages")
     parser.add_argument("--baseline", metavar="REF",
@@ -575,6 +575,9 @@ def main() -> None:
         save(True)
     save(False)
     shutil.rmtree(RUN_DIR, ignore_errors=True)
+    if "floors" not in skip:  # writes floors.json: the floor the get cold target is checked against
+        log("floors.py (~1 min)")
+        subprocess.run([sys.executable, str(BENCH_DIR / "floors.py"), str(out_dir)], check=True)
 
     import report
 
