@@ -1006,6 +1006,7 @@ class PersistDict(MutableMapping[Any, Any]):
 
     # -- lifecycle -----------------------------------------------------------------
 
+    @typechecked
     def flush_atimes(self, batch: int = 500) -> int:
         """Write the access times kept in memory; returns how many were written.
 
@@ -1014,6 +1015,8 @@ class PersistDict(MutableMapping[Any, Any]):
         Python work between two LMDB calls stays short: a background thread that
         holds the GIL makes every foreground read wait for it (up to 5 ms each time).
         """
+        if batch < 1:  # checked before anything is drained: a refused call loses no access time
+            raise ValueError(f"batch must be at least 1, not {batch}")
         self._note_cached_reads()
         if self._closed:
             return 0
