@@ -92,7 +92,7 @@ def test_damaged_row_of_each_table(base, tmp_path, table, row, how):
         assert row == b"format", f"damage to {table} made the store unopenable: {report['refused_with']}"
 
 
-@pytest.mark.parametrize("seed", range(h.sized(8, 80)))
+@pytest.mark.parametrize("seed", range(h.sized(16, 80)))
 def test_random_bytes_at_random_offsets(base, tmp_path, seed):
     """1-8 runs of random bytes written at seeded random offsets: no signal, no wrong value, only
     PersistDictErrors."""
