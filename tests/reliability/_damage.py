@@ -36,11 +36,10 @@ def build(path: Path) -> tuple[dict[Any, Any], dict[Any, list[Any]]]:
     batch = {f"s{i}": f"VALUE-{i}-" + "v" * (i % 40) for i in range(160)}
     d.set_many(batch)
     oracle.update(batch)
-    for i in range(20):
-        d[("tuple", i)] = [f"VALUE-t{i}", i]
-        d[10_000 + i] = {"VALUE": i}
-        d["L" * 600 + str(i)] = f"VALUE-long-{i}"
-        oracle[("tuple", i)], oracle[10_000 + i], oracle["L" * 600 + str(i)] = [f"VALUE-t{i}", i], {"VALUE": i}, f"VALUE-long-{i}"
+    for i in range(20):  # tuple, int and hashed (longer than key_size_limit) keys
+        for key, value in ((("tuple", i), [f"VALUE-t{i}", i]), (10_000 + i, {"VALUE": i}),
+                           ("L" * 600 + str(i), f"VALUE-long-{i}")):
+            d[key] = oracle[key] = value
     d["flip.large"] = FLIP_VALUE
     oracle["flip.large"] = FLIP_VALUE
     d.set("ttl.live", "VALUE-ttl", ttl=10 * 365 * 86400)
@@ -128,16 +127,19 @@ def table_rows(path: Path, table: str) -> list[bytes]:
 
 
 def damage_row(path: Path, table: str, key: bytes, how: str) -> None:
-    """Rewrite one row: ``flip`` one byte of its value (seeded by the key), or ``short`` (5 bytes)."""
+    """Rewrite one row: ``flip`` one byte of its value, ``garbage`` after its first byte (so it stays
+    the same kind of row), or ``short`` (5 bytes); seeded by the row's key."""
     with _env(path) as env:
         db = env.open_db(table.encode(), create=False)
         with env.begin(db=db, write=True) as txn:
             value = bytearray(txn.get(key))
+            rng = random.Random(key)
             if how == "short":
                 value = bytearray(SHORT_ROW)
+            elif how == "garbage":
+                value[1:] = rng.randbytes(len(value) - 1)
             else:
-                position = random.Random(key).randrange(len(value))
-                value[position] ^= 0x10
+                value[rng.randrange(len(value))] ^= 0x10
             txn.put(key, bytes(value))
 
 

@@ -19,13 +19,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import _workers as w
+from test_concurrency import bounded, join_all  # noqa: F401 - the suite's helpers, shared
 
-from PersistDict import PersistDict, PersistDictError
+from PersistDict import PersistDict
 
 LARGE = os.environ.get("PERSISTDICT_STRESS", "").lower() == "large"
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -81,12 +82,14 @@ def probe(name: str, args: dict[str, Any], timeout: float = CHILD_TIMEOUT) -> di
 def read_line(child: subprocess.Popen[str], timeout: float = CHILD_TIMEOUT) -> str:
     """The next line a probe prints; fail if it exits or stays silent for ``timeout`` seconds."""
     box: list[str] = []
-    reader = threading.Thread(target=lambda: box.append(child.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    stdout, stderr = child.stdout, child.stderr
+    assert stdout is not None and stderr is not None
+    reader = threading.Thread(target=lambda: box.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     if not box or not box[0]:
         child.kill()
-        raise AssertionError(f"probe printed nothing within {timeout}s; stderr:\n{child.stderr.read()[-3000:]}")  # type: ignore[union-attr]
+        raise AssertionError(f"probe printed nothing within {timeout}s; stderr:\n{stderr.read()[-3000:]}")
     return box[0].strip()
 
 
@@ -97,39 +100,6 @@ def kill(child: subprocess.Popen[str] | Any) -> None:
         child.communicate(timeout=CHILD_TIMEOUT)
     else:
         child.join(CHILD_TIMEOUT)
-
-
-def bounded(fn: Callable[[], Any], what: str, timeout: float = CHILD_TIMEOUT) -> Any:
-    """Run ``fn`` in a daemon thread; fail instead of hanging the suite if it blocks."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise AssertionError(f"{what} blocked for {timeout}s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
-
-
-def join_all(processes: list[Any], timeout: float = 240) -> None:
-    """Wait for multiprocessing children; fail on a hang or a non-zero exit (a signal included)."""
-    deadline = time.monotonic() + timeout
-    for process in processes:
-        process.join(max(0.1, deadline - time.monotonic()))
-    hung = [p for p in processes if p.is_alive()]
-    for p in hung:
-        p.kill()
-        p.join()
-    assert not hung, f"processes hung: {hung}"
-    assert [p.exitcode for p in processes] == [0] * len(processes), f"exit codes {[p.exitcode for p in processes]}"
 
 
 # ---------------------------------------------------------------------------
@@ -150,12 +120,6 @@ def assert_consistent(d: PersistDict) -> None:
         assert d.get_many(keys).keys() == set(keys), "a listed key has no value"
         report = d.check()
         assert report.ok, f"check() found problems: {report}"
-
-
-def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
-    while exc is not None:
-        yield exc
-        exc = exc.__cause__ or exc.__context__
 
 
 # ---------------------------------------------------------------------------

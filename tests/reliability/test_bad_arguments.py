@@ -34,7 +34,8 @@ BAD_TTL_TYPES = {"str": "5", "list": [1]}
 
 def _key_cases() -> list[Case]:
     uses: dict[str, Callable[[PersistDict, Any], Any]] = {
-        "d[k] = v": lambda d, k: d.__setitem__(k, 1), "d[k]": lambda d, k: d[k], "del d[k]": lambda d, k: d.__delitem__(k),
+        "d[k] = v": lambda d, k: d.__setitem__(k, 1), "d[k]": lambda d, k: d[k],
+        "del d[k]": lambda d, k: d.__delitem__(k),
         "k in d": lambda d, k: k in d, "get": lambda d, k: d.get(k), "pop": lambda d, k: d.pop(k),
         "pop default": lambda d, k: d.pop(k, None), "setdefault": lambda d, k: d.setdefault(k, 1),
         "metadata": lambda d, k: d.metadata(k), "touch": lambda d, k: d.touch(k), "set": lambda d, k: d.set(k, 1),
@@ -149,7 +150,8 @@ def store(tmp_path):
     d.close()
 
 
-def assert_refused(d: PersistDict, call: Callable[[], Any], expected: type[BaseException], words: tuple[str, ...]) -> None:
+def assert_refused(d: PersistDict, call: Callable[[], Any], expected: type[BaseException],
+                   words: tuple[str, ...]) -> None:
     """``call()`` raises ``expected`` (a TypeError, ValueError or PersistDictError) whose message names
     one of ``words``, and the store's items, order and metadata are what they were."""
     before = h.snapshot(d)
@@ -176,7 +178,7 @@ def test_bad_option_of_the_constructor(store, option, expected, words):
 
 
 def test_bad_database_paths(store, tmp_path):
-    """A path that is not a str/PathLike, or names a file, is refused with an error naming it."""
+    """A database path of a wrong type, or naming a file, is refused with an error naming it."""
     a_file = tmp_path / "a_file"
     a_file.write_text("not a database")
     assert_refused(store, lambda: PersistDict(123), TypeError, ("database_path",))
@@ -185,8 +187,7 @@ def test_bad_database_paths(store, tmp_path):
 
 
 def test_bad_values_for_special_stores(tmp_path):
-    """Raw-value and raw-key stores refuse other types, bounded stores refuse a write that cannot
-    fit; each with an error naming the problem and the store unchanged."""
+    """Raw-value, raw-key and bounded stores refuse what they cannot hold, naming it, unchanged."""
     raw = h.open_db(tmp_path / "raw", value_serializer=None, value_unserializer=None,
                     key_serializer=None, key_unserializer=None)
     bounded = h.open_db(tmp_path / "bounded", max_items=3, max_bytes=64 << 10)
@@ -211,8 +212,7 @@ def test_closed_instance_refuses_every_method(store, use):
 
 
 def test_close_racing_other_threads_raises_only_closed_error(tmp_path):
-    """Threads using an instance while another thread closes it get ClosedError, never another
-    error (defect 7)."""
+    """Threads using an instance while another thread closes it get only ClosedError (defect 7)."""
     path = tmp_path / "db"
     with h.open_db(path) as d:
         d.set_many({f"k{i}": i for i in range(50)})

@@ -50,39 +50,34 @@ def test_truncated_data_file_is_refused(base, tmp_path, fraction):
 
 
 def test_deleted_data_file_is_refused(base, tmp_path):
-    """A store whose marker says it is not new but whose data file is gone is refused (defect 8)."""
+    """A store whose marker is there but whose data file is gone is refused with CorruptedDatabaseError (defect 8)."""
     report = run_case(base, tmp_path, lambda p: (p / dm.DATA).unlink())
     assert report["refused_with"] == "CorruptedDatabaseError"
 
 
 @pytest.mark.parametrize("pages", [(0,), (1,), (0, 1)])
 def test_garbage_meta_pages(base, tmp_path, pages):
-    """Garbage over one meta page reads right (LMDB keeps the other, maybe one commit older); over
-    both, the store is refused with a PersistDictError."""
+    """Garbage over one meta page reads right or errs; over both, the store is refused with a PersistDictError."""
     report = run_case(base, tmp_path, lambda p: dm.garbage_meta_pages(p, pages))
     if len(pages) == 2:
         assert report["refused_with"] is not None
 
 
 def test_flipped_byte_in_a_value_is_caught_and_repaired(base, tmp_path):
-    """A flipped byte in a stored value raises CorruptedRecordError, never returns the damaged value;
-    check(repair=True, drop_unreadable=True) drops it and the store is clean and writable."""
+    """A flipped byte in a value raises CorruptedRecordError, and repair leaves a clean, writable store."""
     report = run_case(base, tmp_path, dm.flip_value_byte, repairable=True)
     assert report["refused_with"] is None and report["errors"] > 0
 
 
 def test_flipped_byte_in_a_node_key_never_serves_another_keys_value(base, tmp_path):
-    """An LMDB node key damaged to read as a never-written key: reading that key is a miss or an
-    error, never the other key's value (defect 3); repair makes the store clean."""
+    """A node key damaged into a never-written key never serves the other key's value (defect 3)."""
     run_case(base, tmp_path, dm.flip_node_key, repairable=True)
 
 
-@pytest.mark.parametrize("how", ["flip", "short"])
+@pytest.mark.parametrize("how", ["flip", "garbage", "short"])
 @pytest.mark.parametrize("table, row", ROWS, ids=[f"{t}-{r!r}" for t, r in ROWS])
 def test_damaged_row_of_each_table(base, tmp_path, table, row, how):
-    """One row of each table with a flipped byte or cut to 5 bytes: reads are right or raise a
-    PersistDictError, check() reports instead of raising, check(repair=True, drop_unreadable=True)
-    and a maintenance pass go through, and the store is then clean and writable (defect 4)."""
+    """A damaged row of any table: right reads or PersistDictErrors; check, repair, maintenance go through (defect 4)."""
     def damage(path: Path) -> None:
         key = row if row is not None else dm.table_rows(path, table)[-1]
         dm.damage_row(path, table, key, how)
@@ -94,6 +89,5 @@ def test_damaged_row_of_each_table(base, tmp_path, table, row, how):
 
 @pytest.mark.parametrize("seed", range(h.sized(16, 80)))
 def test_random_bytes_at_random_offsets(base, tmp_path, seed):
-    """1-8 runs of random bytes written at seeded random offsets: no signal, no wrong value, only
-    PersistDictErrors."""
+    """Random bytes at seeded offsets: no signal, no wrong value, only PersistDictErrors."""
     run_case(base, tmp_path, lambda p: dm.random_bytes(p, seed))

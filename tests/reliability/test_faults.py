@@ -24,9 +24,7 @@ def _process_state(pid: int) -> str:
 
 
 def test_disk_full_raises_storage_full_and_loses_no_acknowledged_write(tmp_path):
-    """Under RLIMIT_FSIZE, writes (set_many, transaction(), single) raise StorageFullError, never
-    another error; after the limit is gone every acknowledged write is there and no refused batch
-    left a part of itself."""
+    """Under RLIMIT_FSIZE writes raise StorageFullError; no acknowledged write is lost, no refused batch half there."""
     path = str(tmp_path / "db")
     with h.open_db(path) as d:
         d["kept"] = "safe"
@@ -64,9 +62,7 @@ class JumpingClock:
 
 
 def test_clock_jumps_years_backward_and_forward_keep_every_entry(tmp_path):
-    """Writes, reads, TTLs, expiry and maintenance under a clock that jumps years back and forth:
-    a permanent entry is never lost, an entry with a TTL is visible exactly while it has not
-    expired by the clock of the moment, and the store stays consistent."""
+    """A clock jumping years back and forth loses no entry and expires TTLs by the clock of the moment."""
     clock = JumpingClock()
     rng = random.Random(15)
     oracle: dict[str, tuple[int, float]] = {}  # key -> (value, expires at; 0 = never)
@@ -120,8 +116,7 @@ def test_clock_jumps_years_backward_and_forward_keep_every_entry(tmp_path):
 
 
 def test_lease_left_by_a_dead_process_with_a_clock_years_ahead_is_taken_over(tmp_path):
-    """A process whose clock ran 10 years ahead takes the maintenance lease and is SIGKILLed: the
-    next process's maintenance pass still expires entries (defect 6)."""
+    """A maintenance lease left by a killed process whose clock ran 10 years ahead does not stop expiry (defect 6)."""
     path = str(tmp_path / "db")
     with h.open_db(path) as d:
         d["seed"] = 1
@@ -137,8 +132,7 @@ def test_lease_left_by_a_dead_process_with_a_clock_years_ahead_is_taken_over(tmp
 
 
 def test_reader_table_filled_by_killed_processes_does_not_block_a_new_open(tmp_path):
-    """A process holding every free reader slot is SIGKILLed while another keeps the store open:
-    a new process opens, reads and writes, and the open one keeps reading (defect 2)."""
+    """A reader table filled by a SIGKILLed process's slots does not stop a new open (defect 2)."""
     path = str(tmp_path / "db")
     with h.open_db(path) as d:
         d["k"] = "v"
@@ -151,9 +145,7 @@ def test_reader_table_filled_by_killed_processes_does_not_block_a_new_open(tmp_p
 
 
 def test_sigstopped_writer_inside_a_transaction_blocks_no_opener(tmp_path):
-    """While a process is SIGSTOPped inside transaction(), new processes open the store and read
-    the committed values (bounded by the probe's timeout); killed, it leaves none of its writes
-    (defect 1)."""
+    """A process SIGSTOPped inside transaction() blocks no new process from opening and reading (defect 1)."""
     path = str(tmp_path / "db")
     with h.open_db(path) as d:
         d["committed"] = "yes"
@@ -177,8 +169,7 @@ def _wait_stopped(pid: int) -> None:
 
 
 def test_writes_after_the_directory_was_deleted_raise(tmp_path):
-    """A write to a store whose directory was deleted while open raises StorageError instead of
-    being acknowledged into unlinked files (defect 9)."""
+    """A write after the store's directory was deleted raises StorageError, not a lost acknowledgement (defect 9)."""
     path = tmp_path / "db"
     d = h.open_db(path)
     try:

@@ -13,11 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_seeded_replay_matches_every_workers_oracle(tmp_path):
-    """Processes x threads replay seeded mixed operations: owned ranges match their exact oracles at
-    every step and at the end, transaction counters are exact, and every shared value read or left
-    is one some worker wrote."""
+    """A seeded replay by processes x threads matches every oracle; shared keys hold only values a worker wrote."""
     path = str(tmp_path / "db")
-    n_procs, owned, shared, n_ops = h.sized(3, 4), h.sized(3, 4), h.sized(1, 2), h.sized(150, 500)
+    n_procs, owned, shared, n_ops = h.sized(3, 4), h.sized(3, 4), h.sized(1, 2), h.sized(150, 1_500)
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(n_procs)
     result_paths = [f"{path}.result{p}" for p in range(n_procs)]
@@ -54,8 +52,7 @@ def test_seeded_replay_matches_every_workers_oracle(tmp_path):
 
 
 def test_cross_process_handoffs_never_read_stale(tmp_path):
-    """Two processes with front caches on take turns: each writes version n, hands over, and the
-    other's very next read (d[k], get, get_many, in) returns n, never an older version."""
+    """Two processes taking turns with front caches on always read the version the other just wrote."""
     path = str(tmp_path / "db")
     rounds = h.sized(5_000, 40_000)
     ctx = mp.get_context("fork")

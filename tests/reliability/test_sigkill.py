@@ -12,8 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_sigkill_loop_loses_no_acknowledged_write_and_no_batch_half(tmp_path):
-    """Writers SIGKILLed at random moments on one store (every durability) never lose an acknowledged
-    write, never leave half a batch or transaction, and leave a store whose check() is clean."""
+    """Writers SIGKILLed at random moments lose no acknowledged write, leave no half batch, and check() stays clean."""
     path = str(tmp_path / "db")
     rng = random.Random(15)
     state: dict = {}
