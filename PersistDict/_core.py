@@ -1033,6 +1033,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
 
     # -- lifecycle -----------------------------------------------------------------
 
+    @typechecked
     def flush_atimes(self, batch: int = 500) -> int:
         """Write the access times kept in memory; returns how many were written.
 

@@ -1,0 +1,1 @@
+"""The reliability suite: the store attacked with real faults (see the README's "Reliability")."""
