@@ -423,7 +423,7 @@ class PersistDict(MutableMapping[Any, Any]):
                 seq = -1
             else:
                 try:
-                    seq, expires, kind, payload = unpack_value(data)
+                    seq, expires, kind, payload = unpack_value(data, lookup)
                 except CorruptedRecordError as exc:
                     raise _corrupted(key, exc) from exc
         else:
@@ -448,12 +448,17 @@ class PersistDict(MutableMapping[Any, Any]):
 
     def _find_hashed(self, storage: Storage, key: Any, lookup: bytes) -> tuple[int, float, int, Any, int]:
         """(seq, expires, kind, payload, snapshot txn id) of a key with a hashed slot; seq is -1 if absent."""
+        with storage.reading() as txn:
+            record = self._find(txn, key, lookup, self._keys.slot(lookup))
+            if record is None:
+                return _ABSENT
+            return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
+
+    def _find(self, txn: Txn, key: Any, lookup: bytes, base: bytes) -> Record | None:
+        """The record of ``key`` (None: absent); one that is damaged, or another key's record that a
+        damaged database key led to, raises CorruptedRecordError naming ``key``."""
         try:
-            with storage.reading() as txn:
-                record = _table.find(txn, lookup, self._keys.slot(lookup)).record
-                if record is None:
-                    return _ABSENT
-                return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
+            return _table.find(txn, lookup, base).record
         except CorruptedRecordError as exc:
             raise _corrupted(key, exc) from exc
 
@@ -526,7 +531,7 @@ class PersistDict(MutableMapping[Any, Any]):
                 raise _corrupted(key, exc) from exc
             return expires is not None and (not expires or expires > self._clock())
         with self._storage.reading() as txn:
-            record = _table.find(txn, lookup, keys.slot(lookup)).record
+            record = self._find(txn, key, lookup, keys.slot(lookup))
             return record is not None and self._is_live(record.expires, self._clock())
 
     @typechecked
@@ -570,7 +575,7 @@ class PersistDict(MutableMapping[Any, Any]):
                             data = txn.record(lookup)
                             if data is None:
                                 continue
-                            seq, expires, kind, payload = unpack_value(data)
+                            seq, expires, kind, payload = unpack_value(data, lookup)
                         else:
                             record = _table.find(txn, lookup, self._keys.slot(lookup)).record
                             if record is None:
@@ -692,7 +697,7 @@ class PersistDict(MutableMapping[Any, Any]):
         now = self._clock()
         self._note_cached_reads()
         with storage.reading() as txn:
-            record = _table.find(txn, lookup, self._keys.slot(lookup)).record
+            record = self._find(txn, key, lookup, self._keys.slot(lookup))
             if record is None or not self._is_live(record.expires, now):
                 raise KeyError(key)
             atime = _table.atime_of(txn, record)
@@ -852,7 +857,11 @@ class PersistDict(MutableMapping[Any, Any]):
         return record
 
     def __delitem__(self, key: Any) -> None:
-        if self._delete(self._keys.encode(key)[0]) is None:
+        try:
+            removed = self._delete(self._keys.encode(key)[0])
+        except CorruptedRecordError as exc:  # its slot holds another key's record: not removed
+            raise _corrupted(key, exc) from exc
+        if removed is None:
             raise KeyError(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
@@ -864,7 +873,7 @@ class PersistDict(MutableMapping[Any, Any]):
         while True:
             now = self._clock()
             with self._check_open().reading() as txn:
-                record = _table.find(txn, lookup, base).record
+                record = self._find(txn, key, lookup, base)
                 if record is not None and self._is_live(record.expires, now):
                     record = record._replace(payload=bytes(record.payload))  # a view is valid only in the txn
                 else:
@@ -920,7 +929,7 @@ class PersistDict(MutableMapping[Any, Any]):
             self._note_cached_reads()  # eviction picks by access time
 
         def work(txn: Txn) -> tuple[int, bytes] | list[bytes]:
-            record = _table.find(txn, lookup, base).record
+            record = self._find(txn, key, lookup, base)
             if record is not None and self._is_live(record.expires, now):
                 return record.kind, bytes(record.payload)
             if encode_error is not None:

@@ -75,10 +75,17 @@ def check_database(
                 continue
             record_seq[slot] = record.seq
             hashed = is_hashed_slot(slot)
+            moved = False
             if not _in_place(keys, slot, record.lookup, txn) or (hashed and record.lookup in chained):
                 report.misplaced_records += 1
+                own = keys.slot(record.lookup)
                 if hashed:
-                    broken_chains.add(keys.slot(record.lookup))
+                    broken_chains.add(own)
+                elif not is_hashed_slot(own) and txn.record(own) is None and order.get(record.seq, own) == own:
+                    # a damaged database key: the record goes back under its own key, where its order row points
+                    fixes.append(_mover(slot, own, record.seq, record.expires, record.exact is None))
+                    record_seq[own] = record_seq.pop(slot)
+                    moved = True
             if hashed:
                 chained.add(record.lookup)
             if not can_decode(record.kind, record.payload):
@@ -88,7 +95,7 @@ def check_database(
                     fixes.append(_dropper(slot, record.seq, keys.hash_bytes))
                     report.dropped += 1
                     continue
-            if order.get(record.seq) != slot:
+            if order.get(record.seq) != slot and not moved:
                 report.orphan_records += 1
                 fixes.append(_reindexer(slot, record.seq, record.expires, record.exact is None
                                         and slot == record.lookup, record.seq in order))
@@ -209,6 +216,21 @@ def _chain_rewriter(base: bytes) -> Callable[[Txn], None]:
                 data = with_header(record, seq=seq)
             txn.put_record(new_slot, data, record.lookup)
             txn.put_order(seq, _table.pack_order(record.expires, False, new_slot))
+    return fix
+
+
+def _mover(slot: bytes, own: bytes, seq: int, expires: float, key_in_slot: bool) -> Callable[[Txn], None]:
+    """Move the record ``seq`` from ``slot`` to ``own``, the exact slot of its key, if that is free."""
+    def fix(txn: Txn) -> None:
+        data = txn.record(slot)
+        if data is None or _seq_of(data) != seq or txn.record(own) is not None:
+            return  # removed, rewritten or its slot taken meanwhile
+        row = txn.order_row(seq)
+        if row is not None and _table.unpack_order(row)[2] != own:
+            return
+        txn.put_record(own, bytes(data), own)
+        txn.delete_record(slot, None)
+        txn.put_order(seq, _table.pack_order(expires, key_in_slot, own))
     return fix
 
 
