@@ -6,6 +6,7 @@ from . import serializers
 from ._core import Metadata, PersistDict
 from ._integrity import CheckReport
 from ._keys import canonical_key_serializer, canonical_key_unserializer
+from ._readable import DamagedEntry, ReadableItems
 from ._records import SPEEDUPS
 from .exceptions import (
     AlreadyCalledError,
@@ -38,12 +39,14 @@ __all__ = [
     "CodecMismatchWarning",
     "CorruptedDatabaseError",
     "CorruptedRecordError",
+    "DamagedEntry",
     "DatabasePermissionError",
     "KeyEncodingError",
     "Metadata",
     "NotADatabaseDirectoryError",
     "PersistDict",
     "PersistDictError",
+    "ReadableItems",
     "SPEEDUPS",
     "StorageError",
     "StorageFullError",

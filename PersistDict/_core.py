@@ -44,6 +44,7 @@ from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds, least_bytes
 from ._maintenance import Maintenance, release_lease, sweep, try_take_lease
+from ._readable import ReadableItems, readable_items
 from ._records import (
     KIND_BYTES,
     KIND_SERIALIZED,
@@ -648,6 +649,12 @@ class PersistDict(MutableMapping[Any, Any]):
             key = decode_key(lookup, exact)
             out.append((key, decode_value(kind, payload, key)))
         return out
+
+    def readable_items(self, keys: Iterable[Any] | None = None) -> ReadableItems:
+        """Every entry that can be read, of the whole store or of ``keys``, in one snapshot, and the
+        damaged ones (key and error); nothing is deleted. items(), values(), copy() and get_many()
+        raise on the first damaged entry instead."""
+        return readable_items(self, keys)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._key_snapshot())

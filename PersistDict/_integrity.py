@@ -19,7 +19,7 @@ from ._records import unpack_record, with_header
 from ._storage import Storage, Txn
 from .exceptions import CorruptedRecordError
 
-_REPORTED = 20  # at most this many examples per problem kind, to keep reports small
+_REPORTED = 20  # at most this many examples per problem kind, to keep reports small; counts are totals
 
 
 @dataclass
@@ -31,15 +31,17 @@ class CheckReport:
     orphan_order_rows: int = 0  # order rows whose record is missing or belongs to another entry
     orphan_atimes: int = 0  # access times of entries that no longer exist
     misplaced_records: int = 0  # records stored under a slot their key does not map to
-    corrupted: list[str] = field(default_factory=list)  # slots (hex) failing their checksum
-    undecodable: list[str] = field(default_factory=list)  # keys (repr) the value codec cannot decode
+    corrupted_records: int = 0  # records failing their checksum (all of them)
+    undecodable_records: int = 0  # records the value codec cannot decode (all of them)
+    corrupted: list[str] = field(default_factory=list)  # slots (hex) failing their checksum: the first 20
+    undecodable: list[str] = field(default_factory=list)  # keys (repr) the value codec cannot decode: the first 20
     repaired: int = 0
     dropped: int = 0
 
     @property
     def ok(self) -> bool:
         return not (self.orphan_records or self.orphan_order_rows or self.orphan_atimes
-                    or self.misplaced_records or self.corrupted or self.undecodable)
+                    or self.misplaced_records or self.corrupted_records or self.undecodable_records)
 
     def __getitem__(self, name: str) -> Any:  # report["ok"] reads like a dict too
         return getattr(self, name)
@@ -67,6 +69,7 @@ def check_database(
                 record = unpack_record(data)
             except CorruptedRecordError:
                 corrupted_slots.add(slot)
+                report.corrupted_records += 1
                 if len(report.corrupted) < _REPORTED:
                     report.corrupted.append(slot.hex())
                 if drop_unreadable:
@@ -89,6 +92,7 @@ def check_database(
             if hashed:
                 chained.add(record.lookup)
             if not can_decode(record.kind, record.payload):
+                report.undecodable_records += 1
                 if len(report.undecodable) < _REPORTED:
                     report.undecodable.append(_key_repr(keys, record.lookup, record.exact))
                 if drop_unreadable:
