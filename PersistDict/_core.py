@@ -45,6 +45,7 @@ from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds, least_bytes
 from ._maintenance import Maintenance, release_lease, sweep, try_take_lease
 from ._readable import ReadableItems, readable_items
+from ._redact import describe
 from ._records import (
     KIND_BYTES,
     KIND_SERIALIZED,
@@ -126,15 +127,17 @@ def _same_version(record: Record, expected: Record) -> bool:
             and record.kind == expected.kind and record.payload == expected.payload)
 
 
-def _undecodable(key: Any, cause: BaseException | None = None) -> CodecError:
+def _undecodable(key: Any, cause: BaseException) -> CodecError:
     """The CodecError for a value that cannot be decoded, naming its key and, when the codec
-    raised a CodecError of its own (a wrong secret, a tampered value), that error's message."""
+    raised a CodecError of its own (a wrong secret, a tampered value), that error's message, else
+    the type and position of the codec's exception (see _redact). Raise it outside the ``except``
+    block that caught ``cause``: it must not chain it, even as ``__context__``."""
     where = "" if key is _MISSING else f" of key {_key_text(key)}"
     message = f"cannot decode the value{where} with the configured value_unserializer"
-    if isinstance(cause, CodecError):
+    if isinstance(cause, CodecError):  # our codecs' messages quote no value
         kind = CodecMismatchError if isinstance(cause, CodecMismatchError) else CodecError
         return kind(f"{message}: {cause}")
-    return CodecError(message)
+    return CodecError(f"{message}: {describe(cause)}")
 
 
 @atexit.register
@@ -324,8 +327,9 @@ class PersistDict(MutableMapping[Any, Any]):
                 if self._loads_takes_buffer:
                     return self._value_unserializer(payload)  # type: ignore[misc]
                 return self._value_unserializer(bytes(payload))  # type: ignore[misc]
-            except Exception as exc:
-                raise _undecodable(key, exc) from exc
+            except Exception as exc:  # noqa: BLE001 - any codec error; raised below, unchained
+                error = _undecodable(key, exc)
+            raise error
         if kind == KIND_STR:
             return bytes(payload).decode("utf-8", "surrogatepass")
         if kind == KIND_BYTES:
@@ -443,8 +447,9 @@ class PersistDict(MutableMapping[Any, Any]):
         if kind == KIND_SERIALIZED and self._loads_takes_buffer:  # inlined _decode_value for pickle
             try:
                 return pickle.loads(payload)
-            except Exception as exc:
-                raise _undecodable(key) from exc
+            except Exception as exc:  # noqa: BLE001 - raised below, unchained (see _undecodable)
+                error = _undecodable(key, exc)
+            raise error
         return self._decode_value(kind, payload, key)
 
     def _find_hashed(self, storage: Storage, key: Any, lookup: bytes) -> tuple[int, float, int, Any, int]:
