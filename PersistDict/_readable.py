@@ -46,7 +46,7 @@ def readable_items(store: PersistDict, keys: Iterable[Any] | None) -> ReadableIt
     storage = store._check_open()
     now = store._clock()
     codec = store._keys
-    raw: list[_Raw] = []
+    raw: list[_Raw | None] = []
     if keys is None:
         with storage.reading() as txn:
             for _, row in txn.iter_order():
@@ -63,7 +63,7 @@ def readable_items(store: PersistDict, keys: Iterable[Any] | None) -> ReadableIt
                 if record is not None and store._is_live(record.expires, now):
                     raw.append((key, b"", record.lookup, record.exact, record.kind, bytes(record.payload), record.seq))
         for entry in raw:
-            if len(entry) == 7:
+            if entry is not None and len(entry) == 7:
                 store._touched.note(entry[6], now)  # a read, as in get_many
     return _decode(raw, codec.decode, store._decode_value)
 
