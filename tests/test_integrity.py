@@ -66,6 +66,7 @@ def test_writing_the_damaged_slot_replaces_the_foreign_record(
     d = make_db()
     d["s15/"] = "new"
     assert d["s15/"] == "new" and d.get("s150") is None
+    assert list(d)[-1] == "s15/"  # its own order row: a new entry, last in insertion order
     d.check(repair=True)
     assert d.check().ok and sorted(d) == ["s15", "s15/", "s151"]
 
