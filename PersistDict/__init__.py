@@ -6,6 +6,7 @@ from . import serializers
 from ._core import Metadata, PersistDict
 from ._integrity import CheckReport
 from ._keys import canonical_key_serializer, canonical_key_unserializer
+from ._readable import DamagedEntry, ReadableItems
 from ._records import SPEEDUPS
 from .exceptions import (
     AlreadyCalledError,
@@ -39,6 +40,7 @@ __all__ = [
     "CodecMismatchWarning",
     "CorruptedDatabaseError",
     "CorruptedRecordError",
+    "DamagedEntry",
     "DatabasePermissionError",
     "InsecureDatabaseWarning",
     "KeyEncodingError",
@@ -46,6 +48,7 @@ __all__ = [
     "NotADatabaseDirectoryError",
     "PersistDict",
     "PersistDictError",
+    "ReadableItems",
     "SPEEDUPS",
     "StorageError",
     "StorageFullError",

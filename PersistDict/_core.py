@@ -46,6 +46,8 @@ from ._eviction import enforce_bounds, least_bytes
 from ._maintenance import Maintenance, release_lease, sweep, try_take_lease
 from ._options import check_number
 from ._rows import check_format_row
+from ._readable import ReadableItems, readable_items
+from ._redact import describe
 from ._records import (
     KIND_BYTES,
     KIND_SERIALIZED,
@@ -130,15 +132,17 @@ def _same_version(record: Record, expected: Record) -> bool:
             and record.kind == expected.kind and record.payload == expected.payload)
 
 
-def _undecodable(key: Any, cause: BaseException | None = None) -> CodecError:
+def _undecodable(key: Any, cause: BaseException) -> CodecError:
     """The CodecError for a value that cannot be decoded, naming its key and, when the codec
-    raised a CodecError of its own (a wrong secret, a tampered value), that error's message."""
+    raised a CodecError of its own (a wrong secret, a tampered value), that error's message, else
+    the type and position of the codec's exception (see _redact). Raise it outside the ``except``
+    block that caught ``cause``: it must not chain it, even as ``__context__``."""
     where = "" if key is _MISSING else f" of key {_key_text(key)}"
     message = f"cannot decode the value{where} with the configured value_unserializer"
-    if isinstance(cause, CodecError):
+    if isinstance(cause, CodecError):  # our codecs' messages quote no value
         kind = CodecMismatchError if isinstance(cause, CodecMismatchError) else CodecError
         return kind(f"{message}: {cause}")
-    return CodecError(message)
+    return CodecError(f"{message}: {describe(cause)}")
 
 
 @atexit.register
@@ -329,8 +333,9 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                 if self._loads_takes_buffer:
                     return self._value_unserializer(payload)  # type: ignore[misc]
                 return self._value_unserializer(bytes(payload))  # type: ignore[misc]
-            except Exception as exc:
-                raise _undecodable(key, exc) from exc
+            except Exception as exc:  # noqa: BLE001 - any codec error; raised below, unchained
+                error = _undecodable(key, exc)
+            raise error
         if kind == KIND_STR:
             return bytes(payload).decode("utf-8", "surrogatepass")
         if kind == KIND_BYTES:
@@ -429,7 +434,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                 seq = -1
             else:
                 try:
-                    seq, expires, kind, payload = unpack_value(data)
+                    seq, expires, kind, payload = unpack_value(data, lookup)
                 except CorruptedRecordError as exc:
                     raise _corrupted(key, exc) from exc
         else:
@@ -448,18 +453,24 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         if kind == KIND_SERIALIZED and self._loads_takes_buffer:  # inlined _decode_value for pickle
             try:
                 return pickle.loads(payload)
-            except Exception as exc:
-                raise _undecodable(key) from exc
+            except Exception as exc:  # noqa: BLE001 - raised below, unchained (see _undecodable)
+                error = _undecodable(key, exc)
+            raise error
         return self._decode_value(kind, payload, key)
 
     def _find_hashed(self, storage: Storage, key: Any, lookup: bytes) -> tuple[int, float, int, Any, int]:
         """(seq, expires, kind, payload, snapshot txn id) of a key with a hashed slot; seq is -1 if absent."""
+        with storage.reading() as txn:
+            record = self._find(txn, key, lookup, self._keys.slot(lookup))
+            if record is None:
+                return _ABSENT
+            return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
+
+    def _find(self, txn: Txn, key: Any, lookup: bytes, base: bytes) -> Record | None:
+        """The record of ``key`` (None: absent); one that is damaged, or another key's record that a
+        damaged database key led to, raises CorruptedRecordError naming ``key``."""
         try:
-            with storage.reading() as txn:
-                record = _table.find(txn, lookup, self._keys.slot(lookup)).record
-                if record is None:
-                    return _ABSENT
-                return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
+            return _table.find(txn, lookup, base).record
         except CorruptedRecordError as exc:
             raise _corrupted(key, exc) from exc
 
@@ -537,7 +548,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                 raise _corrupted(key, exc) from exc
             return expires is not None and (not expires or expires > self._clock())
         with self._storage.reading() as txn:
-            record = _table.find(txn, lookup, keys.slot(lookup)).record
+            record = self._find(txn, key, lookup, keys.slot(lookup))
             return record is not None and self._is_live(record.expires, self._clock())
 
     @typechecked
@@ -581,7 +592,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                             data = txn.record(lookup)
                             if data is None:
                                 continue
-                            seq, expires, kind, payload = unpack_value(data)
+                            seq, expires, kind, payload = unpack_value(data, lookup)
                         else:
                             record = _table.find(txn, lookup, self._keys.slot(lookup)).record
                             if record is None:
@@ -661,6 +672,12 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
             out.append((key, decode_value(kind, payload, key)))
         return out
 
+    def readable_items(self, keys: Iterable[Any] | None = None) -> ReadableItems:
+        """Every entry that can be read, of the whole store or of ``keys``, in one snapshot, and the
+        damaged ones (key and error); nothing is deleted. items(), values(), copy() and get_many()
+        raise on the first damaged entry instead."""
+        return readable_items(self, keys)
+
     def __iter__(self) -> Iterator[K]:
         return iter(self._key_snapshot())
 
@@ -709,7 +726,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         now = self._clock()
         self._note_cached_reads()
         with storage.reading() as txn:
-            record = _table.find(txn, lookup, self._keys.slot(lookup)).record
+            record = self._find(txn, key, lookup, self._keys.slot(lookup))
             if record is None or not self._is_live(record.expires, now):
                 raise KeyError(key)
             atime = _table.atime_of(txn, record)
@@ -869,7 +886,11 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         return record
 
     def __delitem__(self, key: K) -> None:
-        if self._delete(self._keys.encode(key)[0]) is None:
+        try:
+            removed = self._delete(self._keys.encode(key)[0])
+        except CorruptedRecordError as exc:  # its slot holds another key's record: not removed
+            raise _corrupted(key, exc) from exc
+        if removed is None:
             raise KeyError(key)
 
     @overload
@@ -886,7 +907,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         while True:
             now = self._clock()
             with self._check_open().reading() as txn:
-                record = _table.find(txn, lookup, base).record
+                record = self._find(txn, key, lookup, base)
                 if record is not None and self._is_live(record.expires, now):
                     record = record._replace(payload=bytes(record.payload))  # a view is valid only in the txn
                 else:
@@ -947,7 +968,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
             self._note_cached_reads()  # eviction picks by access time
 
         def work(txn: Txn) -> tuple[int, bytes] | list[bytes]:
-            record = _table.find(txn, lookup, base).record
+            record = self._find(txn, key, lookup, base)
             if record is not None and self._is_live(record.expires, now):
                 return record.kind, bytes(record.payload)
             if encode_error is not None:

@@ -26,7 +26,7 @@ from ._rows import atime_of, change_row, check_meta, damaged, seq_of
 from ._storage import Storage, Txn, change_log_slot
 from .exceptions import CorruptedRecordError
 
-_REPORTED = 20  # at most this many examples per problem kind, to keep reports small
+_REPORTED = 20  # at most this many examples per problem kind, to keep reports small; counts are totals
 
 
 @dataclass
@@ -38,17 +38,19 @@ class CheckReport:
     orphan_order_rows: int = 0  # order rows whose record is missing or belongs to another entry
     orphan_atimes: int = 0  # access times of entries that no longer exist
     misplaced_records: int = 0  # records stored under a slot their key does not map to
-    corrupted: list[str] = field(default_factory=list)  # slots (hex) failing their checksum
-    undecodable: list[str] = field(default_factory=list)  # keys (repr) the value codec cannot decode
-    damaged_rows: int = 0  # rows of the order, atimes, meta and changes tables that cannot be parsed
-    damaged: list[str] = field(default_factory=list)  # what is wrong with the first of them (table and row)
+    corrupted_records: int = 0  # records failing their checksum (all of them)
+    undecodable_records: int = 0  # records the value codec cannot decode (all of them)
+    corrupted: list[str] = field(default_factory=list)  # slots (hex) failing their checksum: the first 20
+    undecodable: list[str] = field(default_factory=list)  # keys (repr) the value codec cannot decode: the first 20
+    damaged_rows: int = 0  # rows of the order, atimes, meta and changes tables that cannot be parsed (all of them)
+    damaged: list[str] = field(default_factory=list)  # what is wrong with the first 20 of them (table and row)
     repaired: int = 0
     dropped: int = 0
 
     @property
     def ok(self) -> bool:
         return not (self.orphan_records or self.orphan_order_rows or self.orphan_atimes
-                    or self.misplaced_records or self.corrupted or self.undecodable or self.damaged_rows)
+                    or self.misplaced_records or self.corrupted_records or self.undecodable_records or self.damaged_rows)
 
     def __getitem__(self, name: str) -> Any:  # report["ok"] reads like a dict too
         return getattr(self, name)
@@ -95,6 +97,7 @@ def check_database(
                 record = unpack_record(data)
             except CorruptedRecordError:
                 corrupted_slots.add(slot)
+                report.corrupted_records += 1
                 if len(report.corrupted) < _REPORTED:
                     report.corrupted.append(slot.hex())
                 if drop_unreadable:
@@ -103,20 +106,28 @@ def check_database(
                 continue
             record_seq[slot] = record.seq
             hashed = is_hashed_slot(slot)
+            moved = False
             if not _in_place(keys, slot, record.lookup, txn) or (hashed and record.lookup in chained):
                 report.misplaced_records += 1
+                own = keys.slot(record.lookup)
                 if hashed:
-                    broken_chains.add(keys.slot(record.lookup))
+                    broken_chains.add(own)
+                elif not is_hashed_slot(own) and txn.record(own) is None and order.get(record.seq, own) == own:
+                    # a damaged database key: the record goes back under its own key, where its order row points
+                    fixes.append(_mover(slot, own, record.seq, record.expires, record.exact is None))
+                    record_seq[own] = record_seq.pop(slot)
+                    moved = True
             if hashed:
                 chained.add(record.lookup)
             if not can_decode(record.kind, record.payload):
+                report.undecodable_records += 1
                 if len(report.undecodable) < _REPORTED:
                     report.undecodable.append(_key_repr(keys, record.lookup, record.exact))
                 if drop_unreadable:
                     fixes.append(_dropper(slot, record.seq, keys.hash_bytes))
                     report.dropped += 1
                     continue
-            if order.get(record.seq) != slot:
+            if order.get(record.seq) != slot and not moved:
                 report.orphan_records += 1
                 fixes.append(_reindexer(slot, record.seq, record.expires, record.exact is None
                                         and slot == record.lookup, record.seq in order))
@@ -282,6 +293,21 @@ def _chain_rewriter(base: bytes) -> Callable[[Txn], None]:
                 data = with_header(record, seq=seq)
             txn.put_record(new_slot, data, record.lookup)
             txn.put_order(seq, _table.pack_order(record.expires, False, new_slot))
+    return fix
+
+
+def _mover(slot: bytes, own: bytes, seq: int, expires: float, key_in_slot: bool) -> Callable[[Txn], None]:
+    """Move the record ``seq`` from ``slot`` to ``own``, the exact slot of its key, if that is free."""
+    def fix(txn: Txn) -> None:
+        data = txn.record(slot)
+        if data is None or _seq_of(data) != seq or txn.record(own) is not None:
+            return  # removed, rewritten or its slot taken meanwhile
+        row = txn.order_row(seq)
+        if row is not None and _table.unpack_order(row)[2] != own:
+            return
+        txn.put_record(own, bytes(data), own)
+        txn.delete_record(slot, None)
+        txn.put_order(seq, _table.pack_order(expires, key_in_slot, own))
     return fix
 
 

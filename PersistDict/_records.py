@@ -32,11 +32,13 @@ KIND_SERIALIZED_TEXT = 3  # the value serializer returned str (e.g. json.dumps):
 
 _HEADER = struct.Struct("<BBHQdddII")
 _READ_HEADER = struct.Struct("<BBxxQ16xdII")  # the fields the read path needs
+_EXPIRES_KEY_LEN = struct.Struct("<28xdI")  # what ``in`` needs: expires, lookup_len
 _CRC = struct.Struct("<I")
 _crc32 = zlib.crc32  # records' checksum on write and in unpack_record: the compiled one when built (end of file)
 _CRC_RESIDUE = 0x2144DF1C
 HEADER_SIZE = _HEADER.size
 _LARGE = 4096  # above this, parse through a memoryview instead of copying slices
+WRONG_KEY = "record belongs to another key (a damaged database key)"  # _speedups.c says it too
 
 
 class Record(NamedTuple):
@@ -90,14 +92,20 @@ def unpack_record(data: bytes | memoryview) -> Record:
     return Record(seq, ctime, mtime, expires, kind, lookup, exact, view[start + exact_len : -4])
 
 
-def unpack_value(data: bytes | memoryview) -> tuple[int, float, int, bytes | memoryview]:
-    """Verify a record and return (seq, expires, kind, payload): the read path's fast parse
-    (``_verify`` inlined: one call less per read)."""
+def unpack_value(data: bytes | memoryview, lookup: bytes) -> tuple[int, float, int, bytes | memoryview]:
+    """Verify a record, and that it is the record of ``lookup``, and return (seq, expires, kind,
+    payload): the read path's fast parse (``_verify`` inlined: one call less per read).
+
+    The checksum covers the record's own copy of its lookup key, not LMDB's key: a damaged
+    database key can lead a read to another key's record, which the key comparison refuses.
+    """
     if zlib.crc32(data) != _CRC_RESIDUE or len(data) < HEADER_SIZE + 4:
         raise CorruptedRecordError("record checksum mismatch")
     version, kind, seq, expires, lookup_len, exact_len = _READ_HEADER.unpack_from(data)
     if version != RECORD_VERSION:
         raise CorruptedRecordError(f"unknown record version {version}")
+    if lookup_len != len(lookup) or data[HEADER_SIZE : HEADER_SIZE + lookup_len] != lookup:  # bytes, not decoded
+        raise CorruptedRecordError(WRONG_KEY)
     start = HEADER_SIZE + lookup_len + exact_len
     if len(data) > _LARGE:
         return seq, expires, kind, memoryview(data)[start:-4]
@@ -107,8 +115,9 @@ def unpack_value(data: bytes | memoryview) -> tuple[int, float, int, bytes | mem
 _OVERWRITE_HEADER = struct.Struct("<BxxxQdxxxxxxxxdII")  # version, seq, ctime, expires, lengths
 
 
-def overwrite_fields(data: bytes | memoryview) -> tuple[int, float, float, bytes | None] | None:
-    """(seq, ctime, expires, exact key) of a record about to be overwritten; None if it is damaged.
+def overwrite_fields(data: bytes | memoryview, lookup: bytes) -> tuple[int, float, float, bytes | None] | None:
+    """(seq, ctime, expires, exact key) of the record of ``lookup`` about to be overwritten; None if
+    it is damaged or is another key's record (a damaged database key led here).
 
     The write path's parse: no Record, no payload slice.
     """
@@ -117,6 +126,8 @@ def overwrite_fields(data: bytes | memoryview) -> tuple[int, float, float, bytes
     except CorruptedRecordError:
         return None
     _, seq, ctime, expires, lookup_len, exact_len = _OVERWRITE_HEADER.unpack_from(data)
+    if data[HEADER_SIZE : HEADER_SIZE + lookup_len] != lookup:
+        return None
     if not exact_len:
         return seq, ctime, expires, None
     start = HEADER_SIZE + lookup_len
@@ -130,11 +141,15 @@ def record_mtime(data: bytes | memoryview) -> float:
     return _HEADER.unpack_from(data)[5]  # type: ignore[no-any-return]
 
 
-def record_expires(data: bytes | memoryview) -> float:
-    """The expiry time of a record, read without verifying its checksum (for ``in``)."""
+def record_expires(data: bytes | memoryview, lookup: bytes) -> float:
+    """The expiry time of the record of ``lookup``, read without verifying its checksum (for ``in``);
+    a record of another key (a damaged database key) is refused, as in ``unpack_value``."""
     if len(data) < HEADER_SIZE + 4:
         raise CorruptedRecordError("record shorter than its header")
-    return _READ_HEADER.unpack_from(data)[3]  # type: ignore[no-any-return]
+    expires, lookup_len = _EXPIRES_KEY_LEN.unpack_from(data)
+    if lookup_len != len(lookup) or data[HEADER_SIZE : HEADER_SIZE + lookup_len] != lookup:
+        raise CorruptedRecordError(WRONG_KEY)
+    return expires  # type: ignore[no-any-return]
 
 
 def with_header(record: Record, *, seq: int | None = None, expires: float | None = None) -> bytes:

@@ -34,6 +34,7 @@
 #define CRC_RESIDUE 0x2144DF1Cu /* CRC-32 of a message followed by its own CRC */
 #define FOLD_CRC_MIN 64 /* from here on, the carry-less-multiply CRC below where the CPU has it */
 #define TABLE_CRC_MAX 512 /* longer, without it: zlib.crc32, faster per byte than the table below */
+#define WRONG_KEY "record belongs to another key (a damaged database key)" /* _records.WRONG_KEY */
 
 static PyObject *corrupted_error; /* PersistDict.exceptions.CorruptedRecordError */
 static PyObject *zlib_crc32;      /* zlib.crc32: long records on CPUs without carry-less multiply */
@@ -145,9 +146,36 @@ static PyObject *crc32(PyObject *module, PyObject *data) {
     return crc < 0 ? NULL : PyLong_FromUnsignedLong((unsigned long)crc);
 }
 
-/* unpack_value(data) -> (seq, expires, kind, payload). ``payload`` is a slice of ``data`` (a
- * bytes copy for bytes) up to LARGE bytes, and a slice of memoryview(data) above. */
-static PyObject *unpack_value(PyObject *module, PyObject *data) {
+/* The two arguments (data, lookup) of a parser, or -1 with TypeError set. */
+static int parser_args(PyObject *const *args, Py_ssize_t nargs, const char *name) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes 2 arguments (data, lookup), %zd given", name, nargs);
+        return -1;
+    }
+    if (!PyBytes_Check(args[1])) {
+        PyErr_Format(PyExc_TypeError, "%s(): lookup must be bytes", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* 1 if the record of ``n`` bytes at ``p`` holds ``lookup`` as its own lookup key, else 0 (as
+ * _records._holds_key): the bytes compared, nothing decoded. */
+static int holds_key(const unsigned char *p, Py_ssize_t n, PyObject *lookup) {
+    uint32_t lookup_len;
+    memcpy(&lookup_len, p + OFFSET_LOOKUP_LEN, 4);
+    Py_ssize_t len = PyBytes_GET_SIZE(lookup);
+    return (Py_ssize_t)lookup_len == len && HEADER_SIZE + len <= n
+        && memcmp(p + HEADER_SIZE, PyBytes_AS_STRING(lookup), (size_t)len) == 0;
+}
+
+/* unpack_value(data, lookup) -> (seq, expires, kind, payload). ``payload`` is a slice of ``data``
+ * (a bytes copy for bytes) up to LARGE bytes, and a slice of memoryview(data) above. A record
+ * whose own lookup key is not ``lookup`` (a damaged database key led here) is refused. */
+static PyObject *unpack_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (parser_args(args, nargs, "unpack_value") < 0)
+        return NULL;
+    PyObject *data = args[0];
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -163,6 +191,10 @@ static PyObject *unpack_value(PyObject *module, PyObject *data) {
     }
     if (p[0] != RECORD_VERSION) {
         PyErr_Format(corrupted_error, "unknown record version %d", (int)p[0]);
+        goto done;
+    }
+    if (!holds_key(p, n, args[1])) {
+        PyErr_SetString(corrupted_error, WRONG_KEY);
         goto done;
     }
     uint64_t seq;
@@ -195,14 +227,19 @@ done:
     return NULL;
 }
 
-/* record_expires(data) -> expires, without verifying the checksum (for ``in``). */
-static PyObject *record_expires(PyObject *module, PyObject *data) {
+/* record_expires(data, lookup) -> expires, without verifying the checksum (for ``in``); a record
+ * whose own lookup key is not ``lookup`` is refused. */
+static PyObject *record_expires(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (parser_args(args, nargs, "record_expires") < 0)
+        return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
     PyObject *result = NULL;
     if (view.len < HEADER_SIZE + 4) {
         PyErr_SetString(corrupted_error, "record shorter than its header");
+    } else if (!holds_key(view.buf, view.len, args[1])) {
+        PyErr_SetString(corrupted_error, WRONG_KEY);
     } else {
         double expires;
         memcpy(&expires, (const unsigned char *)view.buf + OFFSET_EXPIRES, 8);
@@ -213,8 +250,10 @@ static PyObject *record_expires(PyObject *module, PyObject *data) {
 }
 
 static PyMethodDef methods[] = {
-    {"unpack_value", unpack_value, METH_O, "Verify a record and return (seq, expires, kind, payload)."},
-    {"record_expires", record_expires, METH_O, "The expiry time of a record, checksum not verified."},
+    {"unpack_value", (PyCFunction)(void (*)(void))unpack_value, METH_FASTCALL,
+     "Verify a record and its key and return (seq, expires, kind, payload)."},
+    {"record_expires", (PyCFunction)(void (*)(void))record_expires, METH_FASTCALL,
+     "The expiry time of a record, its key verified, its checksum not."},
     {"crc32", crc32, METH_O, "zlib.crc32(data), computed as unpack_value checks records."},
     {NULL, NULL, 0, NULL},
 };

@@ -848,7 +848,7 @@ class Storage:
             active = getattr(self._local, "txn", None)
             if active is not None:
                 data = active.raw.get(slot, None, self._records_db)
-                return None if data is None else record_expires(data)
+                return None if data is None else record_expires(data, slot)
         env = self.env if self.generation == _fork_generation[0] else self._checked_env()
         gate = self._gate
         open_txns = gate.open_txns
@@ -861,7 +861,7 @@ class Storage:
         try:
             txn = env.begin(self._records_db, None, False, True)  # buffers: valid until abort
             data = txn.get(slot)
-            return None if data is None else record_expires(data)
+            return None if data is None else record_expires(data, slot)
         except lmdb.MapResizedError:
             pass
         except lmdb.Error as exc:

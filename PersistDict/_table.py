@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from ._keys import is_hashed_slot, probe_index, probe_slot
-from ._records import Record, overwrite_fields, pack_record, unpack_record, with_header
+from ._records import WRONG_KEY, Record, overwrite_fields, pack_record, unpack_record, with_header
 from ._rows import damaged
 from ._storage import Txn, encode_seq
 from .exceptions import CorruptedRecordError
@@ -91,7 +91,12 @@ def find(txn: Txn, lookup: bytes, base: bytes) -> Found:
     """Locate the entry whose lookup encoding is ``lookup``."""
     if not is_hashed_slot(base):
         data = txn.record(base)
-        return Found(base, 0, None if data is None else unpack_record(data))
+        if data is None:
+            return Found(base, 0, None)
+        record = unpack_record(data)
+        if record.lookup != lookup:  # a damaged database key led to another key's record
+            raise CorruptedRecordError(WRONG_KEY)
+        return Found(base, 0, record)
     index = 0
     while True:
         slot = probe_slot(base, index)
@@ -144,7 +149,7 @@ def put(
     else:  # the common case: one lookup, and only the header fields an overwrite keeps
         slot = base
         data = txn.record(slot)
-        fields = None if data is None else overwrite_fields(data)  # damaged: replaced as new
+        fields = None if data is None else overwrite_fields(data, lookup)  # damaged: replaced as new
     if fields is not None and fields[2] and fields[2] <= now:  # past its TTL: a new entry
         txn.delete_order(fields[0])
         txn.delete_atime(fields[0])

@@ -2,7 +2,9 @@
 
 Each "floor" is the least Python a read can run and still keep what PersistDict promises,
 written inline against raw py-lmdb on records in PersistDict's own layout: the key's type
-tag, one transaction and get, the checksum (a damaged record is never returned as a value),
+tag, one transaction and get, the checksum (a damaged record is never returned as a value), for
+a get the record's own key against the one asked for (a damaged LMDB key never leads to another
+key's value),
 the header (expiry, and the entry's seq for its access time), the access-time note and the
 pickle decode; ``in`` needs the tag, the get and the expiry. No front cache, no guards for
 fork or map resize, no counters. The reference is the raw LMDB contender itself
@@ -101,6 +103,8 @@ def floor_get(env: lmdb.Environment, db: object, keys: list[str]) -> None:
         if data is None or crc32(data) != _CRC_RESIDUE:
             raise KeyError(key)
         version, kind, seq, expires, lookup_len, exact_len = unpack(data)
+        if data[HEADER_SIZE:HEADER_SIZE + lookup_len] != lookup:  # the record is this key's (not a damaged LMDB key's)
+            raise KeyError(key)
         now = clock()
         if expires and expires <= now:
             raise KeyError(key)
@@ -123,7 +127,7 @@ def floor_get_compiled(env: lmdb.Environment, db: object, keys: list[str]) -> No
         txn.abort()
         if data is None:
             raise KeyError(key)
-        seq, expires, kind, payload = parse(data)
+        seq, expires, kind, payload = parse(data, lookup)
         now = clock()
         if expires and expires <= now:
             raise KeyError(key)

@@ -16,6 +16,7 @@ import pytest
 
 from PersistDict import CodecMismatchWarning, PersistDict, serializers
 from PersistDict import _table
+from PersistDict.exceptions import CorruptedRecordError
 from PersistDict._maintenance import CLOCK_SLACK, LEASE, LONGEST_LEASE, try_take_lease
 from PersistDict._storage import CHANGE_LOG_KEPT, change_log_slot, encode_seq
 
@@ -707,29 +708,35 @@ def test_another_process_s_unlogged_write_empties_the_front_cache(
     assert len(db._front) == 0
 
 
-def test_a_misplaced_record_deleted_by_another_process_leaves_no_cached_copy(
+def test_a_misplaced_record_is_never_served_nor_cached(
         db_path: Path, make_db: Callable[..., PersistDict]) -> None:
     """A damaged store can hold B's record under A's slot (check() counts it as misplaced). A read of
-    A finds it by the slot, so the commit that deletes it must log the slot, not the record's key."""
+    A refuses it (it returned B's value) and caches nothing; once another process overwrites A,
+    A reads as written."""
     db = make_db()
     db["A"], db["B"] = "value-A", "value-B"
     with db._storage.transaction() as txn:
         txn.raw.put(b"sA", bytes(txn.record(b"sB")), db=txn._records)
     assert db.check().misplaced_records == 1
-    assert db["A"] == db["A"] == "value-B" and len(db._front) == 1
-    _in_another_process(db_path, "del d['A']")
-    assert db.get_many(["A"]) == {} and "A" not in db and db.get("A") is None
+    for read in (lambda: db["A"], lambda: db["A"], lambda: db.get_many(["A"]), lambda: "A" in db):
+        with pytest.raises(CorruptedRecordError, match="'A'"):
+            read()
+    assert len(db._front) == 0 and db["B"] == "value-B"
+    _in_another_process(db_path, "d['A'] = 'new'")
+    assert db["A"] == db.get_many(["A"])["A"] == "new" and "A" in db
 
 
 def test_popitem_of_a_misplaced_record_leaves_no_cached_copy(make_db: Callable[..., PersistDict]) -> None:
-    """popitem() of a record found under another key's exact slot evicts the key reads use (the slot)
-    from its own front cache and from another instance's; a bounded store then skips the orphan."""
+    """popitem() removes a record found under another key's exact slot, which reads of that key
+    refused (they returned the other key's value) and so never cached, in any instance."""
     db, other = make_db(), make_db()
     db["A"], db["B"] = "value-A", "value-B"
     with db._storage.transaction() as txn:
         txn.raw.put(b"sA", bytes(txn.record(b"sB")), db=txn._records)
     for instance in (db, other):
-        assert instance["A"] == instance["A"] == "value-B"
+        for _ in range(2):
+            with pytest.raises(CorruptedRecordError, match="'A'"):
+                instance["A"]
     db.popitem()
     db.popitem()
     assert db.get("A") is None and other.get("A") is None

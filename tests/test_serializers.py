@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+import json
+import lzma
 import os
 import pickle
+import traceback
+import warnings
+import zlib
 from collections.abc import Callable
 
 import pytest
@@ -134,3 +140,96 @@ def test_pop_and_popitem_decode_outside_the_write_transaction(make_db: Callable[
     assert db.pop("a") == "value" and db["loaded"] == 1
     del db["loaded"]
     assert db.popitem() == ("b", "value") and db["loaded"] == 1 and list(db) == ["loaded"]
+
+
+# -- no value bytes in exceptions ------------------------------------------------------------------
+
+CANARY = "CANARY-7f3a9c"
+_SECRET, _AES_KEY = b"s" * 32, bytes(range(32))
+
+
+def _pickled_bad_str() -> bytes:
+    """A pickle of one str whose bytes are not UTF-8 (pickle's UnicodeDecodeError keeps them all)."""
+    text = b"\xff" + CANARY.encode()
+    return b"\x80\x05\x8c" + bytes([len(text)]) + text + b"."
+
+
+def _encrypted(raw: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = os.urandom(12)
+    return nonce + AESGCM(_AES_KEY).encrypt(nonce, raw, None)
+
+
+# (reading value_unserializer, the stored payload that makes it fail with the canary inside its error)
+_LEAKY_READS: dict[str, tuple[Callable[..., object], Callable[[], bytes | str]]] = {
+    "pickle.loads": (pickle.loads, _pickled_bad_str),
+    "pickle_codec": (serializers.pickle_codec.loads, _pickled_bad_str),
+    "dill_codec": (serializers.dill_codec.loads, _pickled_bad_str),
+    "json_codec, not UTF-8": (serializers.json_codec.loads, lambda: b"\xff" + CANARY.encode()),
+    "json_codec, not JSON": (serializers.json_codec.loads, lambda: f'{{"a": {CANARY}}}'.encode()),
+    "json.loads (text)": (json.loads, lambda: f'{{"a": {CANARY}}}'),
+    "compressed(json)": (serializers.compressed(serializers.json_codec).loads,
+                         lambda: zlib.compress(b"\xff" + CANARY.encode())),
+    "compressed(pickle, lzma)": (serializers.compressed(serializers.pickle_codec, "lzma").loads,
+                                 lambda: lzma.compress(_pickled_bad_str())),
+    "signed(json)": (serializers.signed(serializers.json_codec, _SECRET).loads,
+                     lambda: hmac.digest(_SECRET, b"\xff" + CANARY.encode(), "sha256") + b"\xff" + CANARY.encode()),
+    "encrypted(json)": (serializers.encrypted(serializers.json_codec, _AES_KEY).loads,
+                        lambda: _encrypted(b"\xff" + CANARY.encode())),
+}
+_KEY_CODECS = {
+    "canonical": {},
+    "raw": {"key_serializer": None, "key_unserializer": None},
+    "json": {"key_serializer": json.dumps, "key_unserializer": json.loads},
+}
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        for linked in (exc.__cause__, exc.__context__):
+            seen.extend(e for e in _chain(linked) if e not in seen)
+        exc = None
+    return seen
+
+
+def _assert_no_canary(exc: BaseException) -> None:
+    text = "".join(traceback.format_exception(exc))
+    assert CANARY not in text, text
+    for linked in _chain(exc):
+        held = [repr(linked), str(linked), repr(linked.args), repr(vars(linked))]
+        held += [repr(getattr(linked, name, None)) for name in ("object", "doc")]
+        assert not any(CANARY in part or CANARY.encode().hex() in part for part in held), (type(linked), held)
+
+
+@pytest.mark.parametrize("key_codec", list(_KEY_CODECS))
+@pytest.mark.parametrize("reader", list(_LEAKY_READS))
+def test_undecodable_values_never_show_in_exceptions(db_path, key_codec: str, reader: str) -> None:
+    """The CodecError of a value the codec cannot decode, and every exception it chains (cause and
+    context, recursively), holds no byte of the value, by any read path: only the codec's exception
+    type and position (a UnicodeDecodeError chained the whole value)."""
+    loads, payload = _LEAKY_READS[reader]
+    keys = _KEY_CODECS[key_codec]
+    with PersistDict(db_path, background_thread="disabled", value_serializer=lambda v: v,
+                     value_unserializer=lambda v: v, **keys) as writer:
+        writer.set_many({"k": payload(), "ok": payload()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # another value codec than the one it was written with
+        d = PersistDict(db_path, background_thread="disabled", value_serializer=pickle.dumps,
+                        value_unserializer=loads, **keys)
+    with d:
+        reads = [lambda: d["k"], lambda: d["k"], lambda: d.get_many(["k"]), lambda: list(d.items()),
+                 lambda: list(d.values()), d.copy, lambda: d.pop("k"), lambda: d.setdefault("k")]
+        for read in reads:
+            with pytest.raises(CodecError) as caught:
+                read()
+            _assert_no_canary(caught.value)
+            assert "value_unserializer" in str(caught.value)
+        error = d.readable_items().damaged[0].error
+        _assert_no_canary(error)
+        if reader.startswith("json_codec, not UTF-8"):
+            assert "UnicodeDecodeError" in str(error) and "at bytes 0-1" in str(error)
+        if "not JSON" in reader or "(text)" in reader:
+            assert "JSONDecodeError" in str(error) and "char 6" in str(error)

@@ -62,11 +62,11 @@ records = st.builds(
 )
 
 
-def outcome(parse, data):
-    """What a parser makes of ``data``, as text (a damaged expiry may be NaN, which equals nothing):
-    its result with payloads as (type, bytes), or its error."""
+def outcome(parse, data, lookup):
+    """What a parser makes of ``data`` read as the record of ``lookup``, as text (a damaged expiry
+    may be NaN, which equals nothing): its result with payloads as (type, bytes), or its error."""
     try:
-        result = parse(data)
+        result = parse(data, lookup)
     except (CorruptedRecordError, TypeError) as exc:
         return repr((type(exc), str(exc)))
     if isinstance(result, tuple):
@@ -79,10 +79,24 @@ class BytesSubclass(bytes):
     pass
 
 
-def assert_same(data):
+def own_lookup(data):
+    """The lookup key a record says it holds (what a read of the right key passes)."""
+    if len(data) < HEADER_SIZE:
+        return b""
+    return bytes(data[HEADER_SIZE : HEADER_SIZE + struct.unpack_from("<I", data, 36)[0]])
+
+
+def other_lookups(lookup):
+    """Keys a record of ``lookup`` must be refused for: one byte changed, one more, one less, none."""
+    changed = bytes([lookup[0] ^ 1]) + lookup[1:] if lookup else b"x"
+    return [changed, lookup + b"/", lookup[:-1], b""]
+
+
+def assert_same(data, lookup=None):
+    lookup = own_lookup(data) if lookup is None else lookup
     for as_input in (data, memoryview(data), bytearray(data), BytesSubclass(data)):
-        assert outcome(compiled.unpack_value, as_input) == outcome(py_unpack_value, as_input)
-        assert outcome(compiled.record_expires, as_input) == outcome(py_record_expires, as_input)
+        assert outcome(compiled.unpack_value, as_input, lookup) == outcome(py_unpack_value, as_input, lookup)
+        assert outcome(compiled.record_expires, as_input, lookup) == outcome(py_record_expires, as_input, lookup)
 
 
 @needs_compiled
@@ -90,7 +104,7 @@ def assert_same(data):
 @given(records)
 def test_valid_records_parse_the_same(data):
     assert_same(data)
-    seq, expires, kind, payload = compiled.unpack_value(data)
+    seq, expires, kind, payload = compiled.unpack_value(data, own_lookup(data))
     assert (seq, expires, kind) == struct.unpack_from("<4xQ16xd", data) + (data[1],)
     assert type(payload) is (bytes if len(data) <= 4096 else memoryview)  # large: no copy
 
@@ -103,15 +117,34 @@ def test_damaged_records_are_refused_the_same(data, draw):
     flipped = bytearray(data)
     flipped[position] ^= draw.draw(st.integers(1, 255))
     with pytest.raises(CorruptedRecordError, match="checksum mismatch"):
-        compiled.unpack_value(bytes(flipped))
+        compiled.unpack_value(bytes(flipped), own_lookup(data))
+    assert_same(bytes(flipped), own_lookup(data))
     assert_same(bytes(flipped))
     assert_same(data[: draw.draw(st.integers(0, len(data) - 1))])  # truncated
 
 
 @needs_compiled
-@given(st.binary(max_size=120))
-def test_arbitrary_bytes_parse_the_same(data):
+@settings(max_examples=300, deadline=None)
+@given(records)
+def test_records_of_another_key_are_refused_the_same(data):
+    """A record read as another key's (a damaged database key led there) is refused by both parsers,
+    whatever the other key: one byte changed, longer, shorter, empty."""
+    lookup = own_lookup(data)
+    for other in other_lookups(lookup):
+        if other == lookup:
+            continue
+        with pytest.raises(CorruptedRecordError, match="another key"):
+            compiled.unpack_value(data, other)
+        with pytest.raises(CorruptedRecordError, match="another key"):
+            compiled.record_expires(data, other)
+        assert_same(data, other)
+
+
+@needs_compiled
+@given(st.binary(max_size=120), st.binary(max_size=8))
+def test_arbitrary_bytes_parse_the_same(data, lookup):
     assert_same(data)
+    assert_same(data, lookup)
 
 
 def with_crc(body: bytes) -> bytes:
@@ -123,12 +156,17 @@ def test_unknown_version_and_impossible_lengths():
     record = pack_record(1, 0.0, 0.0, 0.0, 0, b"sk", None, b"payload")
     other_version = with_crc(b"\x02" + record[1:-4])
     with pytest.raises(CorruptedRecordError, match="unknown record version 2"):
-        compiled.unpack_value(other_version)
+        compiled.unpack_value(other_version, b"sk")
     assert_same(other_version)
-    # a checksummed record whose key lengths run past its end: an empty payload, as in Python
-    too_long = with_crc(record[:36] + struct.pack("<II", 2**32 - 1, 2**32 - 1) + record[HEADER_SIZE:-4])
-    assert compiled.unpack_value(too_long)[3] == b""
+    # a checksummed record whose exact key's length runs past its end: an empty payload, as in Python
+    too_long = with_crc(record[:36] + struct.pack("<II", 2, 2**32 - 1) + record[HEADER_SIZE:-4])
+    assert compiled.unpack_value(too_long, b"sk")[3] == b""
     assert_same(too_long)
+    # a lookup key length past the end: no key read past the record can match
+    key_too_long = with_crc(record[:36] + struct.pack("<II", 2**32 - 1, 0) + record[HEADER_SIZE:-4])
+    with pytest.raises(CorruptedRecordError, match="another key"):
+        compiled.unpack_value(key_too_long, b"sk")
+    assert_same(key_too_long, b"sk")
 
 
 CRC_CHECK_SCRIPT = """
@@ -175,9 +213,13 @@ def test_crc_folds_where_the_cpu_can():
 
 @needs_compiled
 def test_not_a_buffer():
-    for parse in (compiled.unpack_value, compiled.record_expires, compiled.crc32):
-        with pytest.raises(TypeError):
-            parse("not bytes")
+    with pytest.raises(TypeError):
+        compiled.crc32("not bytes")
+    record = pack_record(1, 0.0, 0.0, 0.0, 0, b"sk", None, b"payload")
+    for parse in (compiled.unpack_value, compiled.record_expires):
+        for args in (("not bytes", b"sk"), (record, "sk"), (record,), (record, b"sk", b"sk")):
+            with pytest.raises(TypeError):
+                parse(*args)
 
 
 @needs_compiled
@@ -188,15 +230,18 @@ def test_no_leak():
 
     def round_of_calls():
         for _ in range(2000):
-            compiled.unpack_value(small)
-            compiled.unpack_value(large)
-            compiled.unpack_value(memoryview(small))
-            compiled.record_expires(small)
+            compiled.unpack_value(small, b"sk")
+            compiled.unpack_value(large, b"sk")
+            compiled.unpack_value(memoryview(small), b"sk")
+            compiled.record_expires(small, b"sk")
             compiled.crc32(large)
-            try:
-                compiled.unpack_value(damaged)
-            except CorruptedRecordError:
-                pass
+            for parse, data, lookup in ((compiled.unpack_value, damaged, b"sk"),
+                                        (compiled.unpack_value, small, b"sj"),
+                                        (compiled.record_expires, small, b"sj")):
+                try:
+                    parse(data, lookup)
+                except CorruptedRecordError:
+                    pass
 
     round_of_calls()
     tracemalloc.start()
