@@ -11,6 +11,15 @@ import pytest
 from PersistDict import PersistDict
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/reliability/ carry the ``reliability`` marker (run on one Python version in CI)."""
+    reliability = Path(__file__).parent / "reliability"
+    for item in items:
+        if reliability in item.path.parents:
+            item.add_marker(pytest.mark.reliability)
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "db"

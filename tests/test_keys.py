@@ -213,6 +213,41 @@ def test_complex_keys_with_negative_zero_parts_are_the_same_entry(db: PersistDic
     assert repr(next(iter(db))) == "(-0+1j)"
 
 
+class Phase(complex):
+    """A complex subclass that overrides its parts: the key is still its stored value."""
+
+    real = property(lambda self: 7.0)  # type: ignore[assignment]
+
+
+# Encodings written by 1.0.0 on Python 3.11: stores move between Python versions, so
+# every version must give these exact bytes (key -> (lookup, exact or None)).
+PINNED_COMPLEX_ENCODINGS: list[tuple[Any, tuple[bytes, bytes | None]]] = [
+    (2 + 3j, (b"j(2+3j)", None)),
+    (complex(-0.0, 1.0), (b"j1j", b"j(-0+1j)")),
+    (complex(-0.0, -0.0), (b"i0", b"j(-0-0j)")),
+    (1 + 0j, (b"i1", b"j(1+0j)")),
+    (1.5 + 0j, (b"f1.5", b"j(1.5+0j)")),
+    (complex(float("inf"), float("nan")), (b"j(inf+nanj)", None)),
+    (-2.5e-300j, (b"j-2.5e-300j", b"j(-0-2.5e-300j)")),
+    ((1j, "a"), (b"(\x03j1j\x02sa", None)),
+    (frozenset({1j, 2j}), (b"{\x03j1j\x03j2j", None)),
+]
+
+
+@pytest.mark.parametrize(("key", "encoding"), PINNED_COMPLEX_ENCODINGS, ids=repr)
+def test_complex_keys_encode_to_the_pinned_bytes(key: Any, encoding: tuple[bytes, bytes | None]) -> None:
+    """Complex keys (alone, in tuples and frozensets) encode to the bytes 1.0.0 wrote, on every Python."""
+    assert KeyCodec(canonical_key_serializer, canonical_key_unserializer, 511).encode(key) == encoding
+
+
+def test_complex_subclass_keys_look_up_as_their_stored_value() -> None:
+    """A complex subclass key looks up as the complex it holds, past overridden parts, on every Python."""
+    codec = KeyCodec(canonical_key_serializer, canonical_key_unserializer, 511)
+    assert codec.encode(Phase(2, -0.5))[0] == b"j(2-0.5j)"
+    assert codec.encode(Phase(3, 0))[0] == b"i3"
+    assert codec.encode(Phase(-0.0, 4))[0] == b"j4j"
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.text(), st.text(alphabet="s\x00é"), st.binary(max_size=4), st.integers())))
 def test_bulk_str_key_decoding_matches_one_by_one(keys: list[Any]) -> None:

@@ -35,3 +35,11 @@ def test_quickstart_script_runs() -> None:
                             text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert "Hi!" in result.stdout
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """.ci/run runs the README's "Run the tests" command verbatim."""
+    command = re.search(r"\*\*Run the tests\*\*.*?\n\n    (.+)\n", (ROOT / "README.md").read_text())
+    assert command is not None
+    ci_commands = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
+    assert command.group(1) in ci_commands
