@@ -4,7 +4,7 @@
 #
 # The versions are pyproject.toml's "Programming Language :: Python :: 3.X" classifiers (the one
 # list; its lowest must be requires-python's bound). Each version runs in its own venv, made by
-# scripts/setup.sh when missing: .venv for the version .venv runs (the main version), .venv-3.X
+# scripts/setup.sh: .venv for the version .venv runs (the main version), .venv-3.X
 # for the others. The main version runs everything; the others run everything but the tests
 # marked "reliability" (the long fault-injection runs, which do not depend on the Python version),
 # so that CI stays well within its time.
@@ -34,7 +34,7 @@ find_python() {  # an interpreter for version $1: pyenv's newest 3.X, else pytho
     [ "$(version_of "$candidate")" = "$1" ] && echo "$candidate"
 }
 
-[ -x .venv/bin/python ] || ./scripts/setup.sh
+./scripts/setup.sh
 main="$(version_of .venv/bin/python)"
 if ! grep -qx "$main" <<<"$versions"; then
     echo "test-all-pythons: .venv runs Python ${main:-?}, which pyproject.toml does not claim" \
@@ -55,15 +55,17 @@ for version in $versions; do
         selection=(-m "not reliability")
         scope="all but reliability"
     fi
-    if [ "$(version_of "$venv/bin/python")" != "$version" ]; then
+    # setup.sh runs every time (a few seconds when nothing changed): a kept venv would otherwise
+    # test a compiled _speedups built from an older _speedups.c
+    if [ "$venv" != .venv ] || [ "$(version_of "$venv/bin/python")" != "$version" ]; then
         if ! python="$(find_python "$version")"; then
             echo "test-all-pythons: no Python $version interpreter (pyenv install $version, or put python$version on PATH)" >&2
             summary+=("Python $version  MISSING  no interpreter")
             failed=1
             continue
         fi
-        echo "test-all-pythons: creating $venv with $python"
-        rm -rf "$venv"
+        echo "test-all-pythons: setting up $venv with $python"
+        [ "$(version_of "$venv/bin/python")" = "$version" ] || rm -rf "$venv"
         if ! PYTHON="$python" VENV="$venv" ./scripts/setup.sh; then
             summary+=("Python $version  FAILED   setup of $venv")
             failed=1
