@@ -132,6 +132,14 @@ def _same_version(record: Record, expected: Record) -> bool:
             and record.kind == expected.kind and record.payload == expected.payload)
 
 
+def _decodes(keys: KeyCodec, encoded: bytes) -> bool:
+    try:
+        keys.decode_many([encoded])
+    except Exception:  # the canonical decoder on damaged bytes: any error
+        return False
+    return True
+
+
 def _undecodable(key: Any, cause: BaseException) -> CodecError:
     """The CodecError for a value that cannot be decoded, naming its key and, when the codec
     raised a CodecError of its own (a wrong secret, a tampered value), that error's message, else
@@ -619,7 +627,10 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         now = self._clock()
         with storage.reading(buffers=False) as txn:
             rows = txn.order_rows()
-            str_keys = self._keys.decode_str_keys(rows)  # plain rows (the slot is the key) of str keys
+            try:
+                str_keys = self._keys.decode_str_keys(rows)  # plain rows (the slot is the key) of str keys
+            except UnicodeDecodeError:
+                str_keys = None  # a damaged row: found below, one row at a time
             if str_keys is not None:
                 return str_keys
             encoded = [row for row in rows if row and row[0]]  # plain rows: the slot is the key
@@ -637,7 +648,13 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                     else:
                         record = _table.record_at(txn, slot)
                         encoded.append(record.exact or record.lookup)
-        return self._keys.decode_many(encoded)
+            try:
+                return self._keys.decode_many(encoded)
+            except Exception:  # order rows carry no checksum: name the damaged one
+                if not self._keys.canonical:
+                    raise  # the user's key codec: its own error
+                raise next(_table.damaged_order_row(txn, row) for row in encoded
+                           if not _decodes(self._keys, row)) from None
 
     def _item_snapshot(self, want_keys: bool) -> list[Any]:
         """Every live (key, value) pair, or value, in order, read in one transaction.

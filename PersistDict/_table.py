@@ -68,7 +68,7 @@ def unpack_order(value: bytes, seq: int | None = None) -> tuple[float, bool, byt
             return 0.0, True, value
         if len(value) > _EXTENDED.size:
             expires, flags = _EXTENDED.unpack_from(value, 0)
-            if flags <= _KEY_IN_SLOT and 0.0 <= expires < math.inf:
+            if flags <= _KEY_IN_SLOT and -math.inf < expires < math.inf:  # a clock set before 1970 writes < 0
                 return expires, bool(flags), value[_EXTENDED.size :]
     where = b"" if seq is None else encode_seq(seq)
     raise damaged("order", where, f"{len(value)} bytes that are not an entry's row")
