@@ -1,0 +1,1 @@
+"""Storage engines behind the mapping: the protocol (base) and its implementations."""
