@@ -43,11 +43,12 @@ from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, Fro
 from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical_key_unserializer, read_as
 from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds, least_bytes
-from ._maintenance import Maintenance, release_lease, sweep, try_take_lease
+from ._housekeeping import release_lease, sweep, try_take_lease
+from ._maintenance import Maintenance
 from ._options import check_number
 from ._rows import check_format_row
 from ._readable import ReadableItems, readable_items
-from ._redact import describe
+from ._redact import describe, key_text
 from ._records import (
     KIND_BYTES,
     KIND_SERIALIZED,
@@ -99,11 +100,6 @@ def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
 
 
-def _key_text(key: Any) -> str:
-    text = repr(key)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 # id -> instance, for the flush at exit (instances are unhashable, like dict)
 _live_instances: weakref.WeakValueDictionary[int, PersistDict] = weakref.WeakValueDictionary()
 
@@ -115,7 +111,7 @@ class _Commit(NamedTuple):
 
 
 def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
-    return CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}")
+    return CorruptedRecordError(f"entry for key {key_text(key)} is corrupted: {exc}")
 
 
 def _ttl_seconds(ttl: int | float | None) -> float | None:
@@ -145,7 +141,7 @@ def _undecodable(key: Any, cause: BaseException) -> CodecError:
     raised a CodecError of its own (a wrong secret, a tampered value), that error's message, else
     the type and position of the codec's exception (see _redact). Raise it outside the ``except``
     block that caught ``cause``: it must not chain it, even as ``__context__``."""
-    where = "" if key is _MISSING else f" of key {_key_text(key)}"
+    where = "" if key is _MISSING else f" of key {key_text(key)}"
     message = f"cannot decode the value{where} with the configured value_unserializer"
     if isinstance(cause, CodecError):  # our codecs' messages quote no value
         kind = CodecMismatchError if isinstance(cause, CodecMismatchError) else CodecError
@@ -277,8 +273,9 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         if verbose:
             logger.enable("PersistDict")
         self._log("opened {} (durability={})", path, durability)
-        self._maintenance = Maintenance(self, background_thread, max(5.0, float(background_timeout)),
-                                        float(maintenance_interval), float(atime_flush_interval))
+        self._maintenance = Maintenance(self.run_maintenance, self.flush_atimes, self.name, background_thread,
+                                        max(5.0, float(background_timeout)), float(maintenance_interval),
+                                        float(atime_flush_interval))
         self._maintenance.start()
 
     # -- small helpers ----------------------------------------------------------
@@ -693,7 +690,8 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """Every entry that can be read, of the whole store or of ``keys``, in one snapshot, and the
         damaged ones (key and error); nothing is deleted. items(), values(), copy() and get_many()
         raise on the first damaged entry instead."""
-        return readable_items(self, keys)
+        storage = self._check_open()
+        return readable_items(storage, self._clock(), self._keys, self._touched, self._decode_value, keys)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._key_snapshot())
@@ -797,7 +795,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         if self.max_bytes is not None:
             needed = least_bytes([sizes for _, sizes in entries.values()], self._storage.page_size)
             if needed > self.max_bytes:
-                what = (f"the value for key {_key_text(prepared[0][0])} needs" if len(entries) == 1
+                what = (f"the value for key {key_text(prepared[0][0])} needs" if len(entries) == 1
                         else f"these {len(entries)} entries need")
                 raise ValueError(f"{what} at least {needed} bytes of database pages, more than "
                                  f"max_bytes={self.max_bytes}")
@@ -1127,11 +1125,16 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
         self._note_cached_reads()
         removed, resume = sweep(storage, self._keys.hash_bytes, now, cutoff, self._touched,
-                                start_after, deadline, time.monotonic, self._maintenance.alert)
+                                start_after, deadline, time.monotonic, self._alert)
         if removed:
             self.counters["expired"] += removed
             self._log("expired {} entries", removed)
         return removed, resume
+
+    def _alert(self, problem: Exception) -> None:
+        """A damaged row a maintenance pass skipped: count it and warn; the pass goes on without it."""
+        self.counters["integrity_alerts"] += 1
+        logger.warning("[{}] maintenance skipped a damaged row: {}", self.name, problem)
 
     def run_maintenance(self) -> None:
         """One maintenance pass: flush access times; if this process holds the lease, check that

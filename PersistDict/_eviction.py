@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from . import _table
 from ._accesses import PendingAccesses
 from ._keys import read_as
-from ._maintenance import last_access
 from ._storage import Txn
 from .exceptions import CorruptedRecordError
 
@@ -108,7 +107,7 @@ def _least_recent(txn: Txn, rows: Iterable[tuple[int, bytes]], protected: set[in
             continue
         try:
             slot = _table.unpack_order(row, seq)[2]
-            atime = last_access(txn, seq, slot, touched)
+            atime = _table.last_access(txn, seq, slot, touched)
         except CorruptedRecordError:
             continue  # a damaged row is no candidate: check() reports it, repair fixes it
         if best is None or atime < best[0]:

@@ -20,7 +20,7 @@ from typing import Any
 from . import _table
 from ._table import TTL_FLAG
 from ._keys import KeyCodec, is_hashed_slot, probe_index, probe_slot
-from ._maintenance import LEASE, parse_lease
+from ._housekeeping import LEASE, parse_lease
 from ._records import unpack_record, with_header
 from ._rows import atime_of, change_row, check_meta, damaged, seq_of
 from ._storage import Storage, Txn, change_log_slot

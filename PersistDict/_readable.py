@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import _table
 from ._keys import is_hashed_slot
 from ._records import unpack_record
+from ._redact import key_text
 from .exceptions import CodecError, CorruptedRecordError, KeyEncodingError, PersistDictError
 
 if TYPE_CHECKING:
-    from ._core import PersistDict
-    from ._storage import Txn
+    from ._accesses import PendingAccesses
+    from ._keys import KeyCodec
+    from ._storage import Storage, Txn
 
 _UNKNOWN: Any = object()
 
@@ -41,11 +43,9 @@ class ReadableItems(NamedTuple):
 _Raw = tuple[Any, ...]
 
 
-def readable_items(store: PersistDict, keys: Iterable[Any] | None) -> ReadableItems:
+def readable_items(storage: Storage, now: float, codec: KeyCodec, touched: PendingAccesses,
+                   decode_value: Callable[..., Any], keys: Iterable[Any] | None) -> ReadableItems:
     """The body of :meth:`PersistDict.readable_items`: one read transaction, decoding after it."""
-    storage = store._check_open()
-    now = store._clock()
-    codec = store._keys
     raw: list[_Raw | None] = []
     if keys is None:
         with storage.reading() as txn:
@@ -60,12 +60,12 @@ def readable_items(store: PersistDict, keys: Iterable[Any] | None) -> ReadableIt
                 except CorruptedRecordError as exc:
                     raw.append((key, b"", exc))
                     continue
-                if record is not None and store._is_live(record.expires, now):
+                if record is not None and (not record.expires or record.expires > now):
                     raw.append((key, b"", record.lookup, record.exact, record.kind, bytes(record.payload), record.seq))
         for entry in raw:
             if entry is not None and len(entry) == 7:
-                store._touched.note(entry[6], now)  # a read, as in get_many
-    return _decode(raw, codec.decode, store._decode_value)
+                touched.note(entry[6], now)  # a read, as in get_many
+    return _decode(raw, codec.decode, decode_value)
 
 
 def _read_row(txn: Txn, row: bytes, now: float) -> _Raw | None:
@@ -126,8 +126,6 @@ def _slot_key(slot: bytes, decode_key: Callable[[bytes, bytes | None], Any]) -> 
 
 
 def _named(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
-    from ._core import _key_text
-
     if key is None:
         return CorruptedRecordError(f"an entry whose key is not known is corrupted: {exc}")
-    return CorruptedRecordError(f"entry for key {_key_text(key)} is corrupted: {exc}")
+    return CorruptedRecordError(f"entry for key {key_text(key)} is corrupted: {exc}")

@@ -22,3 +22,9 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, json.JSONDecodeError):  # msg is one of json's fixed phrases
         return f"{name} ({exc.msg} at line {exc.lineno} column {exc.colno}, char {exc.pos})"
     return name
+
+
+def key_text(key: object) -> str:
+    """How a message names a key: its repr, cut to 80 characters."""
+    text = repr(key)
+    return text if len(text) <= 80 else text[:77] + "..."

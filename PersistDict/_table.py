@@ -23,7 +23,8 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from ._keys import is_hashed_slot, probe_index, probe_slot
-from ._records import WRONG_KEY, Record, overwrite_fields, pack_record, unpack_record, with_header
+from ._accesses import PendingAccesses
+from ._records import WRONG_KEY, Record, overwrite_fields, pack_record, record_mtime, unpack_record, with_header
 from ._rows import damaged
 from ._storage import Txn, encode_seq
 from .exceptions import CorruptedRecordError
@@ -255,3 +256,13 @@ def atime_of(txn: Txn, record: Record) -> float:
     """Last access: the later of the last write and the last recorded read."""
     read = txn.atime(record.seq)
     return record.mtime if read is None or read < record.mtime else read
+
+
+def last_access(txn: Txn, seq: int, slot: bytes, touched: PendingAccesses) -> float:
+    """An entry's atime: the latest of its last write, its stored read time and an unflushed read.
+    CorruptedRecordError if its record is too short for a header or its atimes row is damaged."""
+    data = txn.record(slot)
+    mtime = record_mtime(data) if data is not None else 0.0
+    read = txn.atime(seq) or 0.0
+    pending = touched.get(seq, 0.0)
+    return max(mtime, read, pending)

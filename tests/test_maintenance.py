@@ -17,7 +17,7 @@ import pytest
 from PersistDict import CodecMismatchWarning, PersistDict, serializers
 from PersistDict import _table
 from PersistDict.exceptions import CorruptedRecordError
-from PersistDict._maintenance import CLOCK_SLACK, LEASE, LONGEST_LEASE, try_take_lease
+from PersistDict._housekeeping import CLOCK_SLACK, LEASE, LONGEST_LEASE, try_take_lease
 from PersistDict._storage import CHANGE_LOG_KEPT, change_log_slot, encode_seq
 
 DAY = 86400.0
@@ -403,7 +403,7 @@ def test_maintenance_lease_is_shared_between_processes(db_path: Path, make_db: C
 import sys
 sys.path.insert(0, {ROOT!r})
 from PersistDict import PersistDict
-from PersistDict._maintenance import try_take_lease
+from PersistDict._housekeeping import try_take_lease
 d = PersistDict({str(db_path)!r}, background_thread="disabled")
 print(try_take_lease(d._storage, "other", 1030.0, 60), try_take_lease(d._storage, "other", 1061.0, 60))
 """
