@@ -7,10 +7,6 @@ transaction -> record codec. Serializers run outside write transactions.
 
 from __future__ import annotations
 
-import atexit
-import json
-import math
-import mmap
 import os
 import pickle
 import random
@@ -18,7 +14,6 @@ import sys
 import threading
 import warnings
 import time
-import weakref
 from collections.abc import (
     Callable,
     ItemsView,
@@ -38,6 +33,17 @@ from beartype import BeartypeConf, beartype
 from loguru import logger
 
 from . import _table
+from ._api import lifecycle  # after _storage (imported by _table): its fork hook runs after the storage's
+from ._api.options import (
+    check_number,
+    compare_formats,
+    encode_format,
+    format_record,
+    settings_of,
+    stored_format,
+    ttl_seconds,
+)
+from ._codec.values import ValueCodec, undecodable
 from ._accesses import SHARD_MASK, PendingAccesses
 from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, FrontCache
 from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical_key_unserializer, read_as
@@ -45,10 +51,8 @@ from ._integrity import CheckReport, check_database
 from ._eviction import enforce_bounds, least_bytes
 from ._housekeeping import release_lease, sweep, try_take_lease
 from ._maintenance import Maintenance
-from ._options import check_number
-from ._rows import check_format_row
 from ._readable import ReadableItems, readable_items
-from ._redact import describe, key_text
+from ._redact import key_text
 from ._records import (
     KIND_BYTES,
     KIND_SERIALIZED,
@@ -59,7 +63,7 @@ from ._records import (
     unpack_value,
 )
 from ._settings import SettingsAttributes
-from ._storage import DEFAULT_MAP_SIZE, DURABILITY, Storage, Txn
+from ._storage import DEFAULT_MAP_SIZE, Storage, Txn
 from .exceptions import (
     AlreadyCalledError,
     ClosedError,
@@ -100,10 +104,6 @@ def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
 
 
-# id -> instance, for the flush at exit (instances are unhashable, like dict)
-_live_instances: weakref.WeakValueDictionary[int, PersistDict] = weakref.WeakValueDictionary()
-
-
 class _Commit(NamedTuple):
     txn_id: int
     wrote: bool  # it changed something, so it took txn id ``txn_id``
@@ -112,14 +112,6 @@ class _Commit(NamedTuple):
 
 def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
     return CorruptedRecordError(f"entry for key {key_text(key)} is corrupted: {exc}")
-
-
-def _ttl_seconds(ttl: int | float | None) -> float | None:
-    """``ttl`` as float seconds, or None; ValueError unless it is positive and finite (a NaN
-    expiry would be live for some reads and expired for others)."""
-    if ttl is None:
-        return None
-    return float(check_number("ttl", ttl, "positive, finite seconds", maximum=sys.float_info.max))
 
 
 def _same_version(record: Record, expected: Record) -> bool:
@@ -134,42 +126,6 @@ def _decodes(keys: KeyCodec, encoded: bytes) -> bool:
     except Exception:  # the canonical decoder on damaged bytes: any error
         return False
     return True
-
-
-def _undecodable(key: Any, cause: BaseException) -> CodecError:
-    """The CodecError for a value that cannot be decoded, naming its key and, when the codec
-    raised a CodecError of its own (a wrong secret, a tampered value), that error's message, else
-    the type and position of the codec's exception (see _redact). Raise it outside the ``except``
-    block that caught ``cause``: it must not chain it, even as ``__context__``."""
-    where = "" if key is _MISSING else f" of key {key_text(key)}"
-    message = f"cannot decode the value{where} with the configured value_unserializer"
-    if isinstance(cause, CodecError):  # our codecs' messages quote no value
-        kind = CodecMismatchError if isinstance(cause, CodecMismatchError) else CodecError
-        return kind(f"{message}: {cause}")
-    return CodecError(f"{message}: {describe(cause)}")
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    for instance in list(_live_instances.values()):
-        try:
-            instance.close()
-        except Exception:  # exit must not fail because one database cannot be written
-            pass
-
-
-def _reset_after_fork_in_child() -> None:
-    # Locks held by the parent's other threads would never be released here,
-    # the front cache may be mid-update, and the maintenance thread is gone.
-    for instance in list(_live_instances.values()):
-        instance._lock = threading.RLock()
-        if instance._front is not None:
-            instance._front = FrontCache(instance._front.max_entries, instance._front.max_bytes,
-                                         instance._record_hits)
-        instance._maintenance.restart_after_fork()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork_in_child)
 
 
 class PersistDict(SettingsAttributes, MutableMapping[K, V]):
@@ -204,45 +160,13 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         max_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if durability not in DURABILITY:
-            raise ValueError(f"durability must be one of {sorted(DURABILITY)}, not {durability!r}")
-        if expiration_days is not None and expiration_days is not False:  # 0.2.x: 0, None (or False): no expiry
-            check_number("expiration_days", expiration_days, "finite days >= 0 (0 or None: no expiry)",
-                         strict=False)
-        expiration_days = expiration_days or 0
-        # 0.2.x clamps background_timeout up to 5 s, so a smaller one is no error; waits take at most TIMEOUT_MAX
-        check_number("background_timeout", background_timeout, "finite seconds (below 5 counts as 5)", -math.inf,
-                     maximum=threading.TIMEOUT_MAX - 5)
-        check_number("maintenance_interval", maintenance_interval, "positive, finite seconds")
-        check_number("atime_flush_interval", atime_flush_interval, "positive, finite seconds",
-                     maximum=threading.TIMEOUT_MAX)
-        check_number("key_size_limit", key_size_limit, "at least 1", 1, strict=False)
-        check_number("cache_max_entries", cache_max_entries, "positive")
-        check_number("cache_max_bytes", cache_max_bytes, "positive")
-        check_number("map_size", map_size, "at least 1 MiB", 1 << 20, strict=False)
-        if max_items is not None:
-            check_number("max_items", max_items, "positive when given")
-        if max_bytes is not None:  # LMDB's page: the least one entry takes
-            check_number("max_bytes", max_bytes, f"at least one database page ({mmap.PAGESIZE} bytes)",
-                         mmap.PAGESIZE, strict=False)
-        if isinstance(background_thread, str):
-            background_thread = background_thread.lower()  # 0.2.x accepted "DISABLED"
-        if background_thread not in (True, False, "disabled"):
-            raise ValueError(f"background_thread must be True, False or 'disabled', not {background_thread!r}")
-        if (key_serializer is None) != (key_unserializer is None):
-            raise ValueError("key_serializer and key_unserializer must both be given or both be None")
-        if (value_serializer is None) != (value_unserializer is None):
-            raise ValueError("value_serializer and value_unserializer must both be given or both be None")
         path = os.path.abspath(os.fspath(database_path))
-        self._settings: dict[str, Any] = dict(
-            expiration_days=expiration_days, key_serializer=key_serializer, key_unserializer=key_unserializer,
-            key_size_limit=key_size_limit, value_serializer=value_serializer,
-            value_unserializer=value_unserializer, caching=caching, verbose=verbose,
-            background_thread=background_thread, background_timeout=background_timeout, name=name,
+        self._settings: dict[str, Any] = settings_of(
+            path, expiration_days, key_serializer, key_unserializer, key_size_limit, value_serializer,
+            value_unserializer, caching, verbose, background_thread, background_timeout, name,
             durability=durability, cache_max_entries=cache_max_entries, cache_max_bytes=cache_max_bytes,
             maintenance_interval=maintenance_interval, atime_flush_interval=atime_flush_interval,
-            map_size=map_size, max_items=max_items, max_bytes=max_bytes, clock=clock,
-        )
+            map_size=map_size, max_items=max_items, max_bytes=max_bytes, clock=clock)
         self.path = path
         self._clock = clock
         self.max_items = max_items
@@ -250,10 +174,11 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._rng = random.Random()
         self._keys = KeyCodec(key_serializer, key_unserializer, key_size_limit)
         self._plain_cache_keys = self._keys.canonical
-        self._value_serializer = value_serializer
-        self._value_unserializer = value_unserializer
-        self._raw_values = value_serializer is None
-        self._loads_takes_buffer = value_unserializer is pickle.loads
+        self._values = values = ValueCodec(value_serializer, value_unserializer)
+        # bound once: the read path calls them without an attribute lookup on the codec
+        self._decode_value = values.decode
+        self._decode_cached = values.decode_cached
+        self._loads_takes_buffer = values.loads_takes_buffer
         self._lock = threading.RLock()
         self._front = FrontCache(cache_max_entries, cache_max_bytes, self._record_hits) if caching else None
         self._touched = PendingAccesses()  # seq -> atime not yet written
@@ -269,13 +194,13 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
             self._closed = True
             self._storage.release()
             raise
-        _live_instances[id(self)] = self
+        lifecycle.register(self)
         if verbose:
             logger.enable("PersistDict")
         self._log("opened {} (durability={})", path, durability)
-        self._maintenance = Maintenance(self.run_maintenance, self.flush_atimes, self.name, background_thread,
-                                        max(5.0, float(background_timeout)), float(maintenance_interval),
-                                        float(atime_flush_interval))
+        self._maintenance = Maintenance(self.run_maintenance, self.flush_atimes, self.name,
+                                        self._settings["background_thread"], max(5.0, float(background_timeout)),
+                                        float(maintenance_interval), float(atime_flush_interval))
         self._maintenance.start()
 
     # -- small helpers ----------------------------------------------------------
@@ -311,44 +236,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         return [form for lookup in lookups for form in self._cache_forms(lookup)]
 
     def _encode_value(self, value: Any) -> tuple[int, bytes]:
-        if self._raw_values:
-            if type(value) is str:
-                return KIND_STR, value.encode("utf-8", "surrogatepass")
-            if isinstance(value, (bytes, bytearray, memoryview)):
-                return KIND_BYTES, bytes(value)
-            raise TypeError(
-                f"values must be str or bytes when value_serializer is None, not {type(value).__name__!r}"
-            )
-        payload = self._value_serializer(value)  # type: ignore[misc]
-        if type(payload) is bytes:
-            return KIND_SERIALIZED, payload
-        if isinstance(payload, str):  # json.dumps and friends
-            return KIND_SERIALIZED_TEXT, payload.encode("utf-8", "surrogatepass")
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise TypeError(f"value_serializer must return bytes or str, not {type(payload).__name__!r}")
-        return KIND_SERIALIZED, bytes(payload)
-
-    def _decode_value(self, kind: int, payload: bytes | memoryview, key: Any = _MISSING) -> Any:
-        if kind == KIND_SERIALIZED or kind == KIND_SERIALIZED_TEXT:
-            if self._raw_values:
-                raise _undecodable(key, CodecMismatchError("it was serialized, but value_serializer is None"))
-            try:
-                if kind == KIND_SERIALIZED_TEXT:
-                    return self._value_unserializer(bytes(payload).decode("utf-8", "surrogatepass"))  # type: ignore[misc]
-                if self._loads_takes_buffer:
-                    return self._value_unserializer(payload)  # type: ignore[misc]
-                return self._value_unserializer(bytes(payload))  # type: ignore[misc]
-            except Exception as exc:  # noqa: BLE001 - any codec error; raised below, unchained
-                error = _undecodable(key, exc)
-            raise error
-        if kind == KIND_STR:
-            return bytes(payload).decode("utf-8", "surrogatepass")
-        if kind == KIND_BYTES:
-            return bytes(payload)
-        raise CorruptedRecordError(f"unknown value kind {kind}")
-
-    def _decode_cached(self, cached: bytes) -> Any:
-        return self._decode_value(cached[0], memoryview(cached)[1:])
+        return self._values.encode(value)
 
     def _record_key(self, record: Record) -> Any:
         return self._keys.decode(record.lookup, record.exact)
@@ -459,7 +347,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
             try:
                 return pickle.loads(payload)
             except Exception as exc:  # noqa: BLE001 - raised below, unchained (see _undecodable)
-                error = _undecodable(key, exc)
+                error = undecodable(key, exc)
             raise error
         return self._decode_value(kind, payload, key)
 
@@ -845,7 +733,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     @typechecked
     def set(self, key: K, value: V, ttl: int | float | None = None) -> None:
         """``d[key] = value``, optionally expiring ``ttl`` seconds from now."""
-        ttl = _ttl_seconds(ttl)
+        ttl = ttl_seconds(ttl)
         self._check_open()
         expires = 0.0 if ttl is None else self._clock() + ttl
         self._write_many([self._prepare(key, value)], expires)
@@ -853,7 +741,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     @typechecked
     def set_many(self, mapping: Mapping[K, V] | Iterable[tuple[K, V]], ttl: int | float | None = None) -> None:
         """Write several entries in one transaction (all or nothing)."""
-        ttl = _ttl_seconds(ttl)
+        ttl = ttl_seconds(ttl)
         pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
         prepared = [self._prepare(key, value) for key, value in pairs]
         if prepared:
@@ -1004,7 +892,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     @typechecked
     def touch(self, key: K, ttl: int | float | None = None) -> None:
         """Mark ``key`` as used now; with ``ttl``, expire it ``ttl`` seconds from now (None: never)."""
-        ttl = _ttl_seconds(ttl)
+        ttl = ttl_seconds(ttl)
         lookup, _ = self._keys.encode(key)
         base = self._keys.slot(lookup)
         now = self._clock()
@@ -1099,15 +987,8 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """
         storage = self._check_open()
 
-        def can_decode(kind: int, payload: Any) -> bool:
-            try:
-                self._decode_value(kind, payload)
-            except Exception:
-                return False
-            return True
-
-        report = check_database(storage, self._keys, can_decode, repair, drop_unreadable,
-                                json.dumps(self._format()).encode())
+        report = check_database(storage, self._keys, self._values.can_decode, repair, drop_unreadable,
+                                encode_format(self._format()))
         if repair or drop_unreadable:
             with self._lock:
                 if self._front is not None:
@@ -1197,7 +1078,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
             with self._lock:
                 if not self._closed:
                     self._closed = True
-                    _live_instances.pop(id(self), None)
+                    lifecycle.unregister(self)
                     self._storage.release()
                     if self._front is not None:
                         self._front.clear()
@@ -1226,57 +1107,43 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     # -- format record -------------------------------------------------------------
 
     def _format(self) -> dict[str, Any]:
-        serializer = self._value_serializer
-        values = "raw" if serializer is None else _callable_name(serializer)  # module too: json.dumps, not dumps
-        codec_name = getattr(getattr(serializer, "__self__", None), "name", None)
-        return {
-            "format": _FORMAT_VERSION,
-            "keys": self._keys.description,
-            "key_size_limit": self._keys.key_size_limit,
-            "values": codec_name or values,
-        }
+        return format_record(self._keys.description, self._keys.key_size_limit, self._values.description)
 
     def _check_format(self) -> None:
+        """Write the format record into a new store; refuse one whose keys this instance would not
+        find; warn when only the value codec differs."""
         wanted = self._format()
         storage = self._storage
 
-        def work(txn: Txn) -> dict[str, Any] | None:
+        def work(txn: Txn) -> bytes | None:
             stored = txn.meta(b"format")
-            if stored is None:
-                if txn.count() == 0:
-                    txn.put_meta(b"format", json.dumps(wanted).encode())
+            if stored is None and txn.count() == 0:
+                txn.put_meta(b"format", encode_format(wanted))
                 return None
-            return check_format_row(stored)
+            return stored
 
         with storage.reading() as txn:
-            stored_raw = txn.meta(b"format")
-        try:
-            stored = storage.write(work) if stored_raw is None else check_format_row(stored_raw)
-        except CorruptedRecordError as exc:  # unknown codecs: opened unchecked, like a store without the row
-            warnings.warn(str(exc), RuntimeWarning, stacklevel=3)
-            logger.warning("[{}] {}", self.name, exc)
-            stored = None
+            raw = txn.meta(b"format")
+        stored, damage = stored_format(storage.write(work) if raw is None else raw)
+        if damage is not None:
+            self._warn(damage, RuntimeWarning, stacklevel=4)
         storage.mark_initialised()
-        if stored is None:
-            return
-        if stored.get("format") != _FORMAT_VERSION:
-            raise CodecMismatchError(f"database {self.path!r} has format {stored.get('format')}, "
-                                     f"this version reads format {_FORMAT_VERSION}")
-        if stored.get("keys") != wanted["keys"] or stored.get("key_size_limit") != wanted["key_size_limit"]:
-            raise CodecMismatchError(
-                f"database {self.path!r} was written with key encoding {stored.get('keys')!r} and "
-                f"key_size_limit={stored.get('key_size_limit')}; opening it with {wanted['keys']!r} and "
-                f"key_size_limit={wanted['key_size_limit']} would make its entries unreachable"
-            )
-        stored_values = str(stored.get("values"))
-        # development versions recorded a function without its module ("dumps"): no mismatch by itself
-        legacy_match = "." not in stored_values and wanted["values"].endswith("." + stored_values)
-        if stored_values != wanted["values"] and not legacy_match:
-            message = (f"database {self.path!r} was written with value codec {stored.get('values')!r} and is "
-                       f"opened with {wanted['values']!r}: entries the new codec cannot decode raise CodecError "
-                       "on read and are listed by check(); nothing is deleted")
-            warnings.warn(message, CodecMismatchWarning, stacklevel=3)
-            logger.warning("[{}] {}", self.name, message)
+        if stored is not None:
+            message = compare_formats(self.path, stored, wanted)
+            if message is not None:
+                self._warn(message, CodecMismatchWarning, stacklevel=4)
+
+    def _warn(self, message: str, category: type[Warning], stacklevel: int) -> None:
+        warnings.warn(message, category, stacklevel=stacklevel)
+        logger.warning("[{}] {}", self.name, message)
+
+    def _after_fork_in_child(self) -> None:
+        # Locks held by the parent's other threads would never be released here,
+        # the front cache may be mid-update, and the maintenance thread is gone.
+        self._lock = threading.RLock()
+        if self._front is not None:
+            self._front = FrontCache(self._front.max_entries, self._front.max_bytes, self._record_hits)
+        self._maintenance.restart_after_fork()
 
 
 def _reopen(path: str, settings: dict[str, Any]) -> PersistDict:

@@ -26,8 +26,8 @@ class Maintenance:
 
     def __init__(self, run_pass: Callable[[], Any], flush: Callable[[], Any], name: str, mode: Any,
                  timeout: float, interval: float, atime_interval: float) -> None:
-        self._run_pass = weakref.WeakMethod(run_pass)  # type: ignore[arg-type]
-        self._flush = weakref.WeakMethod(flush)  # type: ignore[arg-type]
+        self._run_pass = weakref.WeakMethod(run_pass)
+        self._flush = weakref.WeakMethod(flush)
         self.name = name
         self.mode = mode
         self.timeout = timeout

@@ -333,7 +333,7 @@ def test_drop_unreadable_deletes_only_on_request(make_db: Callable[..., PersistD
     """check(drop_unreadable=True) removes exactly the entries that cannot be decoded."""
     db = make_db(value_serializer=json.dumps, value_unserializer=json.loads)
     db["good"] = [1]
-    db._value_unserializer = lambda data: json.loads(data) if data != '"bad"' else 1 / 0
+    db._values.unserializer = lambda data: json.loads(data) if data != '"bad"' else 1 / 0
     db["bad"] = "bad"
     report = db.check(drop_unreadable=True)
     assert report.undecodable == ["'bad'"] and report.dropped == 1

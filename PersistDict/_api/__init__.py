@@ -1,0 +1,1 @@
+"""The public mapping's parts that speak to no engine: options, lifecycle."""
