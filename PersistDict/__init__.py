@@ -4,10 +4,10 @@ from loguru import logger
 
 from . import serializers
 from ._core import Metadata, PersistDict
-from ._integrity import CheckReport
-from ._keys import canonical_key_serializer, canonical_key_unserializer
+from .engines.lmdb.integrity import CheckReport
+from ._codec.keys import canonical_key_serializer, canonical_key_unserializer
 from ._readable import DamagedEntry, ReadableItems
-from ._records import SPEEDUPS
+from ._codec.record import SPEEDUPS
 from .exceptions import (
     AlreadyCalledError,
     ClosedError,

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 from beartype import BeartypeConf, beartype
 from loguru import logger
 
-from . import _table
-from ._api import lifecycle  # after _storage (imported by _table): its fork hook runs after the storage's
+from .engines.lmdb import entries  # first: the LMDB engine's fork hooks must run before lifecycle's
+from ._api import lifecycle
 from ._api.options import (
     check_number,
     compare_formats,
@@ -46,14 +46,15 @@ from ._api.options import (
 from ._codec.values import ValueCodec, undecodable
 from ._accesses import SHARD_MASK, PendingAccesses
 from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, FrontCache
-from ._keys import KeyCodec, _callable_name, canonical_key_serializer, canonical_key_unserializer, read_as
-from ._integrity import CheckReport, check_database
-from ._eviction import enforce_bounds, least_bytes
-from ._housekeeping import release_lease, sweep, try_take_lease
+from ._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
+from .engines.lmdb.slots import Slots, read_as
+from .engines.lmdb.integrity import CheckReport, check_database
+from .engines.lmdb.bounds import enforce_bounds, least_bytes
+from .engines.lmdb.housekeeping import release_lease, sweep, try_take_lease
 from ._maintenance import Maintenance
 from ._readable import ReadableItems, readable_items
 from ._redact import key_text
-from ._records import (
+from ._codec.record import (
     KIND_BYTES,
     KIND_SERIALIZED,
     KIND_SERIALIZED_TEXT,
@@ -63,7 +64,7 @@ from ._records import (
     unpack_value,
 )
 from ._settings import SettingsAttributes
-from ._storage import DEFAULT_MAP_SIZE, Storage, Txn
+from .engines.lmdb.env import DEFAULT_MAP_SIZE, Storage, Txn
 from .exceptions import (
     AlreadyCalledError,
     ClosedError,
@@ -174,6 +175,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._rng = random.Random()
         self._keys = KeyCodec(key_serializer, key_unserializer, key_size_limit)
         self._plain_cache_keys = self._keys.canonical
+        self._slots = Slots(self._keys.key_size_limit)
         self._values = values = ValueCodec(value_serializer, value_unserializer)
         # bound once: the read path calls them without an attribute lookup on the codec
         self._decode_value = values.decode
@@ -354,7 +356,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     def _find_hashed(self, storage: Storage, key: Any, lookup: bytes) -> tuple[int, float, int, Any, int]:
         """(seq, expires, kind, payload, snapshot txn id) of a key with a hashed slot; seq is -1 if absent."""
         with storage.reading() as txn:
-            record = self._find(txn, key, lookup, self._keys.slot(lookup))
+            record = self._find(txn, key, lookup, self._slots.slot(lookup))
             if record is None:
                 return _ABSENT
             return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
@@ -363,7 +365,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """The record of ``key`` (None: absent); one that is damaged, or another key's record that a
         damaged database key led to, raises CorruptedRecordError naming ``key``."""
         try:
-            return _table.find(txn, lookup, base).record
+            return entries.find(txn, lookup, base).record
         except CorruptedRecordError as exc:
             raise _corrupted(key, exc) from exc
 
@@ -441,7 +443,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                 raise _corrupted(key, exc) from exc
             return expires is not None and (not expires or expires > self._clock())
         with self._storage.reading() as txn:
-            record = self._find(txn, key, lookup, keys.slot(lookup))
+            record = self._find(txn, key, lookup, self._slots.slot(lookup))
             return record is not None and self._is_live(record.expires, self._clock())
 
     @typechecked
@@ -487,7 +489,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                                 continue
                             seq, expires, kind, payload = unpack_value(data, lookup)
                         else:
-                            record = _table.find(txn, lookup, self._keys.slot(lookup)).record
+                            record = entries.find(txn, lookup, self._slots.slot(lookup)).record
                             if record is None:
                                 continue
                             seq, expires, kind, payload = record.seq, record.expires, record.kind, record.payload
@@ -523,22 +525,22 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                 encoded = []
                 for row in rows:
                     try:
-                        expires, key_in_slot, slot = _table.unpack_order(row)
+                        expires, key_in_slot, slot = entries.unpack_order(row)
                     except CorruptedRecordError:
-                        raise _table.damaged_order_row(txn, row) from None
+                        raise entries.damaged_order_row(txn, row) from None
                     if expires and expires <= now:
                         continue
                     if key_in_slot:
                         encoded.append(slot)
                     else:
-                        record = _table.record_at(txn, slot)
+                        record = entries.record_at(txn, slot)
                         encoded.append(record.exact or record.lookup)
             try:
                 return self._keys.decode_many(encoded)
             except Exception:  # order rows carry no checksum: name the damaged one
                 if not self._keys.canonical:
                     raise  # the user's key codec: its own error
-                raise next(_table.damaged_order_row(txn, row) for row in encoded
+                raise next(entries.damaged_order_row(txn, row) for row in encoded
                            if not _decodes(self._keys, row)) from None
 
     def _item_snapshot(self, want_keys: bool) -> list[Any]:
@@ -553,12 +555,12 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         with storage.reading() as txn:
             for row in txn.order_rows():
                 try:
-                    expires, _, slot = _table.unpack_order(row)
+                    expires, _, slot = entries.unpack_order(row)
                 except CorruptedRecordError:
-                    raise _table.damaged_order_row(txn, row) from None
+                    raise entries.damaged_order_row(txn, row) from None
                 if expires and expires <= now:
                     continue
-                record = _table.record_at(txn, slot)
+                record = entries.record_at(txn, slot)
                 raw.append((record.lookup, record.exact, record.kind, bytes(record.payload)))
         decode_key, decode_value = self._keys.decode, self._decode_value
         if not want_keys:
@@ -579,7 +581,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         damaged ones (key and error); nothing is deleted. items(), values(), copy() and get_many()
         raise on the first damaged entry instead."""
         storage = self._check_open()
-        return readable_items(storage, self._clock(), self._keys, self._touched, self._decode_value, keys)
+        return readable_items(storage, self._clock(), self._keys, self._slots, self._touched, self._decode_value, keys)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._key_snapshot())
@@ -629,10 +631,10 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         now = self._clock()
         self._note_cached_reads()
         with storage.reading() as txn:
-            record = self._find(txn, key, lookup, self._keys.slot(lookup))
+            record = self._find(txn, key, lookup, self._slots.slot(lookup))
             if record is None or not self._is_live(record.expires, now):
                 raise KeyError(key)
-            atime = _table.atime_of(txn, record)
+            atime = entries.atime_of(txn, record)
         atime = max(atime, self._touched.get(record.seq, 0.0))
         return Metadata(_utc(record.ctime), _utc(atime))
 
@@ -664,7 +666,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         keys = self._keys
         lookup, exact = keys.encode(key)
         kind, payload = self._encode_value(value)
-        slot = lookup if len(lookup) <= keys.key_size_limit else keys.slot(lookup)
+        slot = lookup if len(lookup) <= keys.key_size_limit else self._slots.slot(lookup)
         return key, lookup, exact, slot, kind, payload
 
     @property
@@ -693,7 +695,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         if not self._bounded:
             return []
         return enforce_bounds(txn, self.max_items, self.max_bytes, written, self._touched,
-                              self._keys.hash_bytes, self._rng)
+                              self._slots.hash_bytes, self._rng)
 
     def _note_evictions(self, evicted: list[bytes]) -> None:
         if evicted:
@@ -707,12 +709,12 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         if bounded:
             self._check_fits(prepared)
             self._note_cached_reads()  # eviction picks by access time
-        put = _table.put
+        put = entries.put
 
         def work(txn: Txn) -> list[bytes]:
             if extra is not None:
                 extra(txn)
-            seqs = _table.SeqAllocator(txn)
+            seqs = entries.SeqAllocator(txn)
             if not bounded:
                 for _, lookup, exact, base, kind, payload in prepared:
                     put(txn, seqs, lookup, exact, base, kind, payload, now, expires)
@@ -766,15 +768,15 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     def _delete(self, lookup: bytes, expected: Record | None = None) -> Record | None:
         """Remove the entry of ``lookup``: its record, or None if it was missing or expired, or,
         given ``expected`` (a copy read earlier), if it is no longer that version of the entry."""
-        base = self._keys.slot(lookup)
+        base = self._slots.slot(lookup)
         now = self._clock()
 
         def work(txn: Txn) -> Record | None:
-            found = _table.find(txn, lookup, base)
+            found = entries.find(txn, lookup, base)
             record = found.record
             if record is None or (expected is not None and not _same_version(record, expected)):
                 return None
-            removed = _table.remove(txn, found, base)
+            removed = entries.remove(txn, found, base)
             return removed if self._is_live(removed.expires, now) else None
 
         return self._removed(lookup, *self._commit(work))
@@ -806,7 +808,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         is removed, outside the write transaction: a value the codec cannot decode stays
         (``CodecError``), and a codec may use the store."""
         lookup = self._keys.encode(key)[0]
-        base = self._keys.slot(lookup)
+        base = self._slots.slot(lookup)
         while True:
             now = self._clock()
             with self._check_open().reading() as txn:
@@ -830,21 +832,21 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         while True:
             now = self._clock()
             with self._check_open().reading() as txn:
-                for entry in _table.iter_order(txn, newest_first=True):
+                for entry in entries.iter_order(txn, newest_first=True):
                     if self._is_live(entry.expires, now):
                         break
                 else:
                     raise KeyError("popitem(): PersistDict is empty")
-                slot, record = entry.slot, _table.record_at(txn, entry.slot)
+                slot, record = entry.slot, entries.record_at(txn, entry.slot)
                 record = record._replace(payload=bytes(record.payload))
             key = self._record_key(record)
             value = self._decode_value(record.kind, record.payload, key)
 
             def work(txn: Txn, slot: bytes = slot, expected: Record = record) -> Record | None:
-                current = _table.record_at_or_none(txn, slot)  # by slot: a misplaced record is removed too
+                current = entries.record_at_or_none(txn, slot)  # by slot: a misplaced record is removed too
                 if current is None or not _same_version(current, expected):
                     return None
-                return _table.remove_slot(txn, slot, self._keys.hash_bytes)
+                return entries.remove_slot(txn, slot, self._slots.hash_bytes)
 
             if self._removed(read_as(slot, record.lookup), *self._commit(work)) is not None:
                 return key, value
@@ -857,7 +859,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     def setdefault(self, key: Any, default: Any = None) -> Any:
         """Return ``d[key]``, first storing ``default`` if missing, atomically."""
         lookup, exact = self._keys.encode(key)
-        base = self._keys.slot(lookup)
+        base = self._slots.slot(lookup)
         bounded = self._bounded
         try:  # serialized before the transaction; an error matters only if the key is missing
             kind, payload = self._encode_value(default)
@@ -876,7 +878,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                 return record.kind, bytes(record.payload)
             if encode_error is not None:
                 raise encode_error
-            seq, _ = _table.put(txn, _table.SeqAllocator(txn), lookup, exact, base, kind, payload, now, 0.0)
+            seq, _ = entries.put(txn, entries.SeqAllocator(txn), lookup, exact, base, kind, payload, now, 0.0)
             return self._enforce_bounds(txn, {seq})  # put replaces an expired entry
 
         outcome, commit = self._commit(work, savepoint=bounded)
@@ -894,15 +896,15 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """Mark ``key`` as used now; with ``ttl``, expire it ``ttl`` seconds from now (None: never)."""
         ttl = ttl_seconds(ttl)
         lookup, _ = self._keys.encode(key)
-        base = self._keys.slot(lookup)
+        base = self._slots.slot(lookup)
         now = self._clock()
 
         def work(txn: Txn) -> bool:
-            found = _table.find(txn, lookup, base)
+            found = entries.find(txn, lookup, base)
             record = found.record
             if record is None or not self._is_live(record.expires, now):
                 return False
-            _table.set_expiry(txn, found, 0.0 if ttl is None else now + ttl)
+            entries.set_expiry(txn, found, 0.0 if ttl is None else now + ttl)
             txn.put_atime(record.seq, now)
             return True
 
@@ -987,7 +989,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """
         storage = self._check_open()
 
-        report = check_database(storage, self._keys, self._values.can_decode, repair, drop_unreadable,
+        report = check_database(storage, self._keys, self._slots, self._values.can_decode, repair, drop_unreadable,
                                 encode_format(self._format()))
         if repair or drop_unreadable:
             with self._lock:
@@ -1005,7 +1007,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         now = self._clock()
         cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
         self._note_cached_reads()
-        removed, resume = sweep(storage, self._keys.hash_bytes, now, cutoff, self._touched,
+        removed, resume = sweep(storage, self._slots.hash_bytes, now, cutoff, self._touched,
                                 start_after, deadline, time.monotonic, self._alert)
         if removed:
             self.counters["expired"] += removed

@@ -11,16 +11,16 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _table
-from ._keys import is_hashed_slot
-from ._records import unpack_record
+from .engines.lmdb import entries
+from .engines.lmdb.slots import Slots, is_hashed_slot
+from ._codec.record import unpack_record
 from ._redact import key_text
 from .exceptions import CodecError, CorruptedRecordError, KeyEncodingError, PersistDictError
 
 if TYPE_CHECKING:
     from ._accesses import PendingAccesses
-    from ._keys import KeyCodec
-    from ._storage import Storage, Txn
+    from ._codec.keys import KeyCodec
+    from .engines.lmdb.env import Storage, Txn
 
 _UNKNOWN: Any = object()
 
@@ -43,7 +43,7 @@ class ReadableItems(NamedTuple):
 _Raw = tuple[Any, ...]
 
 
-def readable_items(storage: Storage, now: float, codec: KeyCodec, touched: PendingAccesses,
+def readable_items(storage: Storage, now: float, codec: KeyCodec, slots: Slots, touched: PendingAccesses,
                    decode_value: Callable[..., Any], keys: Iterable[Any] | None) -> ReadableItems:
     """The body of :meth:`PersistDict.readable_items`: one read transaction, decoding after it."""
     raw: list[_Raw | None] = []
@@ -56,7 +56,7 @@ def readable_items(storage: Storage, now: float, codec: KeyCodec, touched: Pendi
         with storage.reading() as txn:
             for key, lookup in wanted:
                 try:
-                    record = _table.find(txn, lookup, codec.slot(lookup)).record
+                    record = entries.find(txn, lookup, slots.slot(lookup)).record
                 except CorruptedRecordError as exc:
                     raw.append((key, b"", exc))
                     continue
@@ -71,7 +71,7 @@ def readable_items(storage: Storage, now: float, codec: KeyCodec, touched: Pendi
 def _read_row(txn: Txn, row: bytes, now: float) -> _Raw | None:
     """What the order row ``row`` leads to, copied out of the transaction (None: expired)."""
     try:
-        expires, _, slot = _table.unpack_order(row)
+        expires, _, slot = entries.unpack_order(row)
     except (struct.error, IndexError):
         return (_UNKNOWN, b"", CorruptedRecordError("order row shorter than its header"))
     if expires and expires <= now:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._keys import KeyCodec
+from ._codec.keys import KeyCodec
 
 
 class SettingsAttributes:

@@ -30,4 +30,4 @@ if ! command -v "$compiler" >/dev/null 2>&1 || ! "$VENV"/bin/python -c \
 fi
 "$VENV"/bin/python -m pip install --quiet --upgrade pip
 "$VENV"/bin/python -m pip install --quiet -e '.[test]'
-"$VENV"/bin/python -c 'from PersistDict import _records; print("setup: compiled record parsers:", "on" if _records.SPEEDUPS else "off (pure Python)")'
+"$VENV"/bin/python -c 'from PersistDict._codec import record as _records; print("setup: compiled record parsers:", "on" if _records.SPEEDUPS else "off (pure Python)")'

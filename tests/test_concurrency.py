@@ -1305,7 +1305,8 @@ def test_fork_while_another_thread_opens_and_closes_stores(tmp_path, opened):
 
 FORK_DEADLOCK_SCRIPT = """
 import os, sys, threading, time
-from PersistDict import PersistDict, _storage
+from PersistDict import PersistDict
+from PersistDict.engines.lmdb import env as _storage
 _storage.FORK_WAIT_SECONDS = 1.0
 root = sys.argv[1]
 d = PersistDict(os.path.join(root, "d"), background_thread="disabled")

@@ -17,7 +17,7 @@ import pytest
 from loguru import logger
 
 from PersistDict import PersistDict, PersistDictError
-from PersistDict._storage import TABLES, encode_seq
+from PersistDict.engines.lmdb.env import TABLES, encode_seq
 
 DAY = 86400.0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PersistDict._frontcache import FrontCache
-from PersistDict._records import KIND_STR
+from PersistDict._codec.record import KIND_STR
 
 
 def _cache_with(key: str, value: bytes, valid_at: int) -> FrontCache:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from PersistDict import CodecMismatchWarning, PersistDict
-from PersistDict._records import pack_record, unpack_record
+from PersistDict._codec.record import pack_record, unpack_record
 from PersistDict.exceptions import CodecError, CorruptedRecordError, PersistDictError
 
 

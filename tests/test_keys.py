@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from PersistDict import KeyEncodingError, PersistDict, canonical_key_serializer, canonical_key_unserializer
-from PersistDict._keys import KeyCodec
+from PersistDict._codec.keys import KeyCodec
 
 SAMPLE_KEYS: list[Any] = [
     "plain", "", "ünïcode ✓", "\udcff surrogate", b"\x00bytes", 0, -1, 2**80, 1.5, float("inf"), None, True,
@@ -26,7 +26,7 @@ SAMPLE_KEYS: list[Any] = [
 ENCODE_SCRIPT = """
 import sys, json
 sys.path.insert(0, {root!r})
-from PersistDict._keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
+from PersistDict._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
 codec = KeyCodec(canonical_key_serializer, canonical_key_unserializer, 511)
 keys = [("a" + "b", ("x" * 3, "y")), frozenset({{"alpha", "beta", "gamma", "delta", ("t", 1)}}),
         frozenset({{1, 2.5, "three", None}}), ("".join(["s", "t"]), "st")]

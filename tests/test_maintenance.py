@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from PersistDict import CodecMismatchWarning, PersistDict, serializers
-from PersistDict import _table
+from PersistDict.engines.lmdb import entries as _table
 from PersistDict.exceptions import CorruptedRecordError
-from PersistDict._housekeeping import CLOCK_SLACK, LEASE, LONGEST_LEASE, try_take_lease
-from PersistDict._storage import CHANGE_LOG_KEPT, change_log_slot, encode_seq
+from PersistDict.engines.lmdb.housekeeping import CLOCK_SLACK, LEASE, LONGEST_LEASE, try_take_lease
+from PersistDict.engines.lmdb.env import CHANGE_LOG_KEPT, change_log_slot, encode_seq
 
 DAY = 86400.0
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -403,7 +403,7 @@ def test_maintenance_lease_is_shared_between_processes(db_path: Path, make_db: C
 import sys
 sys.path.insert(0, {ROOT!r})
 from PersistDict import PersistDict
-from PersistDict._housekeeping import try_take_lease
+from PersistDict.engines.lmdb.housekeeping import try_take_lease
 d = PersistDict({str(db_path)!r}, background_thread="disabled")
 print(try_take_lease(d._storage, "other", 1030.0, 60), try_take_lease(d._storage, "other", 1061.0, 60))
 """
@@ -858,9 +858,9 @@ def test_drop_unreadable_keeps_hash_chains_reachable(make_db: Callable[..., Pers
 
 def _chain_of(db: PersistDict, first: str, more: int) -> tuple[bytes, list[str]]:
     """The base slot of ``first``'s collision chain (key_size_limit=1) and ``more`` keys that share it."""
-    keys = db._keys
-    base = keys.slot(keys.lookup(first))
-    return base, [f"k{i}" for i in range(200_000) if keys.slot(keys.lookup(f"k{i}")) == base][:more]
+    keys, slots = db._keys, db._slots
+    base = slots.slot(keys.lookup(first))
+    return base, [f"k{i}" for i in range(200_000) if slots.slot(keys.lookup(f"k{i}")) == base][:more]
 
 
 def test_repair_rewrites_a_collision_chain_that_lost_a_record(make_db: Callable[..., PersistDict]) -> None:
@@ -887,8 +887,8 @@ def test_repair_and_drop_together_keep_every_healthy_entry_of_a_rewritten_chain(
     """A chain that lost its first record, whose next record (K's older value) is undecodable, and
     where K was written again: repair and drop_unreadable in one call drop that older value only,
     and a chain record whose order row points at a stale slot is indexed where it lands."""
-    from PersistDict._keys import probe_slot
-    from PersistDict._records import pack_record, unpack_record
+    from PersistDict.engines.lmdb.slots import probe_slot
+    from PersistDict._codec.record import pack_record, unpack_record
 
     db = make_db(key_size_limit=1, caching=False)
     base, (k, y) = _chain_of(db, "x", 2)
@@ -913,7 +913,7 @@ def test_drop_unreadable_in_a_chain_with_a_corrupted_record_after_an_undecodable
         make_db: Callable[..., PersistDict]) -> None:
     """Dropping an undecodable record closes its chain's gap by moving the chain's last record, which
     here fails its checksum: the corrupted records are dropped first, from the end of the table."""
-    from PersistDict._records import pack_record, unpack_record
+    from PersistDict._codec.record import pack_record, unpack_record
 
     db = make_db(key_size_limit=1)
     base, (second,) = _chain_of(db, "a0", 1)

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from PersistDict import _records
-from PersistDict._records import HEADER_SIZE, pack_record, py_record_expires, py_unpack_value
+from PersistDict._codec import record as _records
+from PersistDict._codec.record import HEADER_SIZE, pack_record, py_record_expires, py_unpack_value
 from PersistDict.exceptions import CorruptedRecordError
 
 PURE_PYTHON = bool(os.environ.get("PERSISTDICT_PURE_PYTHON"))
@@ -259,7 +259,7 @@ def test_pure_python_mode_works(tmp_path):
     """PERSISTDICT_PURE_PYTHON=1 switches the compiled parsers off; the store reads the same."""
     script = (
         "import sys\n"
-        "from PersistDict import PersistDict, _records\n"
+        "from PersistDict import PersistDict\nfrom PersistDict._codec import record as _records\n"
         "assert not _records.SPEEDUPS\n"
         "d = PersistDict(sys.argv[1])\n"
         "assert d['a'] == [1, 2] and 'a' in d and 'b' not in d and d.get_many(['a']) == {'a': [1, 2]}\n"

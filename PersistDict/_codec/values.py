@@ -11,8 +11,8 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from .._keys import _callable_name
-from .._records import KIND_BYTES, KIND_SERIALIZED, KIND_SERIALIZED_TEXT, KIND_STR
+from .keys import _callable_name
+from .record import KIND_BYTES, KIND_SERIALIZED, KIND_SERIALIZED_TEXT, KIND_STR
 from .._redact import describe, key_text
 from ..exceptions import CodecError, CodecMismatchError, CorruptedRecordError
 

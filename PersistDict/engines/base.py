@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from .._accesses import PendingAccesses
-    from .._integrity import CheckReport
+    from .lmdb.integrity import CheckReport
 
 
 class Entry(NamedTuple):

@@ -17,14 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _table
-from ._table import TTL_FLAG
-from ._keys import KeyCodec, is_hashed_slot, probe_index, probe_slot
-from ._housekeeping import LEASE, parse_lease
-from ._records import unpack_record, with_header
-from ._rows import atime_of, change_row, check_meta, damaged, seq_of
-from ._storage import Storage, Txn, change_log_slot
-from .exceptions import CorruptedRecordError
+from . import entries
+from .entries import TTL_FLAG
+from ..._codec.keys import KeyCodec
+from .slots import Slots, is_hashed_slot, probe_index, probe_slot
+from .housekeeping import LEASE, parse_lease
+from ..._codec.record import unpack_record, with_header
+from .rows import atime_of, change_row, check_meta, damaged, seq_of
+from .env import Storage, Txn, change_log_slot
+from ...exceptions import CorruptedRecordError
 
 _REPORTED = 20  # at most this many examples per problem kind, to keep reports small; counts are totals
 
@@ -59,6 +60,7 @@ class CheckReport:
 def check_database(
     storage: Storage,
     keys: KeyCodec,
+    slots: Slots,
     can_decode: Callable[[int, Any], bool],
     repair: bool,
     drop_unreadable: bool,
@@ -81,7 +83,7 @@ def check_database(
         for key, row in txn.rows("order"):
             try:
                 seq = seq_of("order", key)
-                order[seq] = _table.unpack_order(row, seq)[2]
+                order[seq] = entries.unpack_order(row, seq)[2]
             except CorruptedRecordError as exc:
                 if len(key) == 8:
                     damaged_seqs.add(seq_of("order", key))
@@ -101,15 +103,15 @@ def check_database(
                 if len(report.corrupted) < _REPORTED:
                     report.corrupted.append(slot.hex())
                 if drop_unreadable:
-                    corrupted_drops.append(_dropper(slot, seq_of_slot.get(slot), keys.hash_bytes))
+                    corrupted_drops.append(_dropper(slot, seq_of_slot.get(slot), slots.hash_bytes))
                     report.dropped += 1
                 continue
             record_seq[slot] = record.seq
             hashed = is_hashed_slot(slot)
             moved = False
-            if not _in_place(keys, slot, record.lookup, txn) or (hashed and record.lookup in chained):
+            if not _in_place(slots, slot, record.lookup, txn) or (hashed and record.lookup in chained):
                 report.misplaced_records += 1
-                own = keys.slot(record.lookup)
+                own = slots.slot(record.lookup)
                 if hashed:
                     broken_chains.add(own)
                 elif not is_hashed_slot(own) and txn.record(own) is None and order.get(record.seq, own) == own:
@@ -124,7 +126,7 @@ def check_database(
                 if len(report.undecodable) < _REPORTED:
                     report.undecodable.append(_key_repr(keys, record.lookup, record.exact))
                 if drop_unreadable:
-                    fixes.append(_dropper(slot, record.seq, keys.hash_bytes))
+                    fixes.append(_dropper(slot, record.seq, slots.hash_bytes))
                     report.dropped += 1
                     continue
             if order.get(record.seq) != slot and not moved:
@@ -180,8 +182,8 @@ def check_database(
     return report
 
 
-def _in_place(keys: KeyCodec, slot: bytes, lookup: bytes, txn: Txn) -> bool:
-    base = keys.slot(lookup)
+def _in_place(slots: Slots, slot: bytes, lookup: bytes, txn: Txn) -> bool:
+    base = slots.slot(lookup)
     if not is_hashed_slot(base):
         return slot == base
     if not slot.startswith(base):
@@ -206,7 +208,7 @@ def _order_row_remover(seq: int) -> Callable[[Txn], None]:
         row = txn.order_row(seq)
         if row is None:
             return
-        data = txn.record(_table.unpack_order(row)[2])
+        data = txn.record(entries.unpack_order(row)[2])
         if data is None or _seq_of(data) != seq:
             txn.delete_order(seq)
     return fix
@@ -255,7 +257,7 @@ def _dropper(slot: bytes, seq: int | None, hash_bytes: int) -> Callable[[Txn], N
             data = txn.record(slot)
             if data is None or _seq_of(data) != seq:
                 return  # whatever is at ``slot`` now is another entry
-        _table.drop_slot(txn, slot, seq, hash_bytes)
+        entries.drop_slot(txn, slot, seq, hash_bytes)
     fix.drops = True  # type: ignore[attr-defined]
     return fix
 
@@ -279,7 +281,7 @@ def _chain_rewriter(base: bytes) -> Callable[[Txn], None]:
         index = 0
         for position, (slot, data, record) in enumerate(chain):
             row = txn.order_row(record.seq)
-            indexed_here = row is not None and _table.unpack_order(row)[2] == slot
+            indexed_here = row is not None and entries.unpack_order(row)[2] == slot
             if kept[record.lookup] != position:  # the older of a key's two records
                 if indexed_here:
                     txn.delete_order(record.seq)
@@ -289,10 +291,10 @@ def _chain_rewriter(base: bytes) -> Callable[[Txn], None]:
             index += 1
             seq = record.seq
             if row is not None and not indexed_here:  # its seq indexes another record: a new one
-                seq = _table.SeqAllocator(txn).take()
+                seq = entries.SeqAllocator(txn).take()
                 data = with_header(record, seq=seq)
             txn.put_record(new_slot, data, record.lookup)
-            txn.put_order(seq, _table.pack_order(record.expires, False, new_slot))
+            txn.put_order(seq, entries.pack_order(record.expires, False, new_slot))
     return fix
 
 
@@ -303,11 +305,11 @@ def _mover(slot: bytes, own: bytes, seq: int, expires: float, key_in_slot: bool)
         if data is None or _seq_of(data) != seq or txn.record(own) is not None:
             return  # removed, rewritten or its slot taken meanwhile
         row = txn.order_row(seq)
-        if row is not None and _table.unpack_order(row)[2] != own:
+        if row is not None and entries.unpack_order(row)[2] != own:
             return
         txn.put_record(own, bytes(data), own)
         txn.delete_record(slot, None)
-        txn.put_order(seq, _table.pack_order(expires, key_in_slot, own))
+        txn.put_order(seq, entries.pack_order(expires, key_in_slot, own))
     return fix
 
 
@@ -318,12 +320,12 @@ def _reindexer(slot: bytes, seq: int, expires: float, key_in_slot: bool, seq_tak
         if data is None or _seq_of(data) != seq:
             return  # removed or rewritten meanwhile
         row = txn.order_row(seq)
-        if row is not None and _table.unpack_order(row)[2] == slot:
+        if row is not None and entries.unpack_order(row)[2] == slot:
             return  # indexed meanwhile
         new_seq = seq
         if seq_taken or row is not None:
-            new_seq = _table.SeqAllocator(txn).take()
+            new_seq = entries.SeqAllocator(txn).take()
             record = unpack_record(data)
             txn.put_record(slot, with_header(record, seq=new_seq), record.lookup)
-        txn.put_order(new_seq, _table.pack_order(expires, key_in_slot, slot))
+        txn.put_order(new_seq, entries.pack_order(expires, key_in_slot, slot))
     return fix

@@ -14,7 +14,7 @@ import math
 import struct
 from typing import Any
 
-from .exceptions import CorruptedRecordError
+from ...exceptions import CorruptedRecordError
 
 SEQ = struct.Struct(">Q")  # order and atimes keys: big-endian so LMDB's byte order is numeric order
 TIME = struct.Struct("<d")  # atimes values

@@ -21,7 +21,7 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from .exceptions import CorruptedRecordError
+from ..exceptions import CorruptedRecordError
 
 RECORD_VERSION = 1
 
@@ -175,8 +175,8 @@ py_unpack_value, py_record_expires = unpack_value, record_expires
 SPEEDUPS = False
 if not os.environ.get("PERSISTDICT_PURE_PYTHON"):
     try:
-        from ._speedups import crc32 as _crc32  # type: ignore[assignment,no-redef]
-        from ._speedups import record_expires, unpack_value  # type: ignore[assignment,no-redef]
+        from .._speedups import crc32 as _crc32  # type: ignore[assignment,no-redef]
+        from .._speedups import record_expires, unpack_value  # type: ignore[assignment,no-redef]
     except ImportError:
         pass
     else:

@@ -16,7 +16,7 @@ import stat
 import sys
 import warnings
 
-from .exceptions import InsecureDatabaseWarning
+from ...exceptions import InsecureDatabaseWarning
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 

@@ -22,12 +22,12 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from ._keys import is_hashed_slot, probe_index, probe_slot
-from ._accesses import PendingAccesses
-from ._records import WRONG_KEY, Record, overwrite_fields, pack_record, record_mtime, unpack_record, with_header
-from ._rows import damaged
-from ._storage import Txn, encode_seq
-from .exceptions import CorruptedRecordError
+from .slots import is_hashed_slot, probe_index, probe_slot
+from ..._accesses import PendingAccesses
+from ..._codec.record import WRONG_KEY, Record, overwrite_fields, pack_record, record_mtime, unpack_record, with_header
+from .rows import damaged
+from .env import Txn, encode_seq
+from ...exceptions import CorruptedRecordError
 
 _EXTENDED = struct.Struct("<xdB")  # \x00 marker, expires, flags
 # meta key: present while some entry may carry a TTL (so the sweep can skip full

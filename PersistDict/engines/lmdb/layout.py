@@ -37,7 +37,7 @@ import struct
 import sys
 from collections.abc import Iterator
 
-from .exceptions import CorruptedDatabaseError
+from ...exceptions import CorruptedDatabaseError
 
 _PAGE_HEADER = struct.Struct("<QHHHH")  # mp_pgno, mp_pad, mp_flags, mp_lower, mp_upper
 _PAGE_HEADER_SIZE = 16

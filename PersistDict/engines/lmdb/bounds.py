@@ -15,11 +15,11 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from . import _table
-from ._accesses import PendingAccesses
-from ._keys import read_as
-from ._storage import Txn
-from .exceptions import CorruptedRecordError
+from . import entries
+from ..._accesses import PendingAccesses
+from .slots import read_as
+from .env import Txn
+from ...exceptions import CorruptedRecordError
 
 SAMPLES = 16
 _PAGE_HEADER = 16  # bytes of an LMDB page header
@@ -73,7 +73,7 @@ def enforce_bounds(
             raise ValueError(f"this write's entries alone take {txn.count()} entries and {txn.records_bytes()} "
                              f"bytes of database pages, more than {bounds}; it was not made")
         seq, slot = victim
-        record = _table.remove_slot(txn, slot, hash_bytes)
+        record = entries.remove_slot(txn, slot, hash_bytes)
         if record is None:  # an order row whose record is gone (damaged store): it would be picked forever
             txn.delete_order(seq)
             txn.delete_atime(seq)
@@ -106,8 +106,8 @@ def _least_recent(txn: Txn, rows: Iterable[tuple[int, bytes]], protected: set[in
         if seq in protected:
             continue
         try:
-            slot = _table.unpack_order(row, seq)[2]
-            atime = _table.last_access(txn, seq, slot, touched)
+            slot = entries.unpack_order(row, seq)[2]
+            atime = entries.last_access(txn, seq, slot, touched)
         except CorruptedRecordError:
             continue  # a damaged row is no candidate: check() reports it, repair fixes it
         if best is None or atime < best[0]:

@@ -14,12 +14,12 @@ from typing import NamedTuple
 
 from loguru import logger
 
-from . import _table
-from ._accesses import PendingAccesses
-from ._rows import damaged
-from ._storage import Storage, Txn
-from ._table import TTL_FLAG, last_access
-from .exceptions import CorruptedRecordError
+from . import entries
+from ..._accesses import PendingAccesses
+from .rows import damaged
+from .env import Storage, Txn
+from .entries import TTL_FLAG, last_access
+from ...exceptions import CorruptedRecordError
 
 
 class _Unremovable(Exception):
@@ -50,7 +50,7 @@ def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | N
 
     def expired(txn: Txn, seq: int, row: bytes) -> tuple[bool, float, bytes]:
         """(whether the entry of order row ``row`` is to go, its expiry time, its slot)."""
-        expires, _, slot = _table.unpack_order(row, seq)
+        expires, _, slot = entries.unpack_order(row, seq)
         return bool((expires and expires <= now) or (
             atime_cutoff is not None and last_access(txn, seq, slot, touched) < atime_cutoff)), expires, slot
 
@@ -95,7 +95,7 @@ def sweep(storage: Storage, hash_bytes: int, now: float, atime_cutoff: float | N
                 try:  # the entry's current slot: removing a chain neighbour may have moved it
                     is_expired, _, slot = expired(txn, seq, row)
                     if is_expired:
-                        count += _table.remove_slot(txn, slot, hash_bytes) is not None
+                        count += entries.remove_slot(txn, slot, hash_bytes) is not None
                 except CorruptedRecordError as exc:  # undo this chunk (a removal may be half done): again without it
                     raise _Unremovable(seq, exc) from exc
             return count

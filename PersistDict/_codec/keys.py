@@ -8,26 +8,19 @@ A key becomes two byte strings:
 * the *exact* encoding: the same, but it keeps the key's type, so ``keys()``
   gives back ``True`` rather than ``1``. It is stored only when it differs.
 
-The LMDB key ("slot") is the lookup encoding itself when it fits in
-``key_size_limit`` bytes, otherwise ``#`` + a cropped BLAKE2b hash (plus a probe
-suffix when cropped hashes collide; ``_core`` walks the probe chain and the
-record keeps the full lookup encoding, so two keys never share an entry).
-Every encoding starts with a type tag that is never ``#``.
+Every encoding starts with a type tag that is never ``#`` (the LMDB engine's
+mark of a hashed slot: see engines/lmdb/slots.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from collections.abc import Callable
-from typing import Any, overload
+from typing import Any
 
-from .exceptions import KeyEncodingError
+from ..exceptions import KeyEncodingError
 
-LMDB_MAX_KEY_SIZE = 511
-HASHED_SLOT_MARK = b"#"
-MAX_HASH_BYTES = 32
-PROBE_SUFFIX_BYTES = 4
+LMDB_MAX_KEY_SIZE = 511  # 0.2.x's key_size_limit bound it; longer keys are stored under a hash
 
 KeySerializer = Callable[[Any], "str | bytes"]
 KeyUnserializer = Callable[[Any], Any]
@@ -162,7 +155,7 @@ def canonical_key_unserializer(data: bytes) -> Any:
 
 
 class KeyCodec:
-    """Turns user keys into lookup/exact encodings and LMDB slots, and back."""
+    """Turns user keys into lookup/exact encodings, and back."""
 
     def __init__(
         self,
@@ -174,7 +167,6 @@ class KeyCodec:
         self.serializer = key_serializer
         self.unserializer = key_unserializer
         self.key_size_limit = min(key_size_limit, LMDB_MAX_KEY_SIZE)
-        self.hash_bytes = min(self.key_size_limit, MAX_HASH_BYTES)
 
     @property
     def description(self) -> str:
@@ -249,39 +241,6 @@ class KeyCodec:
             return None
         return joined[1:].decode("utf-8", "surrogatepass").split("\x00s")
 
-    def slot(self, lookup: bytes) -> bytes:
-        """The LMDB key of the first probe position for this lookup encoding."""
-        if len(lookup) <= self.key_size_limit:
-            return lookup
-        digest = hashlib.blake2b(lookup, digest_size=MAX_HASH_BYTES).digest()
-        return HASHED_SLOT_MARK + digest[: self.hash_bytes]
-
-
-def probe_slot(base: bytes, index: int) -> bytes:
-    """The LMDB key of probe position ``index`` in a hashed slot's collision chain."""
-    return base if index == 0 else base + index.to_bytes(PROBE_SUFFIX_BYTES, "big")
-
-
-def probe_index(slot: bytes, base: bytes) -> int:
-    """Inverse of :func:`probe_slot`: the position of ``slot`` in the chain starting at ``base``."""
-    return int.from_bytes(slot[len(base):], "big") if len(slot) > len(base) else 0
-
-
-def is_hashed_slot(slot: bytes) -> bool:
-    return slot[:1] == HASHED_SLOT_MARK
-
-
-@overload
-def read_as(slot: bytes, record_lookup: bytes) -> bytes: ...
-@overload
-def read_as(slot: bytes, record_lookup: None) -> bytes | None: ...
-
-
-def read_as(slot: bytes, record_lookup: bytes | None) -> bytes | None:
-    """The lookup encoding a read finds the entry at ``slot`` by (None: not known). An exact slot
-    is itself the lookup, whatever a damaged record in it says; a hashed slot holds its record's."""
-    return record_lookup if is_hashed_slot(slot) else slot
-
 
 def _callable_name(func: Callable[..., Any]) -> str:
     module = getattr(func, "__module__", None) or "?"
@@ -293,6 +252,4 @@ __all__ = [
     "KeyCodec",
     "canonical_key_serializer",
     "canonical_key_unserializer",
-    "probe_slot",
-    "is_hashed_slot",
 ]

@@ -24,15 +24,15 @@ from typing import Any, TypeVar
 import lmdb
 from loguru import logger
 
-from ._keys import read_as
-from ._lmdb_file import check_final_pages_are_free
-from ._permissions import warn_if_others_can_write
-from ._records import record_expires
-from ._rows import LENGTH as _LENGTH
-from ._rows import SEQ as _SEQ
-from ._rows import TIME as _FLOAT
-from ._rows import atime_of, change_row, damaged, seq_of
-from .exceptions import (
+from .slots import read_as
+from .layout import check_final_pages_are_free
+from .permissions import warn_if_others_can_write
+from ..._codec.record import record_expires
+from .rows import LENGTH as _LENGTH
+from .rows import SEQ as _SEQ
+from .rows import TIME as _FLOAT
+from .rows import atime_of, change_row, damaged, seq_of
+from ...exceptions import (
     CorruptedDatabaseError,
     CorruptedRecordError,
     DatabasePermissionError,

@@ -1,0 +1,1 @@
+"""The LMDB engine: one LMDB environment per store directory, shared by the threads and processes of a host."""
