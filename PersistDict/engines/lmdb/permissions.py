@@ -18,7 +18,8 @@ import warnings
 
 from ...exceptions import InsecureDatabaseWarning
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# the package's directory (this module is in engines/lmdb/): its frames are not the caller's
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 
 
 def warn_if_others_can_write(directory: str, files: tuple[str, ...]) -> None:
