@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 from beartype import BeartypeConf, beartype
 from loguru import logger
 
-from .engines.lmdb import entries  # first: the LMDB engine's fork hooks must run before lifecycle's
+from .engines.lmdb.engine import CALLED, LmdbEngine  # first: the LMDB engine's fork hooks run before lifecycle's
 from ._api import lifecycle
 from ._api.options import (
     check_number,
@@ -44,13 +44,11 @@ from ._api.options import (
     ttl_seconds,
 )
 from ._codec.values import ValueCodec, undecodable
-from ._accesses import SHARD_MASK, PendingAccesses
+from ._accesses import SHARD_MASK
+from .engines.base import Bounds, Commit, Item
 from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, FrontCache
 from ._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
-from .engines.lmdb.slots import Slots, read_as
-from .engines.lmdb.integrity import CheckReport, check_database
-from .engines.lmdb.bounds import enforce_bounds, least_bytes
-from .engines.lmdb.housekeeping import release_lease, sweep, try_take_lease
+from .engines.lmdb.integrity import CheckReport
 from ._maintenance import Maintenance
 from ._readable import ReadableItems, readable_items
 from ._redact import key_text
@@ -60,11 +58,9 @@ from ._codec.record import (
     KIND_SERIALIZED_TEXT,
     KIND_STR,
     Record,
-    record_length,
-    unpack_value,
 )
 from ._settings import SettingsAttributes
-from .engines.lmdb.env import DEFAULT_MAP_SIZE, Storage, Txn
+from .engines.lmdb.env import DEFAULT_MAP_SIZE, Storage
 from .exceptions import (
     AlreadyCalledError,
     ClosedError,
@@ -77,7 +73,6 @@ from .exceptions import (
 typechecked = beartype(conf=BeartypeConf(violation_type=TypeError))
 
 _MISSING: Any = object()
-_ABSENT = (-1, 0.0, 0, b"", 0)  # _find_hashed's answer for a key that is not stored
 # Keys whose Python equality is exactly the canonical codec's equality (no
 # str equals a bytes or a number): the front cache is keyed by the object
 # itself for them, so a hit needs no encoding. Other keys use (lookup,).
@@ -105,28 +100,8 @@ def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
 
 
-class _Commit(NamedTuple):
-    txn_id: int
-    wrote: bool  # it changed something, so it took txn id ``txn_id``
-    tracked: bool  # its own commit (not a write inside transaction(), committed with the block)
-
-
 def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
     return CorruptedRecordError(f"entry for key {key_text(key)} is corrupted: {exc}")
-
-
-def _same_version(record: Record, expected: Record) -> bool:
-    """Whether ``record`` is still the version of its entry that ``expected`` was read as."""
-    return (record.seq == expected.seq and record.mtime == expected.mtime and record.expires == expected.expires
-            and record.kind == expected.kind and record.payload == expected.payload)
-
-
-def _decodes(keys: KeyCodec, encoded: bytes) -> bool:
-    try:
-        keys.decode_many([encoded])
-    except Exception:  # the canonical decoder on damaged bytes: any error
-        return False
-    return True
 
 
 class PersistDict(SettingsAttributes, MutableMapping[K, V]):
@@ -175,7 +150,6 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._rng = random.Random()
         self._keys = KeyCodec(key_serializer, key_unserializer, key_size_limit)
         self._plain_cache_keys = self._keys.canonical
-        self._slots = Slots(self._keys.key_size_limit)
         self._values = values = ValueCodec(value_serializer, value_unserializer)
         # bound once: the read path calls them without an attribute lookup on the codec
         self._decode_value = values.decode
@@ -183,18 +157,21 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._loads_takes_buffer = values.loads_takes_buffer
         self._lock = threading.RLock()
         self._front = FrontCache(cache_max_entries, cache_max_bytes, self._record_hits) if caching else None
-        self._touched = PendingAccesses()  # seq -> atime not yet written
         # hit/miss counters are plain attributes: the read path is the product
         self._hits = self._misses = 0
         self.counters = dict.fromkeys(("sets", "deletes", "expired", "evicted", "integrity_alerts"), 0)
         self._closed = True
-        self._storage = Storage.acquire(path, durability, map_size)
+        self._engine = engine = LmdbEngine(path, durability, map_size, self._keys.key_size_limit)
+        self._engine_get = engine.get  # bound once: the cold read path
+        self._storage = engine.storage  # the feed, until it is named (the hot path reads its clock)
+        self._slots = engine.slots
+        self._touched = engine.accesses  # id -> atime not yet written: reads note here, no lock
         self._closed = False
         try:
             self._check_format()
         except BaseException:
             self._closed = True
-            self._storage.release()
+            engine.close()
             raise
         lifecycle.register(self)
         if verbose:
@@ -211,10 +188,10 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         if self.verbose:
             logger.opt(depth=1).info(f"[{self.name}] " + message, *args)
 
-    def _check_open(self) -> Storage:
+    def _check_open(self) -> LmdbEngine:
         if self._closed:
             raise ClosedError(f"PersistDict {self.path!r} is closed")
-        return self._storage
+        return self._engine
 
     def _cache_key(self, key: Any, lookup: bytes) -> Any:
         """The front-cache key for ``key``: itself for str/bytes, else (lookup,)."""
@@ -323,17 +300,10 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                         entry = None
                 if entry is not None:
                     return entry.value(self._decode_cached)
-        if len(lookup) <= keys.key_size_limit:  # the slot is the lookup encoding: one get
-            data, snapshot = storage.read_record(lookup)
-            if data is None:
-                seq = -1
-            else:
-                try:
-                    seq, expires, kind, payload = unpack_value(data, lookup)
-                except CorruptedRecordError as exc:
-                    raise _corrupted(key, exc) from exc
-        else:
-            seq, expires, kind, payload, snapshot = self._find_hashed(storage, key, lookup)
+        try:
+            seq, expires, kind, payload, snapshot = self._engine_get(lookup)
+        except CorruptedRecordError as exc:
+            raise _corrupted(key, exc) from exc
         now = self._clock()
         if seq < 0 or (expires and expires <= now):
             self._misses += 1  # counters are not locked: they may undercount under contention
@@ -352,22 +322,6 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                 error = undecodable(key, exc)
             raise error
         return self._decode_value(kind, payload, key)
-
-    def _find_hashed(self, storage: Storage, key: Any, lookup: bytes) -> tuple[int, float, int, Any, int]:
-        """(seq, expires, kind, payload, snapshot txn id) of a key with a hashed slot; seq is -1 if absent."""
-        with storage.reading() as txn:
-            record = self._find(txn, key, lookup, self._slots.slot(lookup))
-            if record is None:
-                return _ABSENT
-            return record.seq, record.expires, record.kind, bytes(record.payload), txn.id
-
-    def _find(self, txn: Txn, key: Any, lookup: bytes, base: bytes) -> Record | None:
-        """The record of ``key`` (None: absent); one that is damaged, or another key's record that a
-        damaged database key led to, raises CorruptedRecordError naming ``key``."""
-        try:
-            return entries.find(txn, lookup, base).record
-        except CorruptedRecordError as exc:
-            raise _corrupted(key, exc) from exc
 
     def _changes_since(self, storage: Storage, front: FrontCache) -> Changes | None:
         """For ``FrontCache.validate``: (valid_at, snapshot id, cache keys changed in between) if
@@ -436,15 +390,11 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                 lookup = b"s" + key.encode("utf-8", "surrogatepass")
         else:
             lookup = keys.encode(key)[0]
-        if len(lookup) <= keys.key_size_limit:
-            try:
-                expires = self._storage.read_expiry(lookup)
-            except CorruptedRecordError as exc:
-                raise _corrupted(key, exc) from exc
-            return expires is not None and (not expires or expires > self._clock())
-        with self._storage.reading() as txn:
-            record = self._find(txn, key, lookup, self._slots.slot(lookup))
-            return record is not None and self._is_live(record.expires, self._clock())
+        try:
+            expires = self._engine.expires(lookup)
+        except CorruptedRecordError as exc:
+            raise _corrupted(key, exc) from exc
+        return expires is not None and (not expires or expires > self._clock())
 
     @typechecked
     def get_many(self, keys: Iterable[K]) -> dict[K, V]:
@@ -455,7 +405,8 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """
         lookup_of = self._keys.lookup
         encoded = [(key, lookup_of(key)) for key in keys]
-        storage = self._check_open()
+        engine = self._check_open()
+        storage = self._storage
         now = self._clock()
         front = self._front
         if storage.txn_holders and storage.current_write_txn() is not None:
@@ -475,28 +426,18 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                         front.note_hit(entry)
         raw: list[tuple[Any, int, int, bytes]] = []
         if len(cached) < len(encoded):
-            limit = self._keys.key_size_limit
-            with storage.reading(buffers=False) as txn:
-                if txn.id != cached_at:  # something was committed meanwhile: read all of it here
-                    cached.clear()
-                for key, lookup in encoded:
-                    if key in cached:
-                        continue
-                    try:
-                        if len(lookup) <= limit:  # the slot is the lookup encoding: one get
-                            data = txn.record(lookup)
-                            if data is None:
-                                continue
-                            seq, expires, kind, payload = unpack_value(data, lookup)
-                        else:
-                            record = entries.find(txn, lookup, self._slots.slot(lookup)).record
-                            if record is None:
-                                continue
-                            seq, expires, kind, payload = record.seq, record.expires, record.kind, record.payload
-                    except CorruptedRecordError as exc:
-                        raise _corrupted(key, exc) from exc
-                    if not expires or expires > now:
-                        raw.append((key, seq, kind, bytes(payload)))  # copied: the txn's memory goes
+            known = frozenset(index for index, (key, _) in enumerate(encoded) if key in cached)
+            got, snapshot = engine.get_many([lookup for _, lookup in encoded], cached_at, known)
+            if snapshot != cached_at:  # something was committed meanwhile: all of it was read there
+                cached.clear()
+            for (key, _), found_entry in zip(encoded, got):
+                if found_entry is None or key in cached:
+                    continue
+                if isinstance(found_entry, CorruptedRecordError):
+                    raise _corrupted(key, found_entry) from found_entry
+                seq, expires, kind, payload = found_entry
+                if not expires or expires > now:
+                    raw.append((key, seq, kind, payload))
         for _, seq, _, _ in raw:
             self._touched.note(seq, now)
         found = {key: entry.value(self._decode_cached) for key, entry in cached.items()}
@@ -505,43 +446,13 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         return {key: found[key] for key, _ in encoded if key in found}  # in the order asked
 
     def __len__(self) -> int:
-        with self._check_open().reading() as txn:
-            return txn.count()
+        return self._check_open().count()
 
     def _key_snapshot(self) -> list[Any]:
-        """Every live key in order, read in one transaction."""
-        storage = self._check_open()
-        now = self._clock()
-        with storage.reading(buffers=False) as txn:
-            rows = txn.order_rows()
-            try:
-                str_keys = self._keys.decode_str_keys(rows)  # plain rows (the slot is the key) of str keys
-            except UnicodeDecodeError:
-                str_keys = None  # a damaged row: found below, one row at a time
-            if str_keys is not None:
-                return str_keys
-            encoded = [row for row in rows if row and row[0]]  # plain rows: the slot is the key
-            if len(encoded) != len(rows):  # some rows carry a TTL or need their record
-                encoded = []
-                for row in rows:
-                    try:
-                        expires, key_in_slot, slot = entries.unpack_order(row)
-                    except CorruptedRecordError:
-                        raise entries.damaged_order_row(txn, row) from None
-                    if expires and expires <= now:
-                        continue
-                    if key_in_slot:
-                        encoded.append(slot)
-                    else:
-                        record = entries.record_at(txn, slot)
-                        encoded.append(record.exact or record.lookup)
-            try:
-                return self._keys.decode_many(encoded)
-            except Exception:  # order rows carry no checksum: name the damaged one
-                if not self._keys.canonical:
-                    raise  # the user's key codec: its own error
-                raise next(entries.damaged_order_row(txn, row) for row in encoded
-                           if not _decodes(self._keys, row)) from None
+        """Every live key in order, read in one snapshot."""
+        keys = self._keys
+        return self._check_open().keys(self._clock(), keys.decode_many,
+                                       keys.decode_str_keys if keys.canonical else None)
 
     def _item_snapshot(self, want_keys: bool) -> list[Any]:
         """Every live (key, value) pair, or value, in order, read in one transaction.
@@ -549,19 +460,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         Payloads are copied out and decoded after the transaction ends, so no
         user code (codecs) runs while it holds a reader slot.
         """
-        storage = self._check_open()
-        now = self._clock()
-        raw: list[tuple[bytes, bytes | None, int, bytes]] = []
-        with storage.reading() as txn:
-            for row in txn.order_rows():
-                try:
-                    expires, _, slot = entries.unpack_order(row)
-                except CorruptedRecordError:
-                    raise entries.damaged_order_row(txn, row) from None
-                if expires and expires <= now:
-                    continue
-                record = entries.record_at(txn, slot)
-                raw.append((record.lookup, record.exact, record.kind, bytes(record.payload)))
+        raw = self._check_open().items(self._clock())
         decode_key, decode_value = self._keys.decode, self._decode_value
         if not want_keys:
             try:
@@ -580,7 +479,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """Every entry that can be read, of the whole store or of ``keys``, in one snapshot, and the
         damaged ones (key and error); nothing is deleted. items(), values(), copy() and get_many()
         raise on the first damaged entry instead."""
-        storage = self._check_open()
+        storage = self._check_open().storage
         return readable_items(storage, self._clock(), self._keys, self._slots, self._touched, self._decode_value, keys)
 
     def __iter__(self) -> Iterator[K]:
@@ -626,33 +525,21 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
 
     def metadata(self, key: K) -> Metadata:
         """Creation and last access time of ``key``; ``KeyError`` if missing."""
-        storage = self._check_open()
+        engine = self._check_open()
         lookup, _ = self._keys.encode(key)
         now = self._clock()
         self._note_cached_reads()
-        with storage.reading() as txn:
-            record = self._find(txn, key, lookup, self._slots.slot(lookup))
-            if record is None or not self._is_live(record.expires, now):
-                raise KeyError(key)
-            atime = entries.atime_of(txn, record)
-        atime = max(atime, self._touched.get(record.seq, 0.0))
-        return Metadata(_utc(record.ctime), _utc(atime))
+        try:
+            times = engine.times(lookup, now)
+        except CorruptedRecordError as exc:
+            raise _corrupted(key, exc) from exc
+        if times is None:
+            raise KeyError(key)
+        return Metadata(_utc(times[0]), _utc(times[1]))
 
     # -- writing --------------------------------------------------------------------
 
-    def _commit(self, work: Callable[[Txn], Any], savepoint: bool = False) -> tuple[Any, _Commit]:
-        """Run ``work`` in a write transaction; returns its result and what ``_after_commit`` needs.
-        ``savepoint``: ``work`` may raise after writing (see Storage.write)."""
-        storage = self._check_open()
-
-        def run(txn: Txn) -> tuple[Any, int, bool]:
-            return work(txn), txn.id, txn.wrote
-
-        tracked = storage.current_write_txn() is None  # not inside transaction()
-        result, txn_id, wrote = storage.write(run, savepoint)
-        return result, _Commit(txn_id, wrote, tracked)
-
-    def _after_commit(self, lookups: list[bytes], commit: _Commit) -> None:
+    def _after_commit(self, lookups: list[bytes], commit: Commit) -> None:
         """Evict the written keys (``lookups``) from the front cache, which stays valid if ours was the only commit."""
         front = self._front
         if front is None or not commit.tracked:
@@ -660,77 +547,53 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         with self._lock:
             # forms are only worth computing when something may be cached under them
             forms = self._cache_forms_of(lookups) if front.holds_keys() else []
-            front.after_write(forms, commit.txn_id, commit.wrote, self._storage.last_txnid())
+            front.after_write(forms, commit.clock, commit.wrote, self._storage.last_txnid())
 
-    def _prepare(self, key: Any, value: Any) -> tuple[Any, bytes, bytes | None, bytes, int, bytes]:
-        keys = self._keys
-        lookup, exact = keys.encode(key)
+    def _prepare(self, key: Any, value: Any) -> Item:
+        lookup, exact = self._keys.encode(key)
         kind, payload = self._encode_value(value)
-        slot = lookup if len(lookup) <= keys.key_size_limit else self._slots.slot(lookup)
-        return key, lookup, exact, slot, kind, payload
+        return Item(lookup, exact, kind, payload)
 
     @property
-    def _bounded(self) -> bool:
-        return self.max_items is not None or self.max_bytes is not None
+    def _bounds(self) -> Bounds:
+        return Bounds(self.max_items, self.max_bytes)
 
-    def _check_fits(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]]) -> None:
+    def _check_fits(self, keys: list[Any], items: list[Item]) -> None:
         """Refuse, before any transaction, a write that max_items/max_bytes cannot hold even in an
         otherwise empty store (eviction never removes what the write itself stores)."""
-        entries = {lookup: (key, (len(slot), record_length(lookup, exact, payload)))  # a key given twice counts once
-                   for key, lookup, exact, slot, _, payload in prepared}
-        if not entries:
+        count = len({item.lookup for item in items})  # a key given twice counts once
+        if not count:
             return
-        if self.max_items is not None and len(entries) > self.max_items:
-            raise ValueError(f"this write stores {len(entries)} entries, more than max_items={self.max_items}")
+        if self.max_items is not None and count > self.max_items:
+            raise ValueError(f"this write stores {count} entries, more than max_items={self.max_items}")
         if self.max_bytes is not None:
-            needed = least_bytes([sizes for _, sizes in entries.values()], self._storage.page_size)
+            needed = self._engine.footprint(items)
             if needed > self.max_bytes:
-                what = (f"the value for key {key_text(prepared[0][0])} needs" if len(entries) == 1
-                        else f"these {len(entries)} entries need")
+                what = (f"the value for key {key_text(keys[0])} needs" if count == 1
+                        else f"these {count} entries need")
                 raise ValueError(f"{what} at least {needed} bytes of database pages, more than "
                                  f"max_bytes={self.max_bytes}")
-
-    def _enforce_bounds(self, txn: Txn, written: set[int]) -> list[bytes]:
-        """Evict (inside the writing transaction) until max_items/max_bytes hold; the lookups that went."""
-        if not self._bounded:
-            return []
-        return enforce_bounds(txn, self.max_items, self.max_bytes, written, self._touched,
-                              self._slots.hash_bytes, self._rng)
 
     def _note_evictions(self, evicted: list[bytes]) -> None:
         if evicted:
             self.counters["evicted"] += len(evicted)
             self._log("evicted {} entries to stay within bounds", len(evicted))
 
-    def _write_many(self, prepared: list[tuple[Any, bytes, bytes | None, bytes, int, bytes]], expires: float,
-                    extra: Callable[[Txn], None] | None = None) -> None:
+    def _write_many(self, keys: list[Any], items: list[Item], expires: float, once: bytes | None = None) -> None:
+        engine = self._check_open()
         now = self._clock()
-        bounded = self._bounded
-        if bounded:
-            self._check_fits(prepared)
+        bounds = self._bounds
+        if bounds.max_items is not None or bounds.max_bytes is not None:
+            self._check_fits(keys, items)
             self._note_cached_reads()  # eviction picks by access time
-        put = entries.put
-
-        def work(txn: Txn) -> list[bytes]:
-            if extra is not None:
-                extra(txn)
-            seqs = entries.SeqAllocator(txn)
-            if not bounded:
-                for _, lookup, exact, base, kind, payload in prepared:
-                    put(txn, seqs, lookup, exact, base, kind, payload, now, expires)
-                return []
-            written = {put(txn, seqs, lookup, exact, base, kind, payload, now, expires)[0]
-                       for _, lookup, exact, base, kind, payload in prepared}
-            return self._enforce_bounds(txn, written)
-
-        evicted, commit = self._commit(work, savepoint=bounded)  # eviction raises if the write cannot fit
-        self.counters["sets"] += len(prepared)
-        self._note_evictions(evicted)
-        self._after_commit([lookup for _, lookup, *_ in prepared] + evicted, commit)
+        commit = engine.put(items, now, expires, bounds, once)
+        self.counters["sets"] += len(items)
+        self._note_evictions(commit.evicted)
+        self._after_commit([item.lookup for item in items] + commit.evicted, commit)
 
     def __setitem__(self, key: K, value: V) -> None:
         self._check_open()
-        self._write_many([self._prepare(key, value)], 0.0)
+        self._write_many([key], [self._prepare(key, value)], 0.0)
 
     @typechecked
     def set(self, key: K, value: V, ttl: int | float | None = None) -> None:
@@ -738,16 +601,16 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         ttl = ttl_seconds(ttl)
         self._check_open()
         expires = 0.0 if ttl is None else self._clock() + ttl
-        self._write_many([self._prepare(key, value)], expires)
+        self._write_many([key], [self._prepare(key, value)], expires)
 
     @typechecked
     def set_many(self, mapping: Mapping[K, V] | Iterable[tuple[K, V]], ttl: int | float | None = None) -> None:
         """Write several entries in one transaction (all or nothing)."""
         ttl = ttl_seconds(ttl)
-        pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
-        prepared = [self._prepare(key, value) for key, value in pairs]
-        if prepared:
-            self._write_many(prepared, 0.0 if ttl is None else self._clock() + ttl)
+        pairs = list(mapping.items() if isinstance(mapping, Mapping) else mapping)
+        items = [self._prepare(key, value) for key, value in pairs]
+        if items:
+            self._write_many([key for key, _ in pairs], items, 0.0 if ttl is None else self._clock() + ttl)
 
     def update(self, other: Any = (), /, **kwargs: V) -> None:
         """Like ``dict.update``, in one transaction."""
@@ -768,20 +631,10 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     def _delete(self, lookup: bytes, expected: Record | None = None) -> Record | None:
         """Remove the entry of ``lookup``: its record, or None if it was missing or expired, or,
         given ``expected`` (a copy read earlier), if it is no longer that version of the entry."""
-        base = self._slots.slot(lookup)
-        now = self._clock()
+        record, commit = self._check_open().remove(lookup, self._clock(), expected)
+        return self._removed(lookup, record, commit)
 
-        def work(txn: Txn) -> Record | None:
-            found = entries.find(txn, lookup, base)
-            record = found.record
-            if record is None or (expected is not None and not _same_version(record, expected)):
-                return None
-            removed = entries.remove(txn, found, base)
-            return removed if self._is_live(removed.expires, now) else None
-
-        return self._removed(lookup, *self._commit(work))
-
-    def _removed(self, name: bytes, record: Record | None, commit: _Commit) -> Record | None:
+    def _removed(self, name: bytes, record: Record | None, commit: Commit) -> Record | None:
         """Bookkeeping after ``commit`` removed ``record`` (None: nothing live), read as ``name``."""
         self._after_commit([name], commit)
         if record is not None:
@@ -808,15 +661,11 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         is removed, outside the write transaction: a value the codec cannot decode stays
         (``CodecError``), and a codec may use the store."""
         lookup = self._keys.encode(key)[0]
-        base = self._slots.slot(lookup)
         while True:
-            now = self._clock()
-            with self._check_open().reading() as txn:
-                record = self._find(txn, key, lookup, base)
-                if record is not None and self._is_live(record.expires, now):
-                    record = record._replace(payload=bytes(record.payload))  # a view is valid only in the txn
-                else:
-                    record = None
+            try:
+                record = self._check_open().find(lookup, self._clock())
+            except CorruptedRecordError as exc:
+                raise _corrupted(key, exc) from exc
             if record is None:
                 if default is _MISSING:
                     raise KeyError(key)
@@ -830,25 +679,14 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """Remove and return the most recently inserted entry (LIFO, like dict); decoded before
         it is removed, as in :meth:`pop`."""
         while True:
-            now = self._clock()
-            with self._check_open().reading() as txn:
-                for entry in entries.iter_order(txn, newest_first=True):
-                    if self._is_live(entry.expires, now):
-                        break
-                else:
-                    raise KeyError("popitem(): PersistDict is empty")
-                slot, record = entry.slot, entries.record_at(txn, entry.slot)
-                record = record._replace(payload=bytes(record.payload))
+            newest = self._check_open().newest(self._clock())
+            if newest is None:
+                raise KeyError("popitem(): PersistDict is empty")
+            record, where = newest
             key = self._record_key(record)
             value = self._decode_value(record.kind, record.payload, key)
-
-            def work(txn: Txn, slot: bytes = slot, expected: Record = record) -> Record | None:
-                current = entries.record_at_or_none(txn, slot)  # by slot: a misplaced record is removed too
-                if current is None or not _same_version(current, expected):
-                    return None
-                return entries.remove_slot(txn, slot, self._slots.hash_bytes)
-
-            if self._removed(read_as(slot, record.lookup), *self._commit(work)) is not None:
+            removed, name, commit = self._engine.remove_at(where, record)
+            if self._removed(name, removed, commit) is not None:
                 return key, value
 
     @overload
@@ -859,68 +697,46 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     def setdefault(self, key: Any, default: Any = None) -> Any:
         """Return ``d[key]``, first storing ``default`` if missing, atomically."""
         lookup, exact = self._keys.encode(key)
-        base = self._slots.slot(lookup)
-        bounded = self._bounded
+        bounds = self._bounds
+        bounded = bounds.max_items is not None or bounds.max_bytes is not None
         try:  # serialized before the transaction; an error matters only if the key is missing
-            kind, payload = self._encode_value(default)
+            item = Item(lookup, exact, *self._encode_value(default))
             if bounded:
-                self._check_fits([(key, lookup, exact, base, kind, payload)])
+                self._check_fits([key], [item])
             encode_error: Exception | None = None
         except Exception as exc:
-            kind, payload, encode_error = 0, b"", exc
+            item, encode_error = Item(lookup, exact, 0, b""), exc
+        engine = self._check_open()
         now = self._clock()
         if bounded:
             self._note_cached_reads()  # eviction picks by access time
-
-        def work(txn: Txn) -> tuple[int, bytes] | list[bytes]:
-            record = self._find(txn, key, lookup, base)
-            if record is not None and self._is_live(record.expires, now):
-                return record.kind, bytes(record.payload)
-            if encode_error is not None:
-                raise encode_error
-            seq, _ = entries.put(txn, entries.SeqAllocator(txn), lookup, exact, base, kind, payload, now, 0.0)
-            return self._enforce_bounds(txn, {seq})  # put replaces an expired entry
-
-        outcome, commit = self._commit(work, savepoint=bounded)
-        inserted = isinstance(outcome, list)  # the entries evicted to make room; else the one found
-        if inserted:
+        try:
+            found, commit = engine.put_if_absent(item, now, bounds, encode_error)
+        except CorruptedRecordError as exc:
+            raise _corrupted(key, exc) from exc
+        if found is None:
             self.counters["sets"] += 1
-            self._note_evictions(outcome)
-        self._after_commit([lookup] + outcome if inserted else [lookup], commit)
-        if inserted:
+            self._note_evictions(commit.evicted)
+        self._after_commit([lookup] + commit.evicted, commit)
+        if found is None:
             return default
-        return self._decode_value(outcome[0], outcome[1], key)
+        return self._decode_value(found[0], found[1], key)
 
     @typechecked
     def touch(self, key: K, ttl: int | float | None = None) -> None:
         """Mark ``key`` as used now; with ``ttl``, expire it ``ttl`` seconds from now (None: never)."""
         ttl = ttl_seconds(ttl)
         lookup, _ = self._keys.encode(key)
-        base = self._slots.slot(lookup)
+        engine = self._check_open()
         now = self._clock()
-
-        def work(txn: Txn) -> bool:
-            found = entries.find(txn, lookup, base)
-            record = found.record
-            if record is None or not self._is_live(record.expires, now):
-                return False
-            entries.set_expiry(txn, found, 0.0 if ttl is None else now + ttl)
-            txn.put_atime(record.seq, now)
-            return True
-
-        ok, commit = self._commit(work)
+        ok, commit = engine.retime(lookup, now, 0.0 if ttl is None else now + ttl)
         self._after_commit([lookup], commit)
         if not ok:
             raise KeyError(key)
 
     def clear(self) -> None:
         """Remove every entry; ``d(...)`` may be called again afterwards."""
-
-        def work(txn: Txn) -> None:
-            txn.clear_all()
-            txn.delete_meta(b"called")
-
-        _, commit = self._commit(work)
+        commit = self._check_open().clear()
         if commit.tracked:  # as in _delete
             self._touched.clear()
         if self._front is not None:
@@ -931,16 +747,8 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
     def __call__(self, /, *args: Any, **kwargs: V) -> PersistDict[K, V]:
         """Initialise like ``dict(...)``; allowed once per database (until ``clear()``)."""
         source: dict[Any, Any] = dict(*args, **kwargs)
-        prepared = [self._prepare(key, value) for key, value in source.items()]
-
-        def mark_called(txn: Txn) -> None:
-            if txn.meta(b"called") is not None:
-                raise AlreadyCalledError(
-                    "The __call__ method of PersistDict can only be called once. Just like a regular dict."
-                )
-            txn.put_meta(b"called", b"1")
-
-        self._write_many(prepared, 0.0, extra=mark_called)
+        items = [self._prepare(key, value) for key, value in source.items()]
+        self._write_many(list(source), items, 0.0, once=CALLED)
         return self
 
     @contextmanager
@@ -953,8 +761,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         A block that outgrows the LMDB map raises ``StorageFullError`` after the
         rollback has grown it: run the block again.
         """
-        storage = self._check_open()
-        with storage.transaction():
+        with self._check_open().transaction():
             yield self
 
     # -- lifecycle -----------------------------------------------------------------
@@ -975,7 +782,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         return sum(self._write_atimes(chunk) for chunk in self._touched.drain(batch))
 
     def _write_atimes(self, chunk: list[tuple[int, float]]) -> int:
-        count, commit = self._commit(lambda txn: txn.raise_atimes(chunk))
+        count, commit = self._engine.write_atimes(chunk)
         self._after_commit([], commit)
         time.sleep(0)
         return count
@@ -987,10 +794,8 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         Entries that fail their checksum or that the current value codec cannot
         decode are reported, and deleted only with ``drop_unreadable=True``.
         """
-        storage = self._check_open()
-
-        report = check_database(storage, self._keys, self._slots, self._values.can_decode, repair, drop_unreadable,
-                                encode_format(self._format()))
+        report = self._check_open().check(self._keys, self._values.can_decode, repair, drop_unreadable,
+                                          encode_format(self._format()))
         if repair or drop_unreadable:
             with self._lock:
                 if self._front is not None:
@@ -1003,12 +808,11 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         return self._sweep(start_after=0, deadline=float("inf"))[0]
 
     def _sweep(self, start_after: int, deadline: float) -> tuple[int, int | None]:
-        storage = self._check_open()
+        engine = self._check_open()
         now = self._clock()
         cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
         self._note_cached_reads()
-        removed, resume = sweep(storage, self._slots.hash_bytes, now, cutoff, self._touched,
-                                start_after, deadline, time.monotonic, self._alert)
+        removed, resume = engine.sweep(now, cutoff, start_after, deadline, time.monotonic, self._alert)
         if removed:
             self.counters["expired"] += removed
             self._log("expired {} entries", removed)
@@ -1025,11 +829,10 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         resuming where the last pass stopped); sync in 'fast' mode."""
         self.flush_atimes()
         maintenance = self._maintenance
-        storage = self._check_open()
-        if try_take_lease(storage, maintenance.holder, self._clock(), maintenance.lease_seconds,
-                          self.expiration_days or None):
-            with storage.reading() as txn:
-                records, rows = txn.count(), txn.order_count()
+        engine = self._check_open()
+        if engine.take_lease(maintenance.holder, self._clock(), maintenance.lease_seconds,
+                             self.expiration_days or None):
+            records, rows = engine.counts()
             if records != rows:  # the full check reads every record: only point to it
                 self.counters["integrity_alerts"] += 1
                 message = (f"database {self.path!r} has {records} records but {rows} order rows: "
@@ -1039,20 +842,18 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
             _, maintenance.resume_after = self._sweep(maintenance.resume_after or 0,
                                                       time.monotonic() + maintenance.timeout)
         if self._settings["durability"] == "fast":
-            storage.sync()
+            engine.sync()
 
     def stats(self) -> dict[str, int]:
         """Counters of this instance and figures of the database."""
-        storage = self._check_open()
+        engine = self._check_open()
         with self._lock:
             front = self._front
             counters = dict(self.counters, hits=self._hits, misses=self._misses)
             front_hits = front.hits if front is not None else 0
             cached = (len(front), front.bytes_used) if front is not None else (0, 0)
-        with storage.reading() as txn:
-            entries = txn.count()
-            records_bytes = txn.records_bytes()
-        info = storage.info()
+        entries = engine.count()
+        info = engine.info()
         counters["hits"] += front_hits
         return {
             **counters,
@@ -1060,10 +861,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
             "front_cache_entries": cached[0],
             "front_cache_bytes": cached[1],
             "entries": entries,
-            "records_bytes": records_bytes,
-            "bytes_on_disk": storage.file_size(),
-            "map_size": info["map_size"],
-            "readers_in_use": info["readers_in_use"],
+            **info,
         }
 
     def close(self) -> None:
@@ -1073,15 +871,15 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._maintenance.stop()  # outside the lock: the thread may be waiting for it
         try:
             self.flush_atimes()  # outside the lock too: a write may wait for other threads
-            release_lease(self._storage, self._maintenance.holder)
+            self._engine.release_lease(self._maintenance.holder)
             if self._settings["durability"] == "fast":
-                self._storage.sync()  # what 'fast' deferred reaches the disk at close
+                self._engine.sync()  # what 'fast' deferred reaches the disk at close
         finally:
             with self._lock:
                 if not self._closed:
                     self._closed = True
                     lifecycle.unregister(self)
-                    self._storage.release()
+                    self._engine.close()
                     if self._front is not None:
                         self._front.clear()
                     self._log("closed")
@@ -1115,21 +913,9 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """Write the format record into a new store; refuse one whose keys this instance would not
         find; warn when only the value codec differs."""
         wanted = self._format()
-        storage = self._storage
-
-        def work(txn: Txn) -> bytes | None:
-            stored = txn.meta(b"format")
-            if stored is None and txn.count() == 0:
-                txn.put_meta(b"format", encode_format(wanted))
-                return None
-            return stored
-
-        with storage.reading() as txn:
-            raw = txn.meta(b"format")
-        stored, damage = stored_format(storage.write(work) if raw is None else raw)
+        stored, damage = stored_format(self._engine.format(encode_format(wanted)))
         if damage is not None:
             self._warn(damage, RuntimeWarning, stacklevel=4)
-        storage.mark_initialised()
         if stored is not None:
             message = compare_formats(self.path, stored, wanted)
             if message is not None:
