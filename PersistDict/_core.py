@@ -479,8 +479,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """Every entry that can be read, of the whole store or of ``keys``, in one snapshot, and the
         damaged ones (key and error); nothing is deleted. items(), values(), copy() and get_many()
         raise on the first damaged entry instead."""
-        storage = self._check_open().storage
-        return readable_items(storage, self._clock(), self._keys, self._slots, self._touched, self._decode_value, keys)
+        return readable_items(self._check_open(), self._clock(), self._keys, self._decode_value, keys)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._key_snapshot())

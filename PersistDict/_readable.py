@@ -7,20 +7,14 @@ everything else out of it, and to learn which keys to restore or drop (``check()
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .engines.lmdb import entries
-from .engines.lmdb.slots import Slots, is_hashed_slot
-from ._codec.record import unpack_record
 from ._redact import key_text
 from .exceptions import CodecError, CorruptedRecordError, KeyEncodingError, PersistDictError
 
 if TYPE_CHECKING:
-    from ._accesses import PendingAccesses
     from ._codec.keys import KeyCodec
-    from .engines.lmdb.env import Storage, Txn
 
 _UNKNOWN: Any = object()
 
@@ -39,69 +33,37 @@ class ReadableItems(NamedTuple):
     damaged: list[DamagedEntry]  # every one that could not; nothing was deleted
 
 
-# (key or _UNKNOWN, slot, lookup, exact, kind, payload, seq), or (key or _UNKNOWN, slot, error)
-_Raw = tuple[Any, ...]
-
-
-def readable_items(storage: Storage, now: float, codec: KeyCodec, slots: Slots, touched: PendingAccesses,
-                   decode_value: Callable[..., Any], keys: Iterable[Any] | None) -> ReadableItems:
-    """The body of :meth:`PersistDict.readable_items`: one read transaction, decoding after it."""
-    raw: list[_Raw | None] = []
+def readable_items(engine: Any, now: float, codec: KeyCodec, decode_value: Callable[..., Any],
+                   keys: Iterable[Any] | None) -> ReadableItems:
+    """The body of :meth:`PersistDict.readable_items`: the engine reads in one snapshot (see
+    ``Engine.readable``), decoding runs after it."""
     if keys is None:
-        with storage.reading() as txn:
-            for _, row in txn.iter_order():
-                raw.append(_read_row(txn, bytes(row), now))
+        found = engine.readable(None, now)
+        raw = [None if entry is None else (_UNKNOWN, *entry) for entry in found]
     else:
         wanted = [(key, codec.encode(key)[0]) for key in keys]
-        with storage.reading() as txn:
-            for key, lookup in wanted:
-                try:
-                    record = entries.find(txn, lookup, slots.slot(lookup)).record
-                except CorruptedRecordError as exc:
-                    raw.append((key, b"", exc))
-                    continue
-                if record is not None and (not record.expires or record.expires > now):
-                    raw.append((key, b"", record.lookup, record.exact, record.kind, bytes(record.payload), record.seq))
-        for entry in raw:
-            if entry is not None and len(entry) == 7:
-                touched.note(entry[6], now)  # a read, as in get_many
+        found = engine.readable([lookup for _, lookup in wanted], now)
+        raw = [None if entry is None else (key, *entry) for (key, _), entry in zip(wanted, found)]
+        for entry in found:
+            if entry is not None and len(entry) == 5:
+                engine.accesses.note(entry[4], now)  # a read, as in get_many
     return _decode(raw, codec.decode, decode_value)
 
 
-def _read_row(txn: Txn, row: bytes, now: float) -> _Raw | None:
-    """What the order row ``row`` leads to, copied out of the transaction (None: expired)."""
-    try:
-        expires, _, slot = entries.unpack_order(row)
-    except (struct.error, IndexError):
-        return (_UNKNOWN, b"", CorruptedRecordError("order row shorter than its header"))
-    if expires and expires <= now:
-        return None
-    data = txn.record(slot)
-    if data is None:
-        return (_UNKNOWN, slot, CorruptedRecordError("order index points to a missing record"))
-    try:
-        record = unpack_record(data)
-    except CorruptedRecordError as exc:
-        return (_UNKNOWN, slot, exc)
-    if record.expires and record.expires <= now:
-        return None
-    return (_UNKNOWN, slot, record.lookup, record.exact, record.kind, bytes(record.payload), record.seq)
-
-
-def _decode(raw: list[_Raw | None], decode_key: Callable[[bytes, bytes | None], Any],
+def _decode(raw: list[tuple[Any, ...] | None], decode_key: Callable[[bytes, bytes | None], Any],
             decode_value: Callable[..., Any]) -> ReadableItems:
     items: dict[Any, Any] = {}
     damaged: list[DamagedEntry] = []
     for entry in raw:
         if entry is None:
             continue
-        key, slot = entry[0], entry[1]
-        if len(entry) == 3:  # the record could not be read: its key is its slot's, if that is one
+        key = entry[0]
+        if len(entry) == 3:  # the record could not be read: its key is the one its place spells, if any
             if key is _UNKNOWN:
-                key = _slot_key(slot, decode_key)
+                key = _spelled_key(entry[1], decode_key)
             damaged.append(DamagedEntry(key, _named(key, entry[2])))
             continue
-        _, _, lookup, exact, kind, payload, _ = entry
+        _, lookup, exact, kind, payload, _ = entry
         if key is _UNKNOWN:
             try:
                 key = decode_key(lookup, exact)
@@ -115,13 +77,13 @@ def _decode(raw: list[_Raw | None], decode_key: Callable[[bytes, bytes | None], 
     return ReadableItems(items, damaged)
 
 
-def _slot_key(slot: bytes, decode_key: Callable[[bytes, bytes | None], Any]) -> Any:
-    """The key an exact slot spells (the slot is its lookup encoding); None for a hashed slot."""
-    if not slot or is_hashed_slot(slot):
+def _spelled_key(lookup: bytes | None, decode_key: Callable[[bytes, bytes | None], Any]) -> Any:
+    """The key a damaged entry's place spells (its lookup encoding, when the engine knows it); None if none."""
+    if not lookup:
         return None
     try:
-        return decode_key(slot, None)
-    except Exception:  # noqa: BLE001 - a damaged slot may not decode
+        return decode_key(lookup, None)
+    except Exception:  # noqa: BLE001 - a damaged place may not decode
         return None
 
 

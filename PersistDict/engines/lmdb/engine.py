@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from ..._accesses import PendingAccesses
-from ..._codec.record import Record, record_expires, record_length, unpack_value
+from ..._codec.record import Record, record_expires, record_length, unpack_record, unpack_value
 from ...exceptions import AlreadyCalledError, CorruptedRecordError
 from ..base import Bounds, Commit, Item, live
 from . import entries
@@ -267,6 +268,30 @@ class LmdbEngine:
                 raw.append((record.lookup, record.exact, record.kind, bytes(record.payload)))
         return raw
 
+    def readable(self, lookups: Sequence[bytes] | None, now: float) -> list[tuple[Any, ...] | None]:
+        """``readable_items``' reads, in one snapshot, past damage: for every entry in order (or
+        for each of ``lookups``; None: absent or expired) (lookup, exact, kind, payload copied, id),
+        or (the lookup its place spells, None if unknown, the CorruptedRecordError) if damaged."""
+        out: list[tuple[Any, ...] | None] = []
+        with self.storage.reading() as txn:
+            if lookups is None:
+                for _, row in txn.iter_order():
+                    entry = _read_row(txn, bytes(row), now)
+                    if entry is not None:
+                        out.append(entry)
+                return out
+            for lookup in lookups:
+                try:
+                    record = entries.find(txn, lookup, self.slots.slot(lookup)).record
+                except CorruptedRecordError as exc:
+                    out.append((lookup, exc))
+                    continue
+                if record is not None and live(record.expires, now):
+                    out.append((record.lookup, record.exact, record.kind, bytes(record.payload), record.seq))
+                else:
+                    out.append(None)
+        return out
+
     # -- writes ---------------------------------------------------------------------------------
 
     def _write(self, work: Callable[[Txn], T], savepoint: bool = False) -> tuple[T, Commit]:
@@ -446,6 +471,26 @@ def same_version(record: Record, expected: Record) -> bool:
     """Whether ``record`` is still the version of its entry that ``expected`` was read as."""
     return (record.seq == expected.seq and record.mtime == expected.mtime and record.expires == expected.expires
             and record.kind == expected.kind and record.payload == expected.payload)
+
+
+def _read_row(txn: Txn, row: bytes, now: float) -> tuple[Any, ...] | None:
+    """What the order row ``row`` leads to, copied out of the transaction (None: expired)."""
+    try:
+        expires, _, slot = entries.unpack_order(row)
+    except (struct.error, IndexError):
+        return (None, CorruptedRecordError("order row shorter than its header"))
+    if expires and expires <= now:
+        return None
+    data = txn.record(slot)
+    if data is None:
+        return (read_as(slot, None), CorruptedRecordError("order index points to a missing record"))
+    try:
+        record = unpack_record(data)
+    except CorruptedRecordError as exc:
+        return (read_as(slot, None), exc)
+    if record.expires and record.expires <= now:
+        return None
+    return (record.lookup, record.exact, record.kind, bytes(record.payload), record.seq)
 
 
 def _decodes(decode_many: Callable[[list[bytes]], list[Any]], encoded: bytes) -> bool:
