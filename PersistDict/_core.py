@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import sys
 import threading
 import warnings
 import time
@@ -27,7 +26,7 @@ from collections.abc import (
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from beartype import BeartypeConf, beartype
 from loguru import logger
@@ -46,26 +45,19 @@ from ._api.options import (
 from ._codec.values import ValueCodec, undecodable
 from ._accesses import SHARD_MASK
 from .engines.base import Bounds, Commit, Item
-from ._frontcache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, Changes, FrontCache
+from ._frontcache import coherence
+from ._frontcache.cache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, FrontCache
 from ._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
 from .engines.lmdb.integrity import CheckReport
 from ._maintenance import Maintenance
 from ._readable import ReadableItems, readable_items
 from ._redact import key_text
-from ._codec.record import (
-    KIND_BYTES,
-    KIND_SERIALIZED,
-    KIND_SERIALIZED_TEXT,
-    KIND_STR,
-    Record,
-)
+from ._codec.record import KIND_SERIALIZED, Record
 from ._settings import SettingsAttributes
-from .engines.lmdb.env import DEFAULT_MAP_SIZE, Storage
+from .engines.lmdb.env import DEFAULT_MAP_SIZE
 from .exceptions import (
-    AlreadyCalledError,
     ClosedError,
     CodecError,
-    CodecMismatchError,
     CodecMismatchWarning,
     CorruptedRecordError,
 )
@@ -163,8 +155,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._closed = True
         self._engine = engine = LmdbEngine(path, durability, map_size, self._keys.key_size_limit)
         self._engine_get = engine.get  # bound once: the cold read path
-        self._storage = engine.storage  # the feed, until it is named (the hot path reads its clock)
-        self._slots = engine.slots
+        self._feed = engine.feed  # the commit clock and changed keys: the front cache's coherence
         self._touched = engine.accesses  # id -> atime not yet written: reads note here, no lock
         self._closed = False
         try:
@@ -197,23 +188,6 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """The front-cache key for ``key``: itself for str/bytes, else (lookup,)."""
         return key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
 
-    def _cache_forms(self, lookup: bytes) -> list[Any]:
-        """Every front-cache key under which the entry of ``lookup`` may be cached.
-
-        A str key is cached as itself, and an equal key of another type (a str
-        subclass) as (lookup,): a write must evict both.
-        """
-        forms: list[Any] = [(lookup,)]
-        if self._plain_cache_keys:
-            if lookup[0] == 0x73:  # 's': a str key
-                forms.append(lookup[1:].decode("utf-8", "surrogatepass"))
-            elif lookup[0] == 0x62:  # 'b': a bytes key
-                forms.append(lookup[1:])
-        return forms
-
-    def _cache_forms_of(self, lookups: Iterable[bytes]) -> list[Any]:
-        return [form for lookup in lookups for form in self._cache_forms(lookup)]
-
     def _encode_value(self, value: Any) -> tuple[int, bytes]:
         return self._values.encode(value)
 
@@ -238,9 +212,9 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         entry = front.hot.get(key)
         if entry is None or stamp & 1:
             return None
-        storage = self._storage
-        views = storage.txnid_views
-        if views is None or storage.txn_holders:
+        feed = self._feed  # coherence.is_current, inlined: the hot read is the product
+        views = feed.views
+        if views is None or feed.txn_holders:
             return None
         first, second = views[0][0], views[1][0]
         if front.valid_at != (first if first > second else second) or front.stamp != stamp:
@@ -280,18 +254,18 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
             lookup = keys.encode(key)[0]
         if self._closed:
             self._check_open()  # raises; inlined: the read path is the product
-        storage = self._storage
+        feed = self._feed
         front = self._front
         if front is not None:
             # _cache_key, inlined
             cache_key = key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
-            if storage.txn_holders and storage.current_write_txn() is not None:
+            if feed.txn_holders and feed.in_transaction():  # coherence.bypassed, inlined
                 front = None  # inside transaction(): the cache does not see uncommitted writes
-            elif cache_key is not key or storage.txnid_views is None or storage.txn_holders:
+            elif cache_key is not key or feed.views is None or feed.txn_holders:
                 # _hot_entry could not look without the lock; otherwise its look was conclusive
-                changes = self._changes_since(storage, front)
+                changes = coherence.changes_since(feed, front, self._plain_cache_keys)
                 with self._lock:
-                    front.validate(storage.last_txnid(), changes)
+                    coherence.validate(front, feed, changes)
                     entry = front.hot.get(cache_key)
                     if entry is not None and (not entry.expires or entry.expires > self._clock()):
                         front.hits += 1
@@ -311,9 +285,9 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._touched.shards[seq & SHARD_MASK][seq] = now  # PendingAccesses.note, inlined; no lock needed
         self._hits += 1
         if front is not None and (snapshot != front.valid_at or front.seen.note(cache_key)):  # note_miss, inlined
-            changes = self._changes_since(storage, front)
+            changes = coherence.changes_since(feed, front, self._plain_cache_keys)
             with self._lock:  # a second miss: cache it, if nothing moved meanwhile (see FrontCache.fill)
-                front.validate(storage.last_txnid(), changes)
+                coherence.validate(front, feed, changes)
                 front.fill(cache_key, kind, payload, seq, expires, snapshot)
         if kind == KIND_SERIALIZED and self._loads_takes_buffer:  # inlined _decode_value for pickle
             try:
@@ -322,19 +296,6 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
                 error = undecodable(key, exc)
             raise error
         return self._decode_value(kind, payload, key)
-
-    def _changes_since(self, storage: Storage, front: FrontCache) -> Changes | None:
-        """For ``FrontCache.validate``: (valid_at, snapshot id, cache keys changed in between) if
-        the change log covers every commit since the front cache was valid, else None. It reads
-        LMDB, so it runs before the lock is taken (see ``_read``)."""
-        since = front.valid_at
-        if since < 0 or storage.last_txnid() == since:
-            return None
-        logged = storage.changes_since(since)
-        if logged is None:
-            return None
-        snapshot, lookups = logged
-        return since, snapshot, self._cache_forms_of(lookups)
 
     def _apply_recent(self) -> None:
         """Apply buffered front-cache hits to the LRU order and the pending atimes."""
@@ -406,17 +367,17 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         lookup_of = self._keys.lookup
         encoded = [(key, lookup_of(key)) for key in keys]
         engine = self._check_open()
-        storage = self._storage
+        feed = self._feed
         now = self._clock()
         front = self._front
-        if storage.txn_holders and storage.current_write_txn() is not None:
+        if coherence.bypassed(feed):
             front = None  # inside transaction(): read everything through it
         cached: dict[Any, CachedEntry] = {}
         cached_at = -1
         if front is not None:
-            changes = self._changes_since(storage, front)
+            changes = coherence.changes_since(feed, front, self._plain_cache_keys)
             with self._lock:
-                front.validate(storage.last_txnid(), changes)
+                coherence.validate(front, feed, changes)
                 cached_at = front.valid_at
                 for key, lookup in encoded:
                     entry = front.hot.get(self._cache_key(key, lookup))
@@ -544,9 +505,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         if front is None or not commit.tracked:
             return  # inside transaction(): its final commit moves the txnid and empties the cache
         with self._lock:
-            # forms are only worth computing when something may be cached under them
-            forms = self._cache_forms_of(lookups) if front.holds_keys() else []
-            front.after_write(forms, commit.clock, commit.wrote, self._storage.last_txnid())
+            coherence.after_commit(front, self._feed, lookups, commit, self._plain_cache_keys)
 
     def _prepare(self, key: Any, value: Any) -> Item:
         lookup, exact = self._keys.encode(key)

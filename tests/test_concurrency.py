@@ -563,7 +563,7 @@ def test_map_growth_under_threads_and_processes_does_not_deadlock(path, opened, 
         for t in range(n_threads):
             for j in range(n_writes):
                 assert d[f"g{p}.{t}.{j}"] == w.growth_value(p, t, j)
-    assert d._storage.info()["map_size"] > w.GROWTH_MAP_SIZE, "test precondition: the map grew"
+    assert d._engine.storage.info()["map_size"] > w.GROWTH_MAP_SIZE, "test precondition: the map grew"
 
 
 def _spin_until(condition: Callable[[], bool], seconds: float = 2.0) -> None:
@@ -584,7 +584,7 @@ def _growth_deadlock_scenario(path: str, conn: Any) -> None:
     spot (the gate's open-transaction count and resize flag, the instance lock).
     """
     d = w.open_db(path, map_size=w.GROWTH_MAP_SIZE)
-    storage = d._storage
+    storage = d._engine.storage
     gate = storage._gate
     d["x"] = 1
     c_inside, c_commit, a_inside, a_read = (threading.Event() for _ in range(4))
@@ -1064,7 +1064,7 @@ def test_sigkill_reader_leaves_no_blocking_reader(path, opened):
         child_conn.close()
         assert recv(conn) == "inside"
         pid = process.pid
-        assert str(pid) in d._storage.env.readers().split(), "test precondition: the reader holds a slot"
+        assert str(pid) in d._engine.storage.env.readers().split(), "test precondition: the reader holds a slot"
         os.kill(pid, signal.SIGKILL)
         process.join(JOIN_TIMEOUT)
 
@@ -1076,7 +1076,7 @@ def test_sigkill_reader_leaves_no_blocking_reader(path, opened):
         assert bystander("get", "w19") == "x" * 2000 * (299 % 3)  # the last write to w19
         d.close()
         fresh = opened(path)
-        readers = fresh._storage.env.readers()
+        readers = fresh._engine.storage.env.readers()
         assert str(pid) not in readers.split(), f"the dead reader {pid} still holds a slot:\n{readers}"
         fresh["after"] = 1
         assert fresh["after"] == 1 and fresh["first"] == 1
@@ -1182,7 +1182,7 @@ def test_twenty_forked_children_use_the_inherited_instance(path, opened):
         assert d["forks"] == batch * 5 + 5
         for i in range(batch * 5 + 5):
             assert d[f"child{i}"]["i"] == i
-        readers_seen.append(d._storage.info()["readers_in_use"])
+        readers_seen.append(d._engine.storage.info()["readers_in_use"])
     assert d["first.child"] in range(5)
     d["parent.after"] = 1
     assert d["parent.after"] == 1
@@ -1210,8 +1210,8 @@ for i in range(3):
     assert os.waitstatus_to_exitcode(status) == 0, status
     for _ in range(3):
         assert d["k"] == 1 and f"child{i}" in d and d.get(f"child{i}") == i
-slots = d._storage.env.readers().split().count(str(os.getpid()))
-assert slots <= 2, d._storage.env.readers()
+slots = d._engine.storage.env.readers().split().count(str(os.getpid()))
+assert slots <= 2, d._engine.storage.env.readers()
 print("ok")
 """
 
@@ -1271,7 +1271,7 @@ def test_fork_while_another_thread_reads_in_a_loop(path, opened):
 
     _fork_children_while(read, child)
     assert d["k99"] == 99 and sum(1 for k in d if k.startswith("child")) == 12
-    assert _reader_slots_of(d._storage, os.getpid()) <= 2, d._storage.env.readers()
+    assert _reader_slots_of(d._engine.storage, os.getpid()) <= 2, d._engine.storage.env.readers()
 
 
 def test_fork_while_another_thread_opens_and_closes_stores(tmp_path, opened):
@@ -1311,7 +1311,7 @@ _storage.FORK_WAIT_SECONDS = 1.0
 root = sys.argv[1]
 d = PersistDict(os.path.join(root, "d"), background_thread="disabled")
 d["k"] = 0
-gate = d._storage._gate
+gate = d._engine.storage._gate
 inside, go = threading.Event(), threading.Event()
 results = {}
 
@@ -1331,7 +1331,7 @@ def a():  # in a transaction of d, opens another store (takes the registry lock)
     results["a"] = True
 
 def b():  # grows d's map: holds d's gate, waits for a's transaction
-    d._storage._grow_map()
+    d._engine.storage._grow_map()
     results["b"] = True
 
 def f():  # forks: holds the registry lock, waits for d's gate
@@ -1413,7 +1413,7 @@ def test_forked_child_does_not_take_away_a_parent_threads_read_snapshot(path, op
                 d.close()
 
         assert _child_exit_code(_raw_fork(child)) == 0
-        readers_after_child = d._storage.env.readers()
+        readers_after_child = d._engine.storage.env.readers()
         for r in range(20):  # commits that recycle pages no snapshot protects any more
             d.set_many({f"z{i}": ("new", r, i, "w" * 3000) for i in range(100)})
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PersistDict._frontcache import FrontCache
+from PersistDict._frontcache.cache import FrontCache
 from PersistDict._codec.record import KIND_STR
 
 

@@ -303,7 +303,7 @@ def test_switching_between_plain_codec_functions_warns(db_path: Path, make_db: C
             make_db(value_serializer=dumps, value_unserializer=loads).close()
     legacy = make_db()
     record = json.dumps({**legacy._format(), "values": "dumps"}).encode()
-    legacy._storage.write(lambda txn: txn.put_meta(b"format", record))
+    legacy._engine.storage.write(lambda txn: txn.put_meta(b"format", record))
     legacy.close()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -364,7 +364,7 @@ def test_check_finds_and_repairs_structural_damage(make_db: Callable[..., Persis
     db.update({f"k{i}": i for i in range(10)})
     assert db["k0"] == 0
     db.flush_atimes()
-    storage = db._storage
+    storage = db._engine.storage
 
     def damage(txn) -> None:  # type: ignore[no-untyped-def]
         rows = list(txn.iter_order())
@@ -398,18 +398,18 @@ def test_interrupted_sweep_resumes(make_db: Callable[..., PersistDict]) -> None:
 def test_maintenance_lease_is_shared_between_processes(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
     """Only one process holds the maintenance lease at a time; it expires if not renewed."""
     db = make_db()
-    assert try_take_lease(db._storage, "me", 1000.0, 60)
+    assert try_take_lease(db._engine.storage, "me", 1000.0, 60)
     code = f"""
 import sys
 sys.path.insert(0, {ROOT!r})
 from PersistDict import PersistDict
 from PersistDict.engines.lmdb.housekeeping import try_take_lease
 d = PersistDict({str(db_path)!r}, background_thread="disabled")
-print(try_take_lease(d._storage, "other", 1030.0, 60), try_take_lease(d._storage, "other", 1061.0, 60))
+print(try_take_lease(d._engine.storage, "other", 1030.0, 60), try_take_lease(d._engine.storage, "other", 1061.0, 60))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "True"], result.stderr
-    assert not try_take_lease(db._storage, "me", 1062.0, 60)
+    assert not try_take_lease(db._engine.storage, "me", 1062.0, 60)
 
 
 def test_the_strictest_expiration_days_sweeps_and_close_gives_the_lease_up(
@@ -426,17 +426,17 @@ def test_the_strictest_expiration_days_sweeps_and_close_gives_the_lease_up(
     strict = make_db(expiration_days=1)
     strict.run_maintenance()
     assert "stale" not in strict and "stale2" not in strict
-    with strict._storage.reading() as txn:
+    with strict._engine.storage.reading() as txn:
         assert txn.meta(LEASE).startswith(strict._maintenance.holder.encode() + b"#1.0|")
-    assert not try_take_lease(lax._storage, lax._maintenance.holder, time.time(), 60)
-    assert not try_take_lease(lax._storage, "laxer", time.time(), 60, expiration_days=2)
+    assert not try_take_lease(lax._engine.storage, lax._maintenance.holder, time.time(), 60)
+    assert not try_take_lease(lax._engine.storage, "laxer", time.time(), 60, expiration_days=2)
     old_format = f"old|{time.time() + 60}".encode()  # an older version's lease: its setting unknown
-    strict._storage.write(lambda txn: txn.put_meta(LEASE, old_format))
-    assert not try_take_lease(strict._storage, strict._maintenance.holder, time.time(), 60, expiration_days=1)
-    strict._storage.write(lambda txn: txn.delete_meta(LEASE))
+    strict._engine.storage.write(lambda txn: txn.put_meta(LEASE, old_format))
+    assert not try_take_lease(strict._engine.storage, strict._maintenance.holder, time.time(), 60, expiration_days=1)
+    strict._engine.storage.write(lambda txn: txn.delete_meta(LEASE))
     strict.close()
     lax.close()
-    with make_db()._storage.reading() as txn:
+    with make_db()._engine.storage.reading() as txn:
         assert txn.meta(LEASE) is None  # both gave it up
     writer = make_db(clock=then)
     writer["stale3"] = 3
@@ -476,7 +476,7 @@ def test_a_lease_from_a_clock_far_ahead_is_taken_over_after_its_holder_died(
     db = make_db(expiration_days=1)
     db.run_maintenance()
     assert "old" not in db
-    with db._storage.reading() as txn:
+    with db._engine.storage.reading() as txn:
         assert txn.meta(LEASE).startswith(db._maintenance.holder.encode() + b"#")
 
 
@@ -497,9 +497,9 @@ def test_a_valid_lease_is_not_taken_over_and_no_lease_lasts_longer_than_the_boun
         holder.kill()
         holder.wait(timeout=60)
     now = 1_000_000.0
-    assert try_take_lease(db._storage, "a", now, LONGEST_LEASE)  # the longest valid lease
-    assert not try_take_lease(db._storage, "b", now - CLOCK_SLACK, 60)  # b's clock a little behind
-    assert try_take_lease(db._storage, "b", now - CLOCK_SLACK - 1, 60)  # a's lease cannot be from now
+    assert try_take_lease(db._engine.storage, "a", now, LONGEST_LEASE)  # the longest valid lease
+    assert not try_take_lease(db._engine.storage, "b", now - CLOCK_SLACK, 60)  # b's clock a little behind
+    assert try_take_lease(db._engine.storage, "b", now - CLOCK_SLACK - 1, 60)  # a's lease cannot be from now
     long_passes = make_db(maintenance_interval=10 * LONGEST_LEASE, background_timeout=LONGEST_LEASE)
     assert long_passes._maintenance.lease_seconds == LONGEST_LEASE
 
@@ -543,7 +543,7 @@ def test_maintenance_pass_flags_structural_damage(make_db: Callable[..., Persist
     """The background pass notices records and order rows disagreeing and points to check(repair=True)."""
     db = make_db()
     db.update(a=1, b=2)
-    db._storage.write(lambda txn: txn.delete_order(next(iter(txn.iter_order()))[0]))
+    db._engine.storage.write(lambda txn: txn.delete_order(next(iter(txn.iter_order()))[0]))
     with pytest.warns(RuntimeWarning, match="check\\(repair=True\\)"):
         db.run_maintenance()
     assert db.stats()["integrity_alerts"] == 1
@@ -715,7 +715,7 @@ def test_a_misplaced_record_is_never_served_nor_cached(
     A reads as written."""
     db = make_db()
     db["A"], db["B"] = "value-A", "value-B"
-    with db._storage.transaction() as txn:
+    with db._engine.storage.transaction() as txn:
         txn.raw.put(b"sA", bytes(txn.record(b"sB")), db=txn._records)
     assert db.check().misplaced_records == 1
     for read in (lambda: db["A"], lambda: db["A"], lambda: db.get_many(["A"]), lambda: "A" in db):
@@ -731,7 +731,7 @@ def test_popitem_of_a_misplaced_record_leaves_no_cached_copy(make_db: Callable[.
     refused (they returned the other key's value) and so never cached, in any instance."""
     db, other = make_db(), make_db()
     db["A"], db["B"] = "value-A", "value-B"
-    with db._storage.transaction() as txn:
+    with db._engine.storage.transaction() as txn:
         txn.raw.put(b"sA", bytes(txn.record(b"sB")), db=txn._records)
     for instance in (db, other):
         for _ in range(2):
@@ -751,11 +751,11 @@ sys.path.insert(0, {ROOT!r})
 from PersistDict import PersistDict
 d = PersistDict({str(db_path)!r}, background_thread="disabled", max_items=3)
 d["A"], d["B"], d["C"] = 1, 2, 3
-with d._storage.transaction() as txn:
+with d._engine.storage.transaction() as txn:
     txn.raw.delete(b"sA", db=txn._records)
 d["D"] = 4
 d["E"] = 5
-with d._storage.reading() as txn:
+with d._engine.storage.reading() as txn:
     assert txn.count() == txn.order_count() == 3, (txn.count(), txn.order_count())
 assert sorted(d) == ["C", "D", "E"], sorted(d)
 """
@@ -768,7 +768,7 @@ def test_the_change_log_names_what_each_commit_changed(make_db: Callable[..., Pe
     clear() is not logged; the log keeps the last CHANGE_LOG_KEPT commits."""
     db = make_db()
     db["a"] = 1
-    storage = db._storage
+    storage = db._engine.storage
     base = storage.last_txnid()
     assert storage.changes_since(base) == (base, set())
     db["a"]
@@ -795,7 +795,7 @@ def test_a_damaged_change_log_row_reads_as_not_logged(make_db: Callable[..., Per
     (the reader empties its cache) instead of raising on the read path."""
     db = make_db()
     db["a"] = 1
-    storage = db._storage
+    storage = db._engine.storage
     last = storage.last_txnid()
     with storage.env.begin(write=True) as raw:
         raw.put(change_log_slot(last), encode_seq(last) + b"\x05\x00\x00\x00sa", db=storage._dbs[4])
@@ -809,13 +809,13 @@ def test_change_log_rows_ahead_of_the_txn_id_are_dropped_at_open(make_db: Callab
     store is opened, so it can never vouch for an unlogged commit that later takes that id."""
     db = make_db()
     db["a"] = 1
-    storage = db._storage
+    storage = db._engine.storage
     last = storage.last_txnid()
     with storage.env.begin(write=True) as raw:  # commit last + 1, not logged; a stray row for last + 3
         raw.put(change_log_slot(last + 3), encode_seq(last + 3), db=storage._dbs[4])
     db.close()
     db = make_db()  # opening drops the row: commit last + 2
-    storage = db._storage
+    storage = db._engine.storage
     with storage.env.begin(write=True) as raw:  # commit last + 3, not logged
         raw.put(b"x", b"", db=storage._dbs[3])
     assert storage.last_txnid() == last + 3
@@ -858,7 +858,7 @@ def test_drop_unreadable_keeps_hash_chains_reachable(make_db: Callable[..., Pers
 
 def _chain_of(db: PersistDict, first: str, more: int) -> tuple[bytes, list[str]]:
     """The base slot of ``first``'s collision chain (key_size_limit=1) and ``more`` keys that share it."""
-    keys, slots = db._keys, db._slots
+    keys, slots = db._keys, db._engine.slots
     base = slots.slot(keys.lookup(first))
     return base, [f"k{i}" for i in range(200_000) if slots.slot(keys.lookup(f"k{i}")) == base][:more]
 
@@ -871,7 +871,7 @@ def test_repair_rewrites_a_collision_chain_that_lost_a_record(make_db: Callable[
     base, same_chain = _chain_of(db, "first", 3)
     db["first"] = 0
     db.update({key: i for i, key in enumerate(same_chain, 1)})  # probe positions 1, 2, 3
-    db._storage.write(lambda txn: txn.raw.delete(base, b"", txn._records))  # lose position 0
+    db._engine.storage.write(lambda txn: txn.raw.delete(base, b"", txn._records))  # lose position 0
     assert same_chain[0] not in db  # the walk from position 0 meets the gap at once
     db[same_chain[0]] = "rewritten"  # lands at position 0: the key now has two records
     report = db.check()
@@ -902,7 +902,7 @@ def test_repair_and_drop_together_keep_every_healthy_entry_of_a_rewritten_chain(
         kept = unpack_record(txn.record(probe_slot(base, 2)))
         txn.put_order(kept.seq, _table.pack_order(0.0, False, probe_slot(base, 5)))  # y's row: a stale slot
 
-    db._storage.write(damage)
+    db._engine.storage.write(damage)
     db[k] = "new"  # unreachable behind the gap, so written again, at position 0
     db.check(repair=True, drop_unreadable=True)
     assert db.check().ok
@@ -928,7 +928,7 @@ def test_drop_unreadable_in_a_chain_with_a_corrupted_record_after_an_undecodable
         data[-10] ^= 1
         txn.raw.put(second, bytes(data), True, True, False, txn._records)
 
-    db._storage.write(damage)
+    db._engine.storage.write(damage)
     report = db.check(drop_unreadable=True)
     assert report.dropped == 2 and len(db) == 0 and db.check().ok
 

@@ -88,7 +88,7 @@ class ChangeFeed(Protocol):
     filled at and no thread of this process is inside ``transaction()``.
     """
 
-    views: Sequence[Sequence[int]] | None  # the clock, readable without a call (None: call last_commit)
+    views: Any  # the clock without a call: two 1-item sequences of ints (None: call last_commit)
     txn_holders: list[None]  # non-empty while a thread of this process is inside transaction()
 
     def last_commit(self) -> int:

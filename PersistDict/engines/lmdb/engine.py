@@ -23,7 +23,8 @@ from ...exceptions import AlreadyCalledError, CorruptedRecordError
 from ..base import Bounds, Commit, Item, live
 from . import entries
 from .bounds import enforce_bounds, least_bytes
-from .env import Storage, Txn, _fork_generation, translate_error
+from .env import Storage, Txn, translate_error
+from .feed import fork_generation as _fork_generation
 from .housekeeping import release_lease, sweep, try_take_lease
 from .integrity import CheckReport, check_database
 from .slots import Slots, read_as

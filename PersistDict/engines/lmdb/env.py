@@ -12,8 +12,6 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-import struct
-import sys
 import threading
 import time
 from collections import deque
@@ -25,6 +23,8 @@ import lmdb
 from loguru import logger
 
 from .slots import read_as
+from .feed import CHANGE_LOG_KEPT, DATA_FILE, MetaPageFeed
+from .feed import fork_generation as _fork_generation
 from .layout import check_final_pages_are_free
 from .permissions import warn_if_others_can_write
 from ..._codec.record import record_expires
@@ -44,7 +44,6 @@ from ...exceptions import (
 
 T = TypeVar("T")
 
-DATA_FILE = "data.mdb"
 LOCK_FILE = "lock.mdb"
 # Written once the database holds its format record: if it exists and the
 # data file looks new, the data file was truncated or replaced.
@@ -66,18 +65,10 @@ TABLES = ("records", "order", "atimes", "meta", "changes")
 
 SEQ_BYTES = _SEQ.size
 
-# the change log (``changes`` table, a ring: txn id % KEPT -> txn id + lookups of the entries that
-# commit changed), read by other front caches to evict only those (Txn.log_changes, Storage.changes_since)
-CHANGE_LOG_KEPT = 1024  # commits: a reader more commits behind empties its cache (<= 16 MB of rows)
 CHANGE_LOG_MAX_BYTES = 16 << 10  # a commit that changed more is not logged: readers empty their cache
 
 _OPEN_ATTEMPTS = 100  # see _while_the_map_grows
 
-# LMDB's on-disk meta page: MDB_page header (16 bytes) then MDB_meta, whose
-# mm_txnid sits at byte 128 on 64-bit builds. Reading it from a read-only map
-# of the file costs ~70 ns against ~650 ns for env.info(); verified at open.
-_META_MAGIC = 0xBEEFC0DE
-_META_TXNID_OFFSET = 16 + 128
 
 
 def encode_seq(seq: int) -> bytes:
@@ -493,7 +484,6 @@ class _TxnGate:
 ABORT_WAIT_SECONDS = 5.0
 _registry: dict[tuple[int, int], Storage] = {}
 _registry_lock = threading.Lock()
-_fork_generation = [0]
 
 
 # Every wait of fork() for this process's locks and transactions, together. Past it a store is
@@ -595,8 +585,8 @@ def _prepare_directory(path: str) -> None:
         raise DatabasePermissionError(errno.EACCES, f"permission denied on database {path!r}")
 
 
-class Storage:
-    """The process-wide handle on one database directory."""
+class Storage(MetaPageFeed):
+    """The process-wide handle on one database directory; also its change feed (MetaPageFeed)."""
 
     users: int  # instances using it in this process
     closed: bool
@@ -641,8 +631,7 @@ class Storage:
         self._reopening = False
         self._local = threading.local()
         self._gate = _TxnGate()
-        # one element per thread inside transaction(): lets readers skip a thread-local lookup
-        self.txn_holders: list[None] = []
+        self.txn_holders = []
         self._open_env()
 
     # -- opening, closing, fork ---------------------------------------------
@@ -691,7 +680,7 @@ class Storage:
             self.env.close()
             raise
         self._meta_map: mmap.mmap | None = None
-        self._map_txnid_reader()
+        self._map_meta_pages()
         self.generation = _fork_generation[0]
         self._drop_change_log_rows_from_the_future()  # one read of the ring's rows per open
 
@@ -720,38 +709,6 @@ class Storage:
                 check_final_pages_are_free(data_file, psize, f"database {self.path!r} is corrupted")
         _while_the_map_grows(check, adopt=lambda: _map_for_data(self.env, psize, 1))
 
-    def _map_txnid_reader(self) -> None:
-        """Map the two meta pages read-only to read the last txnid cheaply."""
-        self.txnid_views: tuple[memoryview, memoryview] | None = None
-        if sys.maxsize <= 2**32:
-            return
-        psize = self.env.stat()["psize"]
-        try:
-            with open(os.path.join(self.path, DATA_FILE), "rb") as handle:
-                meta_map = mmap.mmap(handle.fileno(), 2 * psize, prot=mmap.PROT_READ)
-        except (OSError, ValueError):
-            return
-        magic = struct.unpack_from("<I", meta_map, 16)[0], struct.unpack_from("<I", meta_map, psize + 16)[0]
-        view = memoryview(meta_map)
-        views = (view[_META_TXNID_OFFSET:_META_TXNID_OFFSET + 8].cast("Q"),
-                 view[psize + _META_TXNID_OFFSET:psize + _META_TXNID_OFFSET + 8].cast("Q"))
-        if magic == (_META_MAGIC, _META_MAGIC) and max(views[0][0], views[1][0]) == self.env.info()["last_txnid"]:
-            self.txnid_views = views
-            self._meta_map = meta_map
-        else:  # unexpected layout: fall back to env.info()
-            for v in views:
-                v.release()
-            view.release()
-            meta_map.close()
-
-    def last_txnid(self) -> int:
-        """The id of the last transaction committed by any process."""
-        views = self.txnid_views
-        if views is not None and self.generation == _fork_generation[0]:
-            first, second = views[0][0], views[1][0]
-            return first if first > second else second
-        return self._env_info()["last_txnid"]
-
     def _env_info(self) -> dict[str, int]:
         """env.info(), never concurrent with a map resize (LMDB then answers EINVAL)."""
         env = self._checked_env()
@@ -764,7 +721,7 @@ class Storage:
     def _close_env(self) -> None:
         # Drop, do not release: a lock-free reader may still hold the views;
         # the map is unmapped when the last reference goes.
-        self.txnid_views = None
+        self.views = None
         self._meta_map = None
         if self.generation != _fork_generation[0] and not self._reopening:
             # Inherited from the parent and never used here: closing it would abort
@@ -787,7 +744,7 @@ class Storage:
         self._gate = _TxnGate()
         self._local = threading.local()
         self.txn_holders = []
-        self.txnid_views = None  # the inherited map is not ours any more
+        self.views = None  # the inherited map is not ours any more
 
     def _checked_env(self) -> lmdb.Environment:
         """The environment, reopened first if this process was forked from its opener."""
@@ -930,28 +887,6 @@ class Storage:
             raise translate_error(exc, self.path) from exc
         finally:
             self.end(txn)
-
-    def changes_since(self, since: int) -> tuple[int, set[bytes]] | None:
-        """(snapshot txn id, lookups of the entries changed after ``since`` up to it), or None
-        when some commit in between is not in the change log (see :meth:`Txn.log_changes`).
-
-        One read transaction, which reads the log in the snapshot it describes. A snapshot
-        older than ``since`` proves nothing (LMDB's meta page, which ``last_txnid`` reads, can
-        be ahead of the id a new read transaction starts from for a moment).
-        """
-        if self.last_txnid() - since > CHANGE_LOG_KEPT:
-            return None  # more commits than the log keeps: no need to look
-        changed: set[bytes] = set()
-        with self.reading(buffers=False) as txn:
-            snapshot = txn.id
-            if snapshot < since or snapshot - since > CHANGE_LOG_KEPT:
-                return None
-            for txn_id in range(since + 1, snapshot + 1):
-                lookups = txn.logged_changes(txn_id)
-                if lookups is None:
-                    return None
-                changed.update(lookups)
-        return snapshot, changed
 
     def write(self, work: Callable[[Txn], T], savepoint: bool = False) -> T:
         """Run ``work`` in one write transaction and commit it.

@@ -1,17 +1,6 @@
-"""The in-memory LRU front cache and the rule that keeps it coherent.
+"""The in-memory LRU front cache of decoded values.
 
-Coherence: the cache is valid as of one LMDB transaction id (``valid_at``).
-Any commit, by any instance or process, moves LMDB's last txnid; the next
-lookup sees the change and brings the cache up to it, so a read never returns
-a value older than the last commit: each commit logs the keys it changed
-(``Storage.changes_since``; access-time flushes and the maintenance lease log
-none), and the cache evicts those. If a commit in the gap is not in the log
-(too large, ``clear()``, more than the log keeps), the cache empties. A value
-read in a snapshot is only cached if that snapshot is ``valid_at``. The
-owner's own write evicts its keys and keeps the rest of the cache when it took
-the very next txn id and is still the last commit (else the log covers it).
-Only a transaction that changed something takes a txn id: one that changed
-nothing leaves its id to the next commit, whoever makes it.
+Coherence with the engine: see coherence.py.
 
 Speed: hits are served without a lock from ``hot`` (a dict mirroring the
 cachetools LRU). Every mutation happens under the owner's lock and bumps
@@ -193,7 +182,7 @@ class FrontCache:
     def validate(self, last_txnid: int, changes: Changes | None = None) -> None:
         """Bring the cache to LMDB's last commit: empty it if anything was committed since it
         was valid, unless ``changes`` = (valid_at, snapshot id, keys) names every key the commits
-        in between changed (``Storage.changes_since``); then only those go, and the rest is
+        in between changed (``coherence.changes_since``); then only those go, and the rest is
         valid at that snapshot.
         """
         if last_txnid == self.valid_at:
