@@ -4,7 +4,7 @@ from loguru import logger
 
 from . import serializers
 from ._core import Metadata, PersistDict
-from .engines.lmdb.integrity import CheckReport
+from .engines.base import CheckReport
 from ._codec.keys import canonical_key_serializer, canonical_key_unserializer
 from ._readable import DamagedEntry, ReadableItems
 from ._codec.record import SPEEDUPS

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from beartype import BeartypeConf, beartype
 from loguru import logger
 
-from .engines.lmdb.engine import CALLED, LmdbEngine  # first: the LMDB engine's fork hooks run before lifecycle's
+from .engines.registry import open_engine, store_path  # first: the engines' fork hooks run before lifecycle's
 from ._api import lifecycle
 from ._api.options import (
     check_number,
@@ -44,17 +44,16 @@ from ._api.options import (
 )
 from ._codec.values import ValueCodec, undecodable
 from ._accesses import SHARD_MASK
-from .engines.base import Bounds, Commit, Item
+from .engines.base import Bounds, CheckReport, Commit, Engine, Item
 from ._frontcache import coherence
 from ._frontcache.cache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, FrontCache
 from ._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
-from .engines.lmdb.integrity import CheckReport
 from ._maintenance import Maintenance
 from ._readable import ReadableItems, readable_items
 from ._redact import key_text
 from ._codec.record import KIND_SERIALIZED, Record
 from ._settings import SettingsAttributes
-from .engines.lmdb.env import DEFAULT_MAP_SIZE
+from .engines.lmdb import DEFAULT_MAP_SIZE
 from .exceptions import (
     ClosedError,
     CodecError,
@@ -128,7 +127,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         max_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        path = os.path.abspath(os.fspath(database_path))
+        path = store_path(database_path)
         self._settings: dict[str, Any] = settings_of(
             path, expiration_days, key_serializer, key_unserializer, key_size_limit, value_serializer,
             value_unserializer, caching, verbose, background_thread, background_timeout, name,
@@ -153,7 +152,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._hits = self._misses = 0
         self.counters = dict.fromkeys(("sets", "deletes", "expired", "evicted", "integrity_alerts"), 0)
         self._closed = True
-        self._engine = engine = LmdbEngine(path, durability, map_size, self._keys.key_size_limit)
+        self._engine = engine = open_engine(path, durability, map_size, self._keys.key_size_limit)
         self._engine_get = engine.get  # bound once: the cold read path
         self._feed = engine.feed  # the commit clock and changed keys: the front cache's coherence
         self._touched = engine.accesses  # id -> atime not yet written: reads note here, no lock
@@ -179,7 +178,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         if self.verbose:
             logger.opt(depth=1).info(f"[{self.name}] " + message, *args)
 
-    def _check_open(self) -> LmdbEngine:
+    def _check_open(self) -> Engine:
         if self._closed:
             raise ClosedError(f"PersistDict {self.path!r} is closed")
         return self._engine
@@ -706,7 +705,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         """Initialise like ``dict(...)``; allowed once per database (until ``clear()``)."""
         source: dict[Any, Any] = dict(*args, **kwargs)
         items = [self._prepare(key, value) for key, value in source.items()]
-        self._write_many(list(source), items, 0.0, once=CALLED)
+        self._write_many(list(source), items, 0.0, once=b"called")
         return self
 
     @contextmanager

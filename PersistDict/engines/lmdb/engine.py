@@ -26,7 +26,8 @@ from .bounds import enforce_bounds, least_bytes
 from .env import Storage, Txn, translate_error
 from .feed import fork_generation as _fork_generation
 from .housekeeping import release_lease, sweep, try_take_lease
-from .integrity import CheckReport, check_database
+from ..base import CheckReport
+from .integrity import check_database
 from .slots import Slots, read_as
 
 T = TypeVar("T")
@@ -47,7 +48,6 @@ class LmdbEngine:
         self.slots = Slots(key_size_limit)
         self.limit = key_size_limit  # lookups up to this long are their own slot: one get
         self.accesses = PendingAccesses()
-        self.page_size: int = self.storage.page_size
         self._rng = random.Random()
 
     # -- reads ----------------------------------------------------------------------------------
@@ -254,9 +254,9 @@ class LmdbEngine:
                     raise
                 raise entries.damaged_order_row(txn, bad) from None
 
-    def items(self, now: float) -> list[tuple[bytes, bytes | None, int, bytes]]:
+    def items(self, now: float) -> list[tuple[bytes, bytes | None, int, Any]]:
         """(lookup, exact, kind, payload copied) of every live entry in insertion order, one snapshot."""
-        raw: list[tuple[bytes, bytes | None, int, bytes]] = []
+        raw: list[tuple[bytes, bytes | None, int, Any]] = []
         with self.storage.reading() as txn:
             for row in txn.order_rows():
                 try:
@@ -310,7 +310,7 @@ class LmdbEngine:
         """The fewest bytes of database pages ``items`` take in an otherwise empty store."""
         sizes = {item.lookup: (len(self.slots.slot(item.lookup)),
                                record_length(item.lookup, item.exact, item.payload)) for item in items}
-        return least_bytes(list(sizes.values()), self.page_size)
+        return least_bytes(list(sizes.values()), self.storage.page_size)
 
     def _evict(self, txn: Txn, bounds: Bounds, written: set[int]) -> list[bytes]:
         if bounds.max_items is None and bounds.max_bytes is None:
@@ -343,7 +343,7 @@ class LmdbEngine:
         return commit._replace(evicted=evicted)
 
     def put_if_absent(self, item: Item, now: float, bounds: Bounds, refuse: BaseException | None = None
-                      ) -> tuple[tuple[int, bytes] | None, Commit]:
+                      ) -> tuple[tuple[int, Any] | None, Commit]:
         lookup, exact, kind, payload = item
         base = self.slots.slot(lookup)
 

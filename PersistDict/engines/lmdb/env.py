@@ -49,7 +49,6 @@ LOCK_FILE = "lock.mdb"
 # data file looks new, the data file was truncated or replaced.
 MARKER_FILE = "persistdict.marker"
 
-DEFAULT_MAP_SIZE = 1 << 30  # virtual address space only: the file grows as needed
 MAX_READERS = 8192  # one slot per concurrently open read transaction
 DIR_MODE = 0o700
 FILE_MODE = 0o600

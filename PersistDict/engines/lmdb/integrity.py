@@ -14,7 +14,6 @@ write) or, for the meta rows the store needs, rewritten.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import entries
@@ -26,35 +25,9 @@ from ..._codec.record import unpack_record, with_header
 from .rows import atime_of, change_row, check_meta, damaged, seq_of
 from .env import Storage, Txn, change_log_slot
 from ...exceptions import CorruptedRecordError
+from ..base import REPORTED_EXAMPLES, CheckReport
 
-_REPORTED = 20  # at most this many examples per problem kind, to keep reports small; counts are totals
-
-
-@dataclass
-class CheckReport:
-    """What :meth:`PersistDict.check` found (and fixed, with ``repair=True``)."""
-
-    entries: int = 0
-    orphan_records: int = 0  # records no order row points to
-    orphan_order_rows: int = 0  # order rows whose record is missing or belongs to another entry
-    orphan_atimes: int = 0  # access times of entries that no longer exist
-    misplaced_records: int = 0  # records stored under a slot their key does not map to
-    corrupted_records: int = 0  # records failing their checksum (all of them)
-    undecodable_records: int = 0  # records the value codec cannot decode (all of them)
-    corrupted: list[str] = field(default_factory=list)  # slots (hex) failing their checksum: the first 20
-    undecodable: list[str] = field(default_factory=list)  # keys (repr) the value codec cannot decode: the first 20
-    damaged_rows: int = 0  # rows of the order, atimes, meta and changes tables that cannot be parsed (all of them)
-    damaged: list[str] = field(default_factory=list)  # what is wrong with the first 20 of them (table and row)
-    repaired: int = 0
-    dropped: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not (self.orphan_records or self.orphan_order_rows or self.orphan_atimes
-                    or self.misplaced_records or self.corrupted_records or self.undecodable_records or self.damaged_rows)
-
-    def __getitem__(self, name: str) -> Any:  # report["ok"] reads like a dict too
-        return getattr(self, name)
+_REPORTED = REPORTED_EXAMPLES
 
 
 def check_database(
