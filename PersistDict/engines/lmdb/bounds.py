@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from . import entries
 from ..._accesses import PendingAccesses
 from .slots import read_as
-from .env import Txn
+from .txn import Txn
 from ...exceptions import CorruptedRecordError
 
 SAMPLES = 16

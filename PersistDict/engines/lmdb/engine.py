@@ -23,7 +23,9 @@ from ...exceptions import AlreadyCalledError, CorruptedRecordError
 from ..base import Bounds, Commit, Item, live
 from . import entries
 from .bounds import enforce_bounds, least_bytes
-from .env import Storage, Txn, translate_error
+from .env import Storage
+from .errors import translate_error
+from .txn import Txn
 from .feed import fork_generation as _fork_generation
 from .housekeeping import release_lease, sweep, try_take_lease
 from ..base import CheckReport

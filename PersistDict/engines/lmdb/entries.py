@@ -26,7 +26,7 @@ from .slots import is_hashed_slot, probe_index, probe_slot
 from ..._accesses import PendingAccesses
 from ..._codec.record import WRONG_KEY, Record, overwrite_fields, pack_record, record_mtime, unpack_record, with_header
 from .rows import damaged
-from .env import Txn, encode_seq
+from .txn import Txn, encode_seq
 from ...exceptions import CorruptedRecordError
 
 _EXTENDED = struct.Struct("<xdB")  # \x00 marker, expires, flags

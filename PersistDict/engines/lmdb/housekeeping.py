@@ -17,7 +17,8 @@ from loguru import logger
 from . import entries
 from ..._accesses import PendingAccesses
 from .rows import damaged
-from .env import Storage, Txn
+from .env import Storage
+from .txn import Txn
 from .entries import TTL_FLAG, last_access
 from ...exceptions import CorruptedRecordError
 

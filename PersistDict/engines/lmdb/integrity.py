@@ -23,7 +23,8 @@ from .slots import Slots, is_hashed_slot, probe_index, probe_slot
 from .housekeeping import LEASE, parse_lease
 from ..._codec.record import unpack_record, with_header
 from .rows import atime_of, change_row, check_meta, damaged, seq_of
-from .env import Storage, Txn, change_log_slot
+from .env import Storage
+from .txn import Txn, change_log_slot
 from ...exceptions import CorruptedRecordError
 from ..base import REPORTED_EXAMPLES, CheckReport
 
