@@ -21,6 +21,6 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
 
 
 @pytest.fixture
-def store(stores: Stores) -> PersistDict:
-    """A fresh store on the engine under test, no background thread."""
+def db(stores: Stores) -> PersistDict:
+    """A fresh store on the engine under test, no background thread (tests/conftest.py's db, per engine)."""
     return stores.open()

@@ -1,0 +1,36 @@
+"""The LMDB engine's internals that the tests of tests/engines/lmdb/ reach into, gathered in one place:
+when the engine's modules move, only this file changes. Tests elsewhere use the public API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PersistDict import PersistDict
+from PersistDict._keys import probe_slot
+from PersistDict._maintenance import CLOCK_SLACK, LEASE, LONGEST_LEASE, try_take_lease
+from PersistDict._records import pack_record, unpack_record
+from PersistDict._storage import CHANGE_LOG_KEPT, TABLES, change_log_slot, encode_seq
+from PersistDict._table import pack_order
+
+# the modules that child-process scripts import by name
+STORAGE_MODULE = "PersistDict._storage"
+MAINTENANCE_MODULE = "PersistDict._maintenance"
+
+__all__ = ["CHANGE_LOG_KEPT", "CLOCK_SLACK", "LEASE", "LONGEST_LEASE", "MAINTENANCE_MODULE", "STORAGE_MODULE",
+           "TABLES", "change_log_slot", "encode_seq", "lease_holder", "pack_order", "pack_record", "probe_slot",
+           "slot_of", "engine_of", "try_take_lease", "unpack_record"]
+
+
+def engine_of(store: PersistDict) -> Any:
+    """The LMDB engine object under an open store (its environment, tables and transactions)."""
+    return store._storage
+
+
+def slot_of(store: PersistDict, key: Any) -> bytes:
+    """The records-table slot where ``key``'s collision chain starts in ``store``."""
+    return store._keys.slot(store._keys.lookup(key))
+
+
+def lease_holder(store: PersistDict) -> str:
+    """The name under which ``store``'s maintenance takes the lease."""
+    return store._maintenance.holder
