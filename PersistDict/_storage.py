@@ -777,7 +777,7 @@ class Storage:
         """Free py-lmdb's spare read transaction and its reader slot, before fork(); no transaction
         may be open. py-lmdb frees it when the map is resized, so "resize" it to its own size (LMDB
         unmaps and maps it again). Not a documented promise of py-lmdb's: the fork tests in
-        test_concurrency.py (e.g. test_fork_while_another_thread_reads_in_a_loop) fail without it."""
+        tests/engines/lmdb/test_fork.py (e.g. test_fork_while_another_thread_reads_in_a_loop) fail without it."""
         try:
             self.env.set_mapsize(self.env.info()["map_size"])
         except lmdb.Error as exc:  # mmap failed: this environment is unusable (its next use raises)
