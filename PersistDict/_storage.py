@@ -27,6 +27,7 @@ from loguru import logger
 from ._keys import read_as
 from ._records import record_expires
 from .exceptions import (
+    ClosedError,
     CorruptedDatabaseError,
     DatabasePermissionError,
     NotADatabaseDirectoryError,
@@ -121,8 +122,14 @@ def _map_for_data(env: lmdb.Environment, page_size: int, growth: int) -> None:
     env.set_mapsize(max(info["map_size"] * growth, 2 * (info["last_pgno"] + 1) * page_size))
 
 
+# py-lmdb's error for an object whose environment was closed under it (by another thread's close())
+_CLOSED_OBJECT = "closed/deleted/dropped object"
+
+
 def translate_error(exc: BaseException, path: str) -> BaseException:
     """The one place where LMDB and OS errors become PersistDict errors."""
+    if isinstance(exc, lmdb.Error) and _CLOSED_OBJECT in str(exc):
+        return ClosedError(f"database {path!r} is closed")
     if isinstance(exc, lmdb.ReadonlyError) or (
         isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
     ):
@@ -432,11 +439,12 @@ class _TxnGate:
         self.open_txns.pop()
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self, own: int = 0) -> Iterator[None]:
+        """Hold new transactions back until the open ones, but the caller's ``own``, have ended."""
         with self.resize_lock:
             self.resizing = True
             try:
-                while self.open_txns:
+                while len(self.open_txns) > own:
                     time.sleep(0.0005)
                 yield
             finally:
@@ -600,7 +608,10 @@ class Storage:
                 if value is self:
                     del _registry[key]
             self.closed = True
-            self._close_env()
+            # Not under another thread's transaction: py-lmdb would mark it closed and wait for
+            # its owner to abort it, which an abort of a closed transaction never does (a hang).
+            with self._gate.exclusive(own=getattr(self._local, "txn", None) is not None):
+                self._close_env()
 
     def __init__(self, path: str, durability: str, map_size: int) -> None:
         self.closed = False
@@ -763,7 +774,7 @@ class Storage:
                         self._reopening = False
                     self._open_env()
         if self.closed:
-            raise StorageError(errno.EBADF, f"database {self.path!r} is closed")
+            raise ClosedError(f"database {self.path!r} is closed")
         return self.env
 
     # -- transactions ---------------------------------------------------------
