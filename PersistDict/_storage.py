@@ -658,6 +658,8 @@ class Storage:
             self._dbs = _while_the_map_grows(lambda: tuple(self.env.open_db(name.encode()) for name in TABLES),
                                              adopt=lambda: _map_for_data(self.env, self.page_size, 1))
             self._records_db = self._dbs[0]
+            # kept open to notice the file unlinked under us (see _refuse_if_deleted)
+            self._data_fd = os.open(os.path.join(path, DATA_FILE), os.O_RDONLY | os.O_CLOEXEC)
         except lmdb.Error as exc:
             self.env.close()
             raise translate_error(exc, path) from exc
@@ -738,6 +740,7 @@ class Storage:
         # the map is unmapped when the last reference goes.
         self.txnid_views = None
         self._meta_map = None
+        os.close(self._data_fd)
         if self.generation != _fork_generation[0] and not self._reopening:
             # Inherited from the parent and never used here: closing it would abort
             # the parent's transactions (shared reader slots). Keep it, untouched.
@@ -971,6 +974,7 @@ class Storage:
 
     def _begin_write(self) -> Txn:
         env = self._checked_env()
+        self._refuse_if_deleted()
         gate = self._gate
         while True:
             gate.enter()
@@ -988,6 +992,13 @@ class Storage:
                 raise
             finally:
                 gate.write_begins.pop()
+
+    def _refuse_if_deleted(self) -> None:
+        """Refuse to write into a data file that was unlinked (the directory deleted under an open
+        store): LMDB would go on committing into it and everything written would vanish at close."""
+        if os.fstat(self._data_fd).st_nlink == 0:
+            raise StorageError(errno.ENOENT, f"database {self.path!r} was deleted while open: its data file "
+                                             "is gone, so nothing written now would be kept")
 
     @contextmanager
     def transaction(self) -> Iterator[Txn]:

@@ -3,11 +3,15 @@ write lock or dying with reader slots, and the database directory deleted under 
 
 from __future__ import annotations
 
+import contextlib
 import random
+import shutil
 import threading
 from pathlib import Path
 
-from PersistDict import ClosedError, PersistDict
+import pytest
+
+from PersistDict import ClosedError, PersistDict, StorageError
 
 CLOSE_RACE_ROUNDS = 40
 HANG = 60  # seconds: only reached when something hangs
@@ -69,3 +73,23 @@ def test_operations_losing_the_race_to_close_raise_closed_error(db_path: Path) -
         seen += errors
     wrong = [exc for exc in seen if not isinstance(exc, ClosedError)]
     assert not wrong, f"{len(wrong)} of {len(seen)} were not ClosedError: {sorted({repr(e) for e in wrong})[:5]}"
+
+
+def test_writes_after_the_directory_was_deleted_raise(db_path: Path) -> None:
+    """After rm -rf of an open store, writes raise StorageError naming the path; reads go on."""
+    d = PersistDict(db_path, background_thread="disabled", caching=False)
+    d.update({"a": 1, "b": 2})
+    shutil.rmtree(db_path)
+    with pytest.raises(StorageError, match=str(db_path)):
+        d["c"] = 3
+    with pytest.raises(StorageError, match="deleted"):
+        with d.transaction():
+            d["c"] = 3
+    with pytest.raises(StorageError, match="deleted"):
+        d.set_many({"d": 4})
+    with pytest.raises(StorageError, match="deleted"):
+        del d["a"]
+    assert d["a"] == 1 and d.get("b") == 2 and "c" not in d
+    with contextlib.suppress(StorageError):  # the access times it could not write are reported
+        d.close()
+    assert d.closed
