@@ -25,6 +25,7 @@ import lmdb
 from loguru import logger
 
 from ._keys import read_as
+from ._readers import reap_dead_readers
 from ._records import record_expires
 from .exceptions import (
     ClosedError,
@@ -643,11 +644,18 @@ class Storage:
             # max_spare_txns=1: a read reuses the last one's transaction and reader slot (~900
             # instructions less: no allocation, no cross-process reader-table lock). fork() drops it
             # first (see _before_fork).
-            self.env = _while_the_map_grows(lambda: lmdb.open(  # its first transaction may meet a grown map
-                path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
-                max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
-                readahead=True, max_spare_txns=1, lock=True,
-            ))
+            def open_() -> lmdb.Environment:
+                return _while_the_map_grows(lambda: lmdb.open(  # its first transaction may meet a grown map
+                    path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
+                    max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
+                    readahead=True, max_spare_txns=1, lock=True,
+                ))
+            try:
+                self.env = open_()
+            except lmdb.ReadersFullError:  # py-lmdb's open itself needs a slot: reap without it, then again
+                if not reap_dead_readers(path):
+                    raise
+                self.env = open_()
         except lmdb.Error as exc:
             raise translate_error(exc, path) from exc
         finally:
@@ -807,6 +815,10 @@ class Storage:
             return txn.get(slot), txn.id()
         except lmdb.MapResizedError:
             pass  # adopted below, once this read no longer counts as open
+        except lmdb.ReadersFullError as exc:
+            if self._reaped_dead_readers():
+                return self.read_record(slot)
+            raise translate_error(exc, self.path) from exc
         except lmdb.Error as exc:
             raise translate_error(exc, self.path) from exc
         finally:  # whatever happened: a leaked count would block every resize
@@ -839,6 +851,10 @@ class Storage:
             return None if data is None else record_expires(data)
         except lmdb.MapResizedError:
             pass
+        except lmdb.ReadersFullError as exc:
+            if self._reaped_dead_readers():
+                return self.read_expiry(slot)
+            raise translate_error(exc, self.path) from exc
         except lmdb.Error as exc:
             raise translate_error(exc, self.path) from exc
         finally:
@@ -847,6 +863,14 @@ class Storage:
             open_txns.pop()
         self._wait_or_adopt_resize()
         return self.read_expiry(slot)
+
+    def _reaped_dead_readers(self) -> bool:
+        """The reader table was full: free dead processes' slots; whether any was freed (then the
+        read runs again; write transactions take no slot)."""
+        try:
+            return bool(self._checked_env().reader_check())
+        except lmdb.Error:
+            return False
 
     def _wait_or_adopt_resize(self) -> None:
         if self._gate.resizing:
@@ -882,6 +906,11 @@ class Storage:
             gate.leave()
             self._wait_or_adopt_resize()
             return self.begin_read(buffers)
+        except lmdb.ReadersFullError as exc:
+            gate.leave()
+            if self._reaped_dead_readers():
+                return self.begin_read(buffers)
+            raise translate_error(exc, self.path) from exc
         except lmdb.Error as exc:
             gate.leave()
             raise translate_error(exc, self.path) from exc

@@ -6,6 +6,10 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -15,6 +19,42 @@ from PersistDict import ClosedError, PersistDict, StorageError
 
 CLOSE_RACE_ROUNDS = 40
 HANG = 60  # seconds: only reached when something hangs
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def start_child(code: str) -> subprocess.Popen[str]:
+    """A fresh interpreter running ``code`` against this checkout, talking through its stdin/stdout."""
+    script = f"import sys\nsys.path.insert(0, {ROOT!r})\n" + textwrap.dedent(code)
+    return subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def run_child(code: str) -> subprocess.CompletedProcess[str]:
+    script = f"import sys\nsys.path.insert(0, {ROOT!r})\n" + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=HANG)
+
+
+def fill_reader_table_and_die(path: Path) -> int:
+    """A process takes every free reader slot of the store and is SIGKILLed holding them; returns how many."""
+    filler = start_child(f"""
+        import lmdb, time
+        env = lmdb.open({str(path)!r}, max_readers=8192, max_dbs=8, max_spare_txns=0)
+        held = []
+        while True:
+            try:
+                held.append(env.begin())
+            except lmdb.ReadersFullError:
+                break
+        print(len(held), flush=True)
+        time.sleep(600)
+    """)
+    taken = int(filler.stdout.readline())
+    filler.send_signal(signal.SIGKILL)
+    filler.wait()
+    filler.stdout.close()
+    filler.stderr.close()
+    filler.stdin.close()
+    return taken
 
 
 def _use_until_closed(d: PersistDict, worker: int, started: threading.Barrier, errors: list[BaseException]) -> None:
@@ -93,3 +133,54 @@ def test_writes_after_the_directory_was_deleted_raise(db_path: Path) -> None:
     with contextlib.suppress(StorageError):  # the access times it could not write are reported
         d.close()
     assert d.closed
+
+
+def test_a_new_process_opens_a_store_whose_reader_table_is_full_of_dead_slots(db_path: Path) -> None:
+    """A reader table filled by a SIGKILLed process (another one keeps the store open) does not stop an open."""
+    with PersistDict(db_path, background_thread="disabled") as d:
+        d["a"] = 1
+    keeper = start_child(f"""
+        from PersistDict import PersistDict
+        d = PersistDict({str(db_path)!r}, background_thread="disabled")
+        print(d["a"], flush=True)
+        sys.stdin.readline()
+    """)
+    try:
+        assert keeper.stdout.readline().strip() == "1"
+        assert fill_reader_table_and_die(db_path) == 8191  # all but the keeper's
+        opened = run_child(f"""
+            from PersistDict import PersistDict
+            d = PersistDict({str(db_path)!r}, background_thread="disabled", caching=False)
+            print(d["a"], "a" in d)
+        """)
+        assert opened.stdout.split() == ["1", "True"], opened.stderr[-2000:]
+    finally:
+        keeper.communicate("done\n", timeout=HANG)
+
+
+def test_an_open_process_reads_when_the_reader_table_fills_with_dead_slots(db_path: Path) -> None:
+    """A process already open reaps dead processes' slots when a read finds the table full, then reads."""
+    with PersistDict(db_path, background_thread="disabled") as d:
+        d["a"] = 1
+    keeper = start_child(f"""
+        import os
+        from PersistDict import PersistDict
+        d = PersistDict({str(db_path)!r}, background_thread="disabled", caching=False)
+        assert d["a"] == 1
+        pid = os.fork()  # fork() drops this process's spare read transaction: the next read needs a slot
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        print(d["a"], "a" in d, d.get_many(["a"]), flush=True)
+    """)
+    try:
+        assert keeper.stdout.readline().strip() == "ready"
+        assert fill_reader_table_and_die(db_path) == 8192
+        out, err = keeper.communicate("go\n", timeout=HANG)
+        assert out.split() == ["1", "True", "{'a':", "1}"], err[-2000:]
+    finally:
+        if keeper.poll() is None:
+            keeper.kill()
+            keeper.wait()
