@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import lmdb
 from loguru import logger
 
+from . import _lmdb_tables
 from ._keys import read_as
 from ._readers import reap_dead_readers
 from ._records import record_expires
@@ -157,7 +158,7 @@ class Txn:
     tenth of a cold read.
     """
 
-    __slots__ = ("raw", "write", "buffers", "wrote", "changed", "changed_bytes",
+    __slots__ = ("raw", "write", "buffers", "wrote", "changed", "changed_bytes", "tables_lock",
                  "_records", "_order", "_atimes", "_meta", "_changes")
 
     def __init__(self, raw: lmdb.Transaction, dbs: tuple[Any, ...], write: bool, buffers: bool = True) -> None:
@@ -169,6 +170,7 @@ class Txn:
         # or more than the change log takes (CHANGE_LOG_MAX_BYTES, counted in changed_bytes)
         self.changed: list[bytes] | None = []
         self.changed_bytes = 0
+        self.tables_lock: Any = None  # an RLock held by a read that opened its own tables until it ends
         self._records, self._order, self._atimes, self._meta, self._changes = dbs
 
     def _note_changed(self, slot: bytes, lookup: bytes | None) -> None:
@@ -623,8 +625,10 @@ class Storage:
         self._reopening = False
         self._local = threading.local()
         self._gate = _TxnGate()
-        # one element per thread inside transaction(): lets readers skip a thread-local lookup
+        # one element per thread inside transaction(), and one while the tables are not open for good
+        # (see _lmdb_tables): reads look at these cases only when it is not empty
         self.txn_holders: list[None] = []
+        self._tables_lock = threading.RLock()
         self._open_env()
 
     # -- opening, closing, fork ---------------------------------------------
@@ -663,9 +667,15 @@ class Storage:
         try:
             self._check_file_size()
             self.env.reader_check()  # reap slots left by killed processes
-            self._dbs = _while_the_map_grows(lambda: tuple(self.env.open_db(name.encode()) for name in TABLES),
-                                             adopt=lambda: _map_for_data(self.env, self.page_size, 1))
-            self._records_db = self._dbs[0]
+            adopt = lambda: _map_for_data(self.env, self.page_size, 1)  # noqa: E731
+            self._dbs: tuple[Any, ...] | None = None
+            self._records_db: Any = None
+            if _while_the_map_grows(lambda: _lmdb_tables.all_exist(self.env, TABLES), adopt):
+                self.txn_holders.append(None)  # reads open the tables themselves until the first write
+            else:  # a new store: creating its tables waits for other processes' write transactions
+                self._dbs = _while_the_map_grows(
+                    lambda: tuple(self.env.open_db(name.encode()) for name in TABLES), adopt)
+                self._records_db = self._dbs[0]
             # kept open to notice the file unlinked under us (see _refuse_if_deleted)
             self._data_fd = os.open(os.path.join(path, DATA_FILE), os.O_RDONLY | os.O_CLOEXEC)
         except lmdb.Error as exc:
@@ -768,6 +778,7 @@ class Storage:
 
     def _reset_locks_after_fork(self) -> None:
         self._gate = _TxnGate()
+        self._tables_lock = threading.RLock()
         self._local = threading.local()
         self.txn_holders = []
         self.txnid_views = None  # the inherited map is not ours any more
@@ -801,7 +812,13 @@ class Storage:
             if active is not None:  # copied: decoding may run user code that writes in this txn
                 data = active.raw.get(slot, None, self._records_db)
                 return (None if data is None else bytes(data)), active.raw.id()
-        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+            if self._dbs is None:
+                with self.reading(False) as txn:
+                    return txn.record(slot), txn.id  # type: ignore[return-value]
+        if self.generation != _fork_generation[0]:  # forked: reopen, then read as the reopened store does
+            self._checked_env()
+            return self.read_record(slot)
+        env = self.env
         gate = self._gate
         open_txns = gate.open_txns
         open_txns.append(None)
@@ -836,7 +853,14 @@ class Storage:
             if active is not None:
                 data = active.raw.get(slot, None, self._records_db)
                 return None if data is None else record_expires(data)
-        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+            if self._dbs is None:
+                with self.reading() as txn:
+                    data = txn.record(slot)
+                    return None if data is None else record_expires(data)
+        if self.generation != _fork_generation[0]:
+            self._checked_env()
+            return self.read_expiry(slot)
+        env = self.env
         gate = self._gate
         open_txns = gate.open_txns
         open_txns.append(None)
@@ -897,6 +921,8 @@ class Storage:
         if active is not None:
             return active
         env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+        if self._dbs is None:
+            return self._begin_read_opening_tables(env, buffers)
         gate = self._gate
         gate.enter()
         try:
@@ -918,12 +944,62 @@ class Storage:
             gate.leave()
             raise
 
+    def _begin_read_opening_tables(self, env: lmdb.Environment, buffers: bool) -> Txn:
+        """begin_read before this process's first write: the read opens the tables itself (see
+        _lmdb_tables), holding _tables_lock until it ends (LMDB: one such transaction at a time)."""
+        lock = self._tables_lock
+        lock.acquire()
+        if self._dbs is not None:  # opened for good meanwhile
+            lock.release()
+            return self.begin_read(buffers)
+        gate = self._gate
+        gate.enter()
+        raw = None
+        try:
+            raw = env.begin(None, None, False, buffers)
+            txn = Txn(raw, _lmdb_tables.open_existing(env, raw, TABLES), False, buffers)
+            txn.tables_lock = lock
+            return txn
+        except BaseException as exc:
+            if raw is not None:
+                raw.abort()  # a read: closes the handles it opened
+            gate.leave()
+            lock.release()
+            if isinstance(exc, lmdb.MapResizedError):
+                self._wait_or_adopt_resize()
+                return self.begin_read(buffers)
+            if isinstance(exc, lmdb.ReadersFullError) and self._reaped_dead_readers():
+                return self.begin_read(buffers)
+            if isinstance(exc, lmdb.Error):
+                raise translate_error(exc, self.path) from exc
+            raise
+
+    def _keep_tables_open(self, raw: lmdb.Transaction) -> bool:
+        """Open the tables for good in ``raw``, this process's first write transaction, and commit
+        it empty (nothing is written): LMDB then gives the handles to every later transaction.
+        False, with ``raw`` left open, if another thread did it first."""
+        with self._tables_lock:  # no read is opening them meanwhile
+            if self._dbs is not None:  # between its commit and here, this thread took the writer lock
+                return False
+            try:
+                dbs = _lmdb_tables.open_existing(self.env, raw, TABLES)
+                raw.commit()
+            except BaseException:
+                self._abort_write(raw)
+                raise
+            self._records_db = dbs[0]  # before _dbs: a read that sees _dbs set uses it
+            self._dbs = dbs
+            self.txn_holders.pop()  # what _open_env added while they were not open
+            return True
+
     def end(self, txn: Txn) -> None:
         """Finish a read transaction from :meth:`begin_read`."""
         if txn.write:  # the thread's own write txn: committed by transaction()
             return
         txn.raw.abort()
         self._gate.leave()
+        if txn.tables_lock is not None:
+            txn.tables_lock.release()
 
     @contextmanager
     def reading(self, buffers: bool = True) -> Iterator[Txn]:
@@ -1009,7 +1085,10 @@ class Storage:
             gate.enter()
             gate.write_begins.append(None)
             try:
-                return Txn(env.begin(None, None, True, True), self._dbs, True)
+                raw = env.begin(None, None, True, True)
+                if self._dbs is not None or not self._keep_tables_open(raw):
+                    return Txn(raw, self._dbs, True)  # type: ignore[arg-type]
+                gate.leave()  # the tables' empty commit: begin again
             except lmdb.MapResizedError:
                 gate.leave()
                 self._wait_or_adopt_resize()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -184,3 +185,42 @@ def test_an_open_process_reads_when_the_reader_table_fills_with_dead_slots(db_pa
         if keeper.poll() is None:
             keeper.kill()
             keeper.wait()
+
+
+def read_line_within(process: subprocess.Popen[str], seconds: float) -> str:
+    """The next line ``process`` prints, or "" if it printed none within ``seconds`` (it hangs)."""
+    ready, _, _ = select.select([process.stdout], [], [], seconds)
+    return process.stdout.readline().strip() if ready else ""
+
+
+@pytest.mark.parametrize("writer_state", ["in a transaction", "stopped in a transaction"])
+def test_a_new_process_opens_and_reads_while_another_holds_the_write_lock(db_path: Path, writer_state: str) -> None:
+    """Opening an existing store and reading it never wait for another process's write transaction."""
+    writer = start_child(f"""
+        from PersistDict import PersistDict
+        d = PersistDict({str(db_path)!r})
+        d.update({{"a": 1, "b": 2}})
+        with d.transaction():
+            d["b"] = 3
+            print("holding", flush=True)
+            sys.stdin.readline()
+    """)
+    reader = None
+    try:
+        assert read_line_within(writer, HANG) == "holding"
+        if writer_state == "stopped in a transaction":
+            writer.send_signal(signal.SIGSTOP)
+        reader = start_child(f"""
+            from PersistDict import PersistDict
+            d = PersistDict({str(db_path)!r})
+            print(d["a"], d.get("b"), "a" in d, len(d), sorted(d.items()), flush=True)
+        """)
+        # bounded: before the fix the open waited for the writer's commit, which never comes here
+        assert read_line_within(reader, 20) == "1 2 True 2 [('a', 1), ('b', 2)]"
+    finally:
+        writer.send_signal(signal.SIGCONT)
+        out, err = writer.communicate("done\n", timeout=HANG)
+        assert writer.returncode == 0, err[-2000:]
+        if reader is not None:
+            _, err = reader.communicate(timeout=HANG)
+            assert reader.returncode == 0, err[-2000:]
