@@ -24,15 +24,18 @@ from typing import Any, TypeVar
 import lmdb
 from loguru import logger
 
+from . import _lmdb_tables
 from ._keys import read_as
 from ._lmdb_file import check_final_pages_are_free
 from ._permissions import warn_if_others_can_write
+from ._readers import reap_dead_readers
 from ._records import record_expires
 from ._rows import LENGTH as _LENGTH
 from ._rows import SEQ as _SEQ
 from ._rows import TIME as _FLOAT
 from ._rows import atime_of, change_row, damaged, seq_of
 from .exceptions import (
+    ClosedError,
     CorruptedDatabaseError,
     CorruptedRecordError,
     DatabasePermissionError,
@@ -125,8 +128,14 @@ def _map_for_data(env: lmdb.Environment, page_size: int, growth: int) -> None:
     env.set_mapsize(max(info["map_size"] * growth, 2 * (info["last_pgno"] + 1) * page_size))
 
 
+# py-lmdb's error for an object whose environment was closed under it (by another thread's close())
+_CLOSED_OBJECT = "closed/deleted/dropped object"
+
+
 def translate_error(exc: BaseException, path: str) -> BaseException:
     """The one place where LMDB and OS errors become PersistDict errors."""
+    if isinstance(exc, lmdb.Error) and _CLOSED_OBJECT in str(exc):
+        return ClosedError(f"database {path!r} is closed")
     if isinstance(exc, lmdb.ReadonlyError) or (
         isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
     ):
@@ -153,7 +162,7 @@ class Txn:
     tenth of a cold read.
     """
 
-    __slots__ = ("raw", "write", "buffers", "wrote", "changed", "changed_bytes",
+    __slots__ = ("raw", "write", "buffers", "wrote", "changed", "changed_bytes", "tables_lock",
                  "_records", "_order", "_atimes", "_meta", "_changes")
 
     def __init__(self, raw: lmdb.Transaction, dbs: tuple[Any, ...], write: bool, buffers: bool = True) -> None:
@@ -165,6 +174,7 @@ class Txn:
         # or more than the change log takes (CHANGE_LOG_MAX_BYTES, counted in changed_bytes)
         self.changed: list[bytes] | None = []
         self.changed_bytes = 0
+        self.tables_lock: Any = None  # an RLock held by a read that opened its own tables until it ends
         self._records, self._order, self._atimes, self._meta, self._changes = dbs
 
     def _note_changed(self, slot: bytes, lookup: bytes | None) -> None:
@@ -461,11 +471,12 @@ class _TxnGate:
         self.open_txns.pop()
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self, own: int = 0) -> Iterator[None]:
+        """Hold new transactions back until the open ones, but the caller's ``own``, have ended."""
         with self.resize_lock:
             self.resizing = True
             try:
-                while self.open_txns:
+                while len(self.open_txns) > own:
                     time.sleep(0.0005)
                 yield
             finally:
@@ -630,7 +641,10 @@ class Storage:
                 if value is self:
                     del _registry[key]
             self.closed = True
-            self._close_env()
+            # Not under another thread's transaction: py-lmdb would mark it closed and wait for
+            # its owner to abort it, which an abort of a closed transaction never does (a hang).
+            with self._gate.exclusive(own=getattr(self._local, "txn", None) is not None):
+                self._close_env()
 
     def __init__(self, path: str, durability: str, map_size: int) -> None:
         self.closed = False
@@ -641,8 +655,10 @@ class Storage:
         self._reopening = False
         self._local = threading.local()
         self._gate = _TxnGate()
-        # one element per thread inside transaction(): lets readers skip a thread-local lookup
+        # one element per thread inside transaction(), and one while the tables are not open for good
+        # (see _lmdb_tables): reads look at these cases only when it is not empty
         self.txn_holders: list[None] = []
+        self._tables_lock = threading.RLock()
         self._open_env()
 
     # -- opening, closing, fork ---------------------------------------------
@@ -669,11 +685,18 @@ class Storage:
             # max_spare_txns=1: a read reuses the last one's transaction and reader slot (~900
             # instructions less: no allocation, no cross-process reader-table lock). fork() drops it
             # first (see _before_fork).
-            self.env = _while_the_map_grows(lambda: lmdb.open(  # its first transaction may meet a grown map
-                path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
-                max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
-                readahead=True, max_spare_txns=1, lock=True,
-            ))
+            def open_() -> lmdb.Environment:
+                return _while_the_map_grows(lambda: lmdb.open(  # its first transaction may meet a grown map
+                    path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
+                    max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
+                    readahead=True, max_spare_txns=1, lock=True,
+                ))
+            try:
+                self.env = open_()
+            except lmdb.ReadersFullError:  # py-lmdb's open itself needs a slot: reap without it, then again
+                if not reap_dead_readers(path):
+                    raise
+                self.env = open_()
         except lmdb.Error as exc:
             raise translate_error(exc, path) from exc
         finally:
@@ -681,9 +704,17 @@ class Storage:
         try:
             self._check_file_size()
             self.env.reader_check()  # reap slots left by killed processes
-            self._dbs = _while_the_map_grows(lambda: tuple(self.env.open_db(name.encode()) for name in TABLES),
-                                             adopt=lambda: _map_for_data(self.env, self.page_size, 1))
-            self._records_db = self._dbs[0]
+            adopt = lambda: _map_for_data(self.env, self.page_size, 1)  # noqa: E731
+            self._dbs: tuple[Any, ...] | None = None
+            self._records_db: Any = None
+            if _while_the_map_grows(lambda: _lmdb_tables.all_exist(self.env, TABLES), adopt):
+                self.txn_holders.append(None)  # reads open the tables themselves until the first write
+            else:  # a new store: creating its tables waits for other processes' write transactions
+                self._dbs = _while_the_map_grows(
+                    lambda: tuple(self.env.open_db(name.encode()) for name in TABLES), adopt)
+                self._records_db = self._dbs[0]
+            # kept open to notice the file unlinked under us (see _refuse_if_deleted)
+            self._data_fd = os.open(os.path.join(path, DATA_FILE), os.O_RDONLY | os.O_CLOEXEC)
         except lmdb.Error as exc:
             self.env.close()
             raise translate_error(exc, path) from exc
@@ -766,6 +797,7 @@ class Storage:
         # the map is unmapped when the last reference goes.
         self.txnid_views = None
         self._meta_map = None
+        os.close(self._data_fd)
         if self.generation != _fork_generation[0] and not self._reopening:
             # Inherited from the parent and never used here: closing it would abort
             # the parent's transactions (shared reader slots). Keep it, untouched.
@@ -785,6 +817,7 @@ class Storage:
 
     def _reset_locks_after_fork(self) -> None:
         self._gate = _TxnGate()
+        self._tables_lock = threading.RLock()
         self._local = threading.local()
         self.txn_holders = []
         self.txnid_views = None  # the inherited map is not ours any more
@@ -802,7 +835,7 @@ class Storage:
                         self._reopening = False
                     self._open_env()
         if self.closed:
-            raise StorageError(errno.EBADF, f"database {self.path!r} is closed")
+            raise ClosedError(f"database {self.path!r} is closed")
         return self.env
 
     # -- transactions ---------------------------------------------------------
@@ -818,7 +851,13 @@ class Storage:
             if active is not None:  # copied: decoding may run user code that writes in this txn
                 data = active.raw.get(slot, None, self._records_db)
                 return (None if data is None else bytes(data)), active.raw.id()
-        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+            if self._dbs is None:
+                with self.reading(False) as txn:
+                    return txn.record(slot), txn.id  # type: ignore[return-value]
+        if self.generation != _fork_generation[0]:  # forked: reopen, then read as the reopened store does
+            self._checked_env()
+            return self.read_record(slot)
+        env = self.env
         gate = self._gate
         open_txns = gate.open_txns
         open_txns.append(None)
@@ -832,6 +871,10 @@ class Storage:
             return txn.get(slot), txn.id()
         except lmdb.MapResizedError:
             pass  # adopted below, once this read no longer counts as open
+        except lmdb.ReadersFullError as exc:
+            if self._reaped_dead_readers():
+                return self.read_record(slot)
+            raise translate_error(exc, self.path) from exc
         except lmdb.Error as exc:
             raise translate_error(exc, self.path) from exc
         finally:  # whatever happened: a leaked count would block every resize
@@ -849,7 +892,14 @@ class Storage:
             if active is not None:
                 data = active.raw.get(slot, None, self._records_db)
                 return None if data is None else record_expires(data, slot)
-        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+            if self._dbs is None:
+                with self.reading() as txn:
+                    data = txn.record(slot)
+                    return None if data is None else record_expires(data, slot)
+        if self.generation != _fork_generation[0]:
+            self._checked_env()
+            return self.read_expiry(slot)
+        env = self.env
         gate = self._gate
         open_txns = gate.open_txns
         open_txns.append(None)
@@ -864,6 +914,10 @@ class Storage:
             return None if data is None else record_expires(data, slot)
         except lmdb.MapResizedError:
             pass
+        except lmdb.ReadersFullError as exc:
+            if self._reaped_dead_readers():
+                return self.read_expiry(slot)
+            raise translate_error(exc, self.path) from exc
         except lmdb.Error as exc:
             raise translate_error(exc, self.path) from exc
         finally:
@@ -872,6 +926,14 @@ class Storage:
             open_txns.pop()
         self._wait_or_adopt_resize()
         return self.read_expiry(slot)
+
+    def _reaped_dead_readers(self) -> bool:
+        """The reader table was full: free dead processes' slots; whether any was freed (then the
+        read runs again; write transactions take no slot)."""
+        try:
+            return bool(self._checked_env().reader_check())
+        except lmdb.Error:
+            return False
 
     def _wait_or_adopt_resize(self) -> None:
         if self._gate.resizing:
@@ -898,6 +960,8 @@ class Storage:
         if active is not None:
             return active
         env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+        if self._dbs is None:
+            return self._begin_read_opening_tables(env, buffers)
         gate = self._gate
         gate.enter()
         try:
@@ -907,6 +971,11 @@ class Storage:
             gate.leave()
             self._wait_or_adopt_resize()
             return self.begin_read(buffers)
+        except lmdb.ReadersFullError as exc:
+            gate.leave()
+            if self._reaped_dead_readers():
+                return self.begin_read(buffers)
+            raise translate_error(exc, self.path) from exc
         except lmdb.Error as exc:
             gate.leave()
             raise translate_error(exc, self.path) from exc
@@ -914,12 +983,62 @@ class Storage:
             gate.leave()
             raise
 
+    def _begin_read_opening_tables(self, env: lmdb.Environment, buffers: bool) -> Txn:
+        """begin_read before this process's first write: the read opens the tables itself (see
+        _lmdb_tables), holding _tables_lock until it ends (LMDB: one such transaction at a time)."""
+        lock = self._tables_lock
+        lock.acquire()
+        if self._dbs is not None:  # opened for good meanwhile
+            lock.release()
+            return self.begin_read(buffers)
+        gate = self._gate
+        gate.enter()
+        raw = None
+        try:
+            raw = env.begin(None, None, False, buffers)
+            txn = Txn(raw, _lmdb_tables.open_existing(env, raw, TABLES), False, buffers)
+            txn.tables_lock = lock
+            return txn
+        except BaseException as exc:
+            if raw is not None:
+                raw.abort()  # a read: closes the handles it opened
+            gate.leave()
+            lock.release()
+            if isinstance(exc, lmdb.MapResizedError):
+                self._wait_or_adopt_resize()
+                return self.begin_read(buffers)
+            if isinstance(exc, lmdb.ReadersFullError) and self._reaped_dead_readers():
+                return self.begin_read(buffers)
+            if isinstance(exc, lmdb.Error):
+                raise translate_error(exc, self.path) from exc
+            raise
+
+    def _keep_tables_open(self, raw: lmdb.Transaction) -> bool:
+        """Open the tables for good in ``raw``, this process's first write transaction, and commit
+        it empty (nothing is written): LMDB then gives the handles to every later transaction.
+        False, with ``raw`` left open, if another thread did it first."""
+        with self._tables_lock:  # no read is opening them meanwhile
+            if self._dbs is not None:  # between its commit and here, this thread took the writer lock
+                return False
+            try:
+                dbs = _lmdb_tables.open_existing(self.env, raw, TABLES)
+                raw.commit()
+            except BaseException:
+                self._abort_write(raw)
+                raise
+            self._records_db = dbs[0]  # before _dbs: a read that sees _dbs set uses it
+            self._dbs = dbs
+            self.txn_holders.pop()  # what _open_env added while they were not open
+            return True
+
     def end(self, txn: Txn) -> None:
         """Finish a read transaction from :meth:`begin_read`."""
         if txn.write:  # the thread's own write txn: committed by transaction()
             return
         txn.raw.abort()
         self._gate.leave()
+        if txn.tables_lock is not None:
+            txn.tables_lock.release()
 
     @contextmanager
     def reading(self, buffers: bool = True) -> Iterator[Txn]:
@@ -999,12 +1118,16 @@ class Storage:
 
     def _begin_write(self) -> Txn:
         env = self._checked_env()
+        self._refuse_if_deleted()
         gate = self._gate
         while True:
             gate.enter()
             gate.write_begins.append(None)
             try:
-                return Txn(env.begin(None, None, True, True), self._dbs, True)
+                raw = env.begin(None, None, True, True)
+                if self._dbs is not None or not self._keep_tables_open(raw):
+                    return Txn(raw, self._dbs, True)  # type: ignore[arg-type]
+                gate.leave()  # the tables' empty commit: begin again
             except lmdb.MapResizedError:
                 gate.leave()
                 self._wait_or_adopt_resize()
@@ -1016,6 +1139,13 @@ class Storage:
                 raise
             finally:
                 gate.write_begins.pop()
+
+    def _refuse_if_deleted(self) -> None:
+        """Refuse to write into a data file that was unlinked (the directory deleted under an open
+        store): LMDB would go on committing into it and everything written would vanish at close."""
+        if os.fstat(self._data_fd).st_nlink == 0:
+            raise StorageError(errno.ENOENT, f"database {self.path!r} was deleted while open: its data file "
+                                             "is gone, so nothing written now would be kept")
 
     @contextmanager
     def transaction(self) -> Iterator[Txn]:
