@@ -1,4 +1,4 @@
-"""Worker functions for tests/test_concurrency.py.
+"""Worker functions for the thread, process and fork tests (tests/test_threads.py, test_processes.py, ...).
 
 They live in an importable module (not in the test file) so that the "spawn"
 start method can find them by name. Every worker opens its own PersistDict

@@ -1,4 +1,4 @@
-"""Shared fixtures: fresh database directories and instances closed after each test."""
+"""Shared fixtures of every folder: fresh database directories and instances closed after each test."""
 
 from __future__ import annotations
 
@@ -44,3 +44,25 @@ def make_db(db_path: Path) -> Iterator[Callable[..., PersistDict]]:
 @pytest.fixture
 def db(make_db: Callable[..., PersistDict]) -> PersistDict:
     return make_db()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    """``db_path`` as a str (the thread and process tests hand it to workers)."""
+    return str(tmp_path / "db")
+
+
+@pytest.fixture
+def opened() -> Iterator[Callable[..., PersistDict]]:
+    """Open PersistDict instances on any path through this (no background thread); closed at teardown."""
+    instances: list[PersistDict] = []
+
+    def open_(path: str, **kwargs: Any) -> PersistDict:
+        kwargs.setdefault("background_thread", "disabled")
+        d = PersistDict(path, **kwargs)
+        instances.append(d)
+        return d
+
+    yield open_
+    for d in instances:
+        d.close()

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from PersistDict._frontcache.cache import FrontCache
-from PersistDict._codec.record import KIND_STR
+from _internals import KIND_STR, FrontCache
 
 
 def _cache_with(key: str, value: bytes, valid_at: int) -> FrontCache:

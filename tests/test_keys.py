@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _internals import KEYS_MODULE, KeyCodec
 from PersistDict import KeyEncodingError, PersistDict, canonical_key_serializer, canonical_key_unserializer
-from PersistDict._codec.keys import KeyCodec
 
 SAMPLE_KEYS: list[Any] = [
     "plain", "", "ünïcode ✓", "\udcff surrogate", b"\x00bytes", 0, -1, 2**80, 1.5, float("inf"), None, True,
@@ -26,7 +26,8 @@ SAMPLE_KEYS: list[Any] = [
 ENCODE_SCRIPT = """
 import sys, json
 sys.path.insert(0, {root!r})
-from PersistDict._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
+from PersistDict import canonical_key_serializer, canonical_key_unserializer
+from {keys_module} import KeyCodec
 codec = KeyCodec(canonical_key_serializer, canonical_key_unserializer, 511)
 keys = [("a" + "b", ("x" * 3, "y")), frozenset({{"alpha", "beta", "gamma", "delta", ("t", 1)}}),
         frozenset({{1, 2.5, "three", None}}), ("".join(["s", "t"]), "st")]
@@ -40,7 +41,7 @@ def test_encoding_is_canonical_across_hash_seeds() -> None:
     outputs = set()
     for seed in ("0", "1", "12345", "random"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
-        result = subprocess.run([sys.executable, "-c", ENCODE_SCRIPT.format(root=root)], env=env,
+        result = subprocess.run([sys.executable, "-c", ENCODE_SCRIPT.format(root=root, keys_module=KEYS_MODULE)], env=env,
                                 capture_output=True, text=True, check=True)
         outputs.add(result.stdout)
     assert len(outputs) == 1

@@ -14,16 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from PersistDict._codec import record as _records
-from PersistDict._codec.record import HEADER_SIZE, pack_record, py_record_expires, py_unpack_value
+from _internals import (HEADER_SIZE, RECORDS_MODULE, SPEEDUPS_MODULE, compiled_records, pack_record,
+                        py_record_expires, py_unpack_value)
+from _internals import records as _records
 from PersistDict.exceptions import CorruptedRecordError
 
 PURE_PYTHON = bool(os.environ.get("PERSISTDICT_PURE_PYTHON"))
 
-try:
-    from PersistDict import _speedups as compiled
-except ImportError:
-    compiled = None
+compiled = compiled_records()
 
 
 def test_the_read_path_uses_the_compiled_parsers():
@@ -169,9 +167,9 @@ def test_unknown_version_and_impossible_lengths():
     assert_same(key_too_long, b"sk")
 
 
-CRC_CHECK_SCRIPT = """
-import os, sys, zlib
-from PersistDict import _speedups as compiled
+CRC_CHECK_SCRIPT = f"""
+import importlib, os, sys, zlib
+compiled = importlib.import_module({SPEEDUPS_MODULE!r})
 data = os.urandom(20_000)
 for n in [*range(0, 600), 1000, 2047, 2048, 2100, 4096, 6200, 14_000, 20_000]:
     assert compiled.crc32(data[:n]) == zlib.crc32(data[:n]), n
@@ -258,9 +256,9 @@ def test_no_leak():
 def test_pure_python_mode_works(tmp_path):
     """PERSISTDICT_PURE_PYTHON=1 switches the compiled parsers off; the store reads the same."""
     script = (
-        "import sys\n"
-        "from PersistDict import PersistDict\nfrom PersistDict._codec import record as _records\n"
-        "assert not _records.SPEEDUPS\n"
+        "import importlib, sys\n"
+        "from PersistDict import PersistDict\n"
+        f"assert not importlib.import_module({RECORDS_MODULE!r}).SPEEDUPS\n"
         "d = PersistDict(sys.argv[1])\n"
         "assert d['a'] == [1, 2] and 'a' in d and 'b' not in d and d.get_many(['a']) == {'a': [1, 2]}\n"
         "d['c'] = 'x' * 10_000\n"

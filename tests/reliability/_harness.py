@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import _workers as w
-from test_concurrency import bounded, join_all  # noqa: F401 - the suite's helpers, shared
+from _concurrency import bounded, join_all  # noqa: F401 - the suite's helpers, shared
 
 from PersistDict import PersistDict
 

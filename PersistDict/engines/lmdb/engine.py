@@ -36,7 +36,8 @@ T = TypeVar("T")
 
 CALLED = b"called"  # meta row: d(...) was called (until clear())
 FORMAT = b"format"  # meta row: the store's format record
-_RESIZED: Any = object()
+_RESIZED: Any = object()  # get's markers: read again
+_REAPED: Any = object()
 
 
 class LmdbEngine:
@@ -72,7 +73,12 @@ class LmdbEngine:
                     return -1, 0.0, 0, b"", active.raw.id()
                 seq, expires, kind, payload = unpack_value(bytes(data), lookup)
                 return seq, expires, kind, payload, active.raw.id()
-        env = storage.env if storage.generation == _fork_generation[0] else storage._checked_env()
+            if storage._dbs is None:  # the tables are not open for good yet (see tables.py)
+                return self._get_hashed(lookup)
+        if storage.generation != _fork_generation[0]:  # forked: reopen, then read as the reopened store does
+            storage._checked_env()
+            return self.get(lookup)
+        env = storage.env
         gate = storage._gate
         open_txns = gate.open_txns
         open_txns.append(None)
@@ -87,6 +93,10 @@ class LmdbEngine:
             snapshot = txn.id()
         except lmdb.MapResizedError:
             data = _RESIZED  # adopted below, once this read no longer counts as open
+        except lmdb.ReadersFullError as exc:
+            if not storage._reaped_dead_readers():
+                raise translate_error(exc, storage.path) from exc
+            data = _REAPED
         except lmdb.Error as exc:
             raise translate_error(exc, storage.path) from exc
         finally:  # whatever happened: a leaked count would block every resize
@@ -95,13 +105,15 @@ class LmdbEngine:
             open_txns.pop()
         if data is None:
             return -1, 0.0, 0, b"", snapshot
-        if data is _RESIZED:
-            storage._wait_or_adopt_resize()
+        if data is _RESIZED or data is _REAPED:
+            if data is _RESIZED:
+                storage._wait_or_adopt_resize()
             return self.get(lookup)
         seq, expires, kind, payload = unpack_value(data, lookup)
         return seq, expires, kind, payload, snapshot
 
     def _get_hashed(self, lookup: bytes) -> tuple[int, float, int, Any, int]:
+        """get in a transaction of storage.reading(): for a hashed slot, or before the tables are open for good."""
         with self.storage.reading() as txn:
             record = entries.find(txn, lookup, self.slots.slot(lookup)).record
             if record is None:
@@ -119,7 +131,12 @@ class LmdbEngine:
             if active is not None:
                 data = active.raw.get(lookup, None, storage._records_db)
                 return None if data is None else record_expires(data, lookup)
-        env = storage.env if storage.generation == _fork_generation[0] else storage._checked_env()
+            if storage._dbs is None:
+                return self._expires_hashed(lookup)
+        if storage.generation != _fork_generation[0]:
+            storage._checked_env()
+            return self.expires(lookup)
+        env = storage.env
         gate = storage._gate
         open_txns = gate.open_txns
         open_txns.append(None)
@@ -134,6 +151,10 @@ class LmdbEngine:
             return None if data is None else record_expires(data, lookup)
         except lmdb.MapResizedError:
             pass
+        except lmdb.ReadersFullError as exc:
+            if storage._reaped_dead_readers():
+                return self.expires(lookup)
+            raise translate_error(exc, storage.path) from exc
         except lmdb.Error as exc:
             raise translate_error(exc, storage.path) from exc
         finally:
@@ -144,6 +165,7 @@ class LmdbEngine:
         return self.expires(lookup)
 
     def _expires_hashed(self, lookup: bytes) -> float | None:
+        """expires through storage.reading() (see _get_hashed)."""
         with self.storage.reading() as txn:
             record = entries.find(txn, lookup, self.slots.slot(lookup)).record
             return None if record is None else record.expires

@@ -16,12 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import lmdb
 from loguru import logger
 
 from ...exceptions import (
+    ClosedError,
     CorruptedDatabaseError,
     DatabasePermissionError,
     NotADatabaseDirectoryError,
@@ -34,6 +35,8 @@ from .feed import fork_generation as _fork_generation
 from .gate import TxnGate
 from .layout import check_final_pages_are_free
 from .permissions import warn_if_others_can_write
+from .readers import reap_dead_readers
+from . import tables as _lmdb_tables
 from .txn import TABLES, Txn, change_log_slot, encode_seq  # noqa: F401 - also read here by tests
 
 T = TypeVar("T")
@@ -221,7 +224,10 @@ class Storage(MetaPageFeed):
                 if value is self:
                     del _registry[key]
             self.closed = True
-            self._close_env()
+            # Not under another thread's transaction: py-lmdb would mark it closed and wait for
+            # its owner to abort it, which an abort of a closed transaction never does (a hang).
+            with self._gate.exclusive(own=getattr(self._local, "txn", None) is not None):
+                self._close_env()
 
     def __init__(self, path: str, durability: str, map_size: int) -> None:
         self.closed = False
@@ -232,7 +238,10 @@ class Storage(MetaPageFeed):
         self._reopening = False
         self._local = threading.local()
         self._gate = TxnGate()
+        # one element per thread inside transaction(), and one while the tables are not open for good
+        # (see tables.py): reads look at these cases only when it is not empty
         self.txn_holders = []
+        self._tables_lock = threading.RLock()
         self._open_env()
 
     # -- opening, closing, fork ---------------------------------------------
@@ -259,11 +268,18 @@ class Storage(MetaPageFeed):
             # max_spare_txns=1: a read reuses the last one's transaction and reader slot (~900
             # instructions less: no allocation, no cross-process reader-table lock). fork() drops it
             # first (see _before_fork).
-            self.env = _while_the_map_grows(lambda: lmdb.open(  # its first transaction may meet a grown map
-                path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
-                max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
-                readahead=True, max_spare_txns=1, lock=True,
-            ))
+            def open_() -> lmdb.Environment:
+                return _while_the_map_grows(lambda: lmdb.open(  # its first transaction may meet a grown map
+                    path, map_size=self._initial_map_size, subdir=True, max_dbs=len(TABLES) + 1,
+                    max_readers=MAX_READERS, mode=FILE_MODE, sync=sync, metasync=metasync,
+                    readahead=True, max_spare_txns=1, lock=True,
+                ))
+            try:
+                self.env = open_()
+            except lmdb.ReadersFullError:  # py-lmdb's open itself needs a slot: reap without it, then again
+                if not reap_dead_readers(path):
+                    raise
+                self.env = open_()
         except lmdb.Error as exc:
             raise translate_error(exc, path) from exc
         finally:
@@ -271,9 +287,17 @@ class Storage(MetaPageFeed):
         try:
             self._check_file_size()
             self.env.reader_check()  # reap slots left by killed processes
-            self._dbs = _while_the_map_grows(lambda: tuple(self.env.open_db(name.encode()) for name in TABLES),
-                                             adopt=lambda: _map_for_data(self.env, self.page_size, 1))
-            self._records_db = self._dbs[0]
+            adopt = lambda: _map_for_data(self.env, self.page_size, 1)  # noqa: E731
+            self._dbs: tuple[Any, ...] | None = None
+            self._records_db: Any = None
+            if _while_the_map_grows(lambda: _lmdb_tables.all_exist(self.env, TABLES), adopt):
+                self.txn_holders.append(None)  # reads open the tables themselves until the first write
+            else:  # a new store: creating its tables waits for other processes' write transactions
+                self._dbs = _while_the_map_grows(
+                    lambda: tuple(self.env.open_db(name.encode()) for name in TABLES), adopt)
+                self._records_db = self._dbs[0]
+            # kept open to notice the file unlinked under us (see _refuse_if_deleted)
+            self._data_fd = os.open(os.path.join(path, DATA_FILE), os.O_RDONLY | os.O_CLOEXEC)
         except lmdb.Error as exc:
             self.env.close()
             raise translate_error(exc, path) from exc
@@ -324,6 +348,7 @@ class Storage(MetaPageFeed):
         # the map is unmapped when the last reference goes.
         self.views = None
         self._meta_map = None
+        os.close(self._data_fd)
         if self.generation != _fork_generation[0] and not self._reopening:
             # Inherited from the parent and never used here: closing it would abort
             # the parent's transactions (shared reader slots). Keep it, untouched.
@@ -335,7 +360,7 @@ class Storage(MetaPageFeed):
         """Free py-lmdb's spare read transaction and its reader slot, before fork(); no transaction
         may be open. py-lmdb frees it when the map is resized, so "resize" it to its own size (LMDB
         unmaps and maps it again). Not a documented promise of py-lmdb's: the fork tests in
-        test_concurrency.py (e.g. test_fork_while_another_thread_reads_in_a_loop) fail without it."""
+        tests/engines/lmdb/test_fork.py (e.g. test_fork_while_another_thread_reads_in_a_loop) fail without it."""
         try:
             self.env.set_mapsize(self.env.info()["map_size"])
         except lmdb.Error as exc:  # mmap failed: this environment is unusable (its next use raises)
@@ -343,6 +368,7 @@ class Storage(MetaPageFeed):
 
     def _reset_locks_after_fork(self) -> None:
         self._gate = TxnGate()
+        self._tables_lock = threading.RLock()
         self._local = threading.local()
         self.txn_holders = []
         self.views = None  # the inherited map is not ours any more
@@ -360,10 +386,18 @@ class Storage(MetaPageFeed):
                         self._reopening = False
                     self._open_env()
         if self.closed:
-            raise StorageError(errno.EBADF, f"database {self.path!r} is closed")
+            raise ClosedError(f"database {self.path!r} is closed")
         return self.env
 
     # -- transactions ---------------------------------------------------------
+
+    def _reaped_dead_readers(self) -> bool:
+        """The reader table was full: free dead processes' slots; whether any was freed (then the
+        read runs again; write transactions take no slot)."""
+        try:
+            return bool(self._checked_env().reader_check())
+        except lmdb.Error:
+            return False
 
     def _wait_or_adopt_resize(self) -> None:
         if self._gate.resizing:
@@ -390,6 +424,8 @@ class Storage(MetaPageFeed):
         if active is not None:
             return active
         env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+        if self._dbs is None:
+            return self._begin_read_opening_tables(env, buffers)
         gate = self._gate
         gate.enter()
         try:
@@ -399,6 +435,11 @@ class Storage(MetaPageFeed):
             gate.leave()
             self._wait_or_adopt_resize()
             return self.begin_read(buffers)
+        except lmdb.ReadersFullError as exc:
+            gate.leave()
+            if self._reaped_dead_readers():
+                return self.begin_read(buffers)
+            raise translate_error(exc, self.path) from exc
         except lmdb.Error as exc:
             gate.leave()
             raise translate_error(exc, self.path) from exc
@@ -406,12 +447,62 @@ class Storage(MetaPageFeed):
             gate.leave()
             raise
 
+    def _begin_read_opening_tables(self, env: lmdb.Environment, buffers: bool) -> Txn:
+        """begin_read before this process's first write: the read opens the tables itself (see
+        tables.py), holding _tables_lock until it ends (LMDB: one such transaction at a time)."""
+        lock = self._tables_lock
+        lock.acquire()
+        if self._dbs is not None:  # opened for good meanwhile
+            lock.release()
+            return self.begin_read(buffers)
+        gate = self._gate
+        gate.enter()
+        raw = None
+        try:
+            raw = env.begin(None, None, False, buffers)
+            txn = Txn(raw, _lmdb_tables.open_existing(env, raw, TABLES), False, buffers)
+            txn.tables_lock = lock
+            return txn
+        except BaseException as exc:
+            if raw is not None:
+                raw.abort()  # a read: closes the handles it opened
+            gate.leave()
+            lock.release()
+            if isinstance(exc, lmdb.MapResizedError):
+                self._wait_or_adopt_resize()
+                return self.begin_read(buffers)
+            if isinstance(exc, lmdb.ReadersFullError) and self._reaped_dead_readers():
+                return self.begin_read(buffers)
+            if isinstance(exc, lmdb.Error):
+                raise translate_error(exc, self.path) from exc
+            raise
+
+    def _keep_tables_open(self, raw: lmdb.Transaction) -> bool:
+        """Open the tables for good in ``raw``, this process's first write transaction, and commit
+        it empty (nothing is written): LMDB then gives the handles to every later transaction.
+        False, with ``raw`` left open, if another thread did it first."""
+        with self._tables_lock:  # no read is opening them meanwhile
+            if self._dbs is not None:  # between its commit and here, this thread took the writer lock
+                return False
+            try:
+                dbs = _lmdb_tables.open_existing(self.env, raw, TABLES)
+                raw.commit()
+            except BaseException:
+                self._abort_write(raw)
+                raise
+            self._records_db = dbs[0]  # before _dbs: a read that sees _dbs set uses it
+            self._dbs = dbs
+            self.txn_holders.pop()  # what _open_env added while they were not open
+            return True
+
     def end(self, txn: Txn) -> None:
         """Finish a read transaction from :meth:`begin_read`."""
         if txn.write:  # the thread's own write txn: committed by transaction()
             return
         txn.raw.abort()
         self._gate.leave()
+        if txn.tables_lock is not None:
+            txn.tables_lock.release()
 
     @contextmanager
     def reading(self, buffers: bool = True) -> Iterator[Txn]:
@@ -469,12 +560,16 @@ class Storage(MetaPageFeed):
 
     def _begin_write(self) -> Txn:
         env = self._checked_env()
+        self._refuse_if_deleted()
         gate = self._gate
         while True:
             gate.enter()
             gate.write_begins.append(None)
             try:
-                return Txn(env.begin(None, None, True, True), self._dbs, True)
+                raw = env.begin(None, None, True, True)
+                if self._dbs is not None or not self._keep_tables_open(raw):
+                    return Txn(raw, self._dbs, True)  # type: ignore[arg-type]
+                gate.leave()  # the tables' empty commit: begin again
             except lmdb.MapResizedError:
                 gate.leave()
                 self._wait_or_adopt_resize()
@@ -486,6 +581,13 @@ class Storage(MetaPageFeed):
                 raise
             finally:
                 gate.write_begins.pop()
+
+    def _refuse_if_deleted(self) -> None:
+        """Refuse to write into a data file that was unlinked (the directory deleted under an open
+        store): LMDB would go on committing into it and everything written would vanish at close."""
+        if os.fstat(self._data_fd).st_nlink == 0:
+            raise StorageError(errno.ENOENT, f"database {self.path!r} was deleted while open: its data file "
+                                             "is gone, so nothing written now would be kept")
 
     @contextmanager
     def transaction(self) -> Iterator[Txn]:

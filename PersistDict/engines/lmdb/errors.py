@@ -7,6 +7,7 @@ import errno
 import lmdb
 
 from ...exceptions import (
+    ClosedError,
     CorruptedDatabaseError,
     DatabasePermissionError,
     StorageError,
@@ -14,8 +15,14 @@ from ...exceptions import (
 )
 
 
+# py-lmdb's error for an object whose environment was closed under it (by another thread's close())
+_CLOSED_OBJECT = "closed/deleted/dropped object"
+
+
 def translate_error(exc: BaseException, path: str) -> BaseException:
     """The one place where LMDB and OS errors become PersistDict errors."""
+    if isinstance(exc, lmdb.Error) and _CLOSED_OBJECT in str(exc):
+        return ClosedError(f"database {path!r} is closed")
     if isinstance(exc, lmdb.ReadonlyError) or (
         isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
     ):

@@ -47,11 +47,12 @@ class TxnGate:
         self.open_txns.pop()
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self, own: int = 0) -> Iterator[None]:
+        """Hold new transactions back until the open ones, but the caller's ``own``, have ended."""
         with self.resize_lock:
             self.resizing = True
             try:
-                while self.open_txns:
+                while len(self.open_txns) > own:
                     time.sleep(0.0005)
                 yield
             finally:

@@ -56,7 +56,7 @@ class Txn:
     tenth of a cold read.
     """
 
-    __slots__ = ("raw", "write", "buffers", "wrote", "changed", "changed_bytes",
+    __slots__ = ("raw", "write", "buffers", "wrote", "changed", "changed_bytes", "tables_lock",
                  "_records", "_order", "_atimes", "_meta", "_changes")
 
     def __init__(self, raw: lmdb.Transaction, dbs: tuple[Any, ...], write: bool, buffers: bool = True) -> None:
@@ -68,6 +68,7 @@ class Txn:
         # or more than the change log takes (CHANGE_LOG_MAX_BYTES, counted in changed_bytes)
         self.changed: list[bytes] | None = []
         self.changed_bytes = 0
+        self.tables_lock: Any = None  # an RLock held by a read that opened its own tables until it ends
         self._records, self._order, self._atimes, self._meta, self._changes = dbs
 
     def _note_changed(self, slot: bytes, lookup: bytes | None) -> None:

@@ -24,7 +24,9 @@ from PersistDict import (
     PersistDictError,
 )
 
-ROOT = str(Path(__file__).resolve().parents[1])
+from ._lmdb_access import engine_of
+
+ROOT = str(Path(__file__).resolve().parents[3])
 
 
 def run_child(code: str, *, preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,7 +39,7 @@ def run_child(code: str, *, preexec: Callable[[], None] | None = None) -> subpro
 def test_two_instances_share_one_environment(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
     """Two instances on one path in one process share the LMDB environment and see each other's writes."""
     first, second = make_db(), make_db()
-    assert first._engine.storage is second._engine.storage
+    assert engine_of(first) is engine_of(second)
     first["a"] = 1
     assert second["a"] == 1
     second["a"] = 2
@@ -151,7 +153,7 @@ def test_map_grows_past_600_mib(make_db: Callable[..., PersistDict]) -> None:
     db.update({f"batch{i}": chunk for i in range(20)})  # one transaction of 20 MiB
     assert len(db) == 620
     assert db[599] == chunk and db["batch19"] == chunk
-    assert db._engine.storage.info()["map_size"] > 600 * 1024 * 1024
+    assert engine_of(db).info()["map_size"] > 600 * 1024 * 1024
 
 
 def test_one_write_larger_than_twice_the_map(make_db: Callable[..., PersistDict]) -> None:
@@ -160,7 +162,7 @@ def test_one_write_larger_than_twice_the_map(make_db: Callable[..., PersistDict]
     db["big"] = b"x" * (7 << 20)
     db.set_many({f"k{i}": b"y" * (1 << 20) for i in range(12)})
     assert len(db["big"]) == 7 << 20 and len(db) == 13
-    assert db._engine.storage.info()["map_size"] >= 16 << 20
+    assert engine_of(db).info()["map_size"] >= 16 << 20
 
 
 @pytest.mark.parametrize(("value_size", "count"), [(3000, 232), (5000, 119), (1500, 232)])
@@ -204,11 +206,11 @@ def test_map_growth_seen_by_other_process(db_path: Path, make_db: Callable[..., 
     """
     result = run_child(code)
     assert result.returncode == 0, result.stderr
-    assert db._engine.storage.env.info()["map_size"] == 2 * 1024 * 1024, "test precondition: not adopted yet"
+    assert engine_of(db).env.info()["map_size"] == 2 * 1024 * 1024, "test precondition: not adopted yet"
     if first_read == "contains":
         assert 39 in db and 40 not in db
     assert db[39] == bytes(256 * 1024)
-    assert db._engine.storage.env.info()["map_size"] > 2 * 1024 * 1024
+    assert engine_of(db).env.info()["map_size"] > 2 * 1024 * 1024
     db["after"] = 2
     assert len(db) == 42
 
@@ -220,10 +222,10 @@ def test_reopening_with_a_small_map_does_not_grow_the_store_each_time(db_path: P
     for n in range(12):
         with PersistDict(db_path, map_size=1 << 20, background_thread="disabled") as d:
             d[n] = bytes(200_000)
-            map_size = d._engine.storage.info()["map_size"]
+            map_size = engine_of(d).info()["map_size"]
     assert map_size <= 16 << 20  # 2.4 MB of data: it grew to 4, 8 or 16 MiB, not 2**12 MiB
     with PersistDict(db_path, map_size=64 << 20, background_thread="disabled") as d:
-        assert d._engine.storage.info()["map_size"] == 64 << 20  # a larger map asked for is still taken
+        assert engine_of(d).info()["map_size"] == 64 << 20  # a larger map asked for is still taken
 
 
 def test_a_store_once_mapped_huge_opens_and_grows_where_address_space_is_limited(db_path: Path) -> None:
@@ -371,9 +373,9 @@ def test_truncated_record_raises_and_leaves_no_transaction_open(db_path: Path) -
     with PersistDict(db_path, background_thread="disabled", map_size=1 << 20) as d:
         for i in range(60):
             d[f"k{i}"] = "v" * 10_000  # over half of the 1 MiB map: the next transaction() grows it
-        storage = d._engine.storage
-        with storage.env.begin(write=True) as txn:  # damage the record of key "bad" behind the library's back
-            txn.put(b"sbad", b"tiny", db=storage._records_db)
+        engine = engine_of(d)
+        with engine.env.begin(write=True) as txn:  # damage the record of key "bad" behind the library's back
+            txn.put(b"sbad", b"tiny", db=engine._records_db)
         with pytest.raises(CorruptedRecordError, match="bad"):
             assert "bad" in d  # raises before it can assert
         with pytest.raises(CorruptedRecordError, match="bad"):
@@ -388,7 +390,7 @@ def test_truncated_record_raises_and_leaves_no_transaction_open(db_path: Path) -
         thread = threading.Thread(target=grow_and_write, daemon=True)
         thread.start()
         assert finished.wait(20), "transaction() never finished: a read left its transaction counted open"
-        assert d["x"] == 1 and storage.env.info()["map_size"] > 1 << 20
+        assert d["x"] == 1 and engine.env.info()["map_size"] > 1 << 20
 
 
 def test_instance_pickles_as_path_and_settings(db_path: Path, db: PersistDict) -> None:

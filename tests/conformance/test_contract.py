@@ -1,25 +1,32 @@
 """The same mapping contract, run against ``dict`` and against PersistDict
-(cachetools' pattern): whatever a dict does here, PersistDict does too."""
+(cachetools' pattern) on every engine: whatever a dict does here, PersistDict does too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
 
-from PersistDict import PersistDict
+from ._engines import ENGINES, Stores
+
+VARIANTS = {
+    "": {},
+    "-nocache": {"caching": False},
+    "-tinykeys": {"key_size_limit": 2},  # every key hashed and cropped to 2 bytes
+}
 
 
-@pytest.fixture(params=["dict", "persistdict", "persistdict-nocache", "persistdict-tinykeys"])
-def mapping(request: pytest.FixtureRequest, make_db: Callable[..., PersistDict]) -> MutableMapping[Any, Any]:
+@pytest.fixture(params=["dict"] + [engine + variant for engine in ENGINES for variant in VARIANTS])
+def mapping(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[MutableMapping[Any, Any]]:
+    """A plain dict, or a fresh store of one engine with one set of options."""
     if request.param == "dict":
-        return {}
-    if request.param == "persistdict":
-        return make_db()
-    if request.param == "persistdict-nocache":
-        return make_db(caching=False)
-    return make_db(key_size_limit=2)  # every key hashed and cropped to 2 bytes
+        yield {}
+        return
+    engine = request.param.split("-")[0]
+    stores = Stores(engine, tmp_path)
+    yield stores.open(**VARIANTS[request.param[len(engine):]])
+    stores.close_all()
 
 
 def test_set_get_overwrite(mapping: MutableMapping[Any, Any]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from loguru import logger
 
 from PersistDict import PersistDict, PersistDictError
-from PersistDict.engines.lmdb.env import TABLES, encode_seq
+from ._lmdb_access import TABLES, encode_seq, engine_of
 
 DAY = 86400.0
 
@@ -163,7 +163,7 @@ def test_every_damaged_row_gives_persistdict_errors_a_report_and_a_repair(db_pat
                      lambda: "k3" in db, lambda: db.get_many(["k1", "k3"])):
             _tolerated(call)
         report = db.check()
-        with db._engine.storage.reading() as txn:
+        with engine_of(db).reading() as txn:
             healed = txn.row(table, key) != value  # the open drops change-log rows it cannot date
         assert not report.ok or (table == "changes" and healed), damage
         for line in report.damaged:

@@ -16,7 +16,7 @@ import pytest
 import PersistDict as package
 from PersistDict import CorruptedDatabaseError, InsecureDatabaseWarning, PersistDict
 
-from test_storage import run_child
+from .test_storage import run_child
 
 # LMDB's meta page (64-bit): MDB_page header (16 bytes), then MDB_meta: FREE_DBI's md_root at 24 + 40,
 # mm_last_pg at 120, mm_txnid at 128

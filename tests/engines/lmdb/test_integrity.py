@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from PersistDict import CodecMismatchWarning, PersistDict
-from PersistDict._codec.record import pack_record, unpack_record
+from ._lmdb_access import pack_record, engine_of, unpack_record
 from PersistDict.exceptions import CodecError, CorruptedRecordError, PersistDictError
 
 
@@ -118,7 +118,7 @@ def test_readable_items_reads_past_damage_and_names_it(
         d.set_many({f"m{i}": i for i in range(50)})
     flip_value_bytes(db_path, [b"CORRUPT-ME-" * 3])
     d = make_db()
-    with d._engine.storage.transaction() as txn:  # a sound record whose value pickle cannot load
+    with engine_of(d).transaction() as txn:  # a sound record whose value pickle cannot load
         old = unpack_record(txn.record(b"sk7"))
         txn.put_record(b"sk7", pack_record(old.seq, old.ctime, old.mtime, 0.0, old.kind, b"sk7", None,
                                            b"not a pickle"), b"sk7")

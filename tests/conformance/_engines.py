@@ -1,0 +1,61 @@
+"""The engines the conformance suite runs on, and the factory that opens their stores."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PersistDict import PersistDict
+
+
+def _memory_engine_opens() -> bool:
+    """True once PersistDict(":memory:") opens a working store and writes nothing to disk."""
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as scratch:  # without the engine ":memory:" is a directory path
+        os.chdir(scratch)
+        try:
+            with PersistDict(":memory:", background_thread="disabled") as store:
+                store["probe"] = 1
+                works = store["probe"] == 1
+            return works and not os.listdir(scratch)
+        except Exception:
+            return False
+        finally:
+            os.chdir(here)
+
+
+# The one place that lists the engines the conformance suite runs on.
+ENGINES = ["lmdb"] + (["memory"] if _memory_engine_opens() else [])
+
+
+class Stores:
+    """Opens stores of one engine for a test; each open() is a new, empty store. All are closed at teardown."""
+
+    def __init__(self, engine: str, directory: Path) -> None:
+        self.engine = engine
+        self.persists = engine != "memory"  # whether close() then reopen() keeps the contents
+        self._directory = directory
+        self._opened: list[PersistDict] = []
+
+    def open(self, **options: Any) -> PersistDict:
+        if self.engine == "memory":
+            return self._open(":memory:", options)
+        return self._open(self._directory / f"store-{len(self._opened)}", options)
+
+    def reopen(self, store: PersistDict, **options: Any) -> PersistDict:
+        """Close ``store`` and open its location again (only for engines that persist)."""
+        assert self.persists, f"the {self.engine} engine keeps nothing after close()"
+        store.close()
+        return self._open(store.path, options)
+
+    def _open(self, location: Any, options: dict[str, Any]) -> PersistDict:
+        options.setdefault("background_thread", "disabled")
+        store = PersistDict(location, **options)
+        self._opened.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in self._opened:
+            store.close()

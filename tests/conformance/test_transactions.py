@@ -1,0 +1,54 @@
+"""transaction() on every engine: commit, rollback, savepoints, and reads of the transaction's own writes."""
+
+from __future__ import annotations
+
+import pytest
+
+from PersistDict import PersistDict
+
+
+
+def test_transaction_commits_and_rolls_back(db: PersistDict) -> None:
+    """transaction() commits on success, rolls back everything on an exception, and nests."""
+    db["n"] = 0
+    with db.transaction():
+        db["n"] = db["n"] + 1
+        with db.transaction():
+            db["m"] = "inner"
+        assert db["m"] == "inner"
+    assert db["n"] == 1 and db["m"] == "inner"
+    with pytest.raises(RuntimeError):
+        with db.transaction():
+            db["n"] = 100
+            del db["m"]
+            assert "m" not in db and db["n"] == 100
+            raise RuntimeError("boom")
+    assert db["n"] == 1 and db["m"] == "inner"
+    assert list(db) == ["n", "m"]
+
+
+def test_transaction_reads_see_own_writes_and_iterate(db: PersistDict) -> None:
+    """Inside a transaction, reads, len and iteration see the transaction's own writes."""
+    db.update(a=1)
+    with db.transaction() as d:
+        d["b"] = 2
+        assert len(d) == 2 and list(d) == ["a", "b"] and d.get_many(["b"]) == {"b": 2}
+        assert d.pop("a") == 1
+    assert dict(db.items()) == {"b": 2}
+
+
+def test_nested_transaction_is_a_savepoint(db: PersistDict) -> None:
+    """An inner transaction block that raises rolls back only its own writes; the outer one commits."""
+    with db.transaction():
+        db["outer"] = 1
+        try:
+            with db.transaction():
+                db["inner"] = 2
+                db["outer"] = 100
+                raise ValueError("inner failure")
+        except ValueError:
+            pass
+        assert "inner" not in db and db["outer"] == 1
+        with db.transaction():
+            db["inner-ok"] = 3
+    assert dict(db.items()) == {"outer": 1, "inner-ok": 3}
