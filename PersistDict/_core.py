@@ -1,101 +1,50 @@
-"""PersistDict: the public mapping. It composes the key codec, the value codec,
-the front cache, the storage and the maintenance thread.
+"""PersistDict: the public mapping over a storage engine (engines/base.py).
 
-Data flows one way: public method -> key codec -> (front cache) -> storage
-transaction -> record codec. Serializers run outside write transactions.
+It composes the key codec, the value codec, the front cache and its coherence
+rule, the engine and the maintenance scheduler. This module holds the store's
+state, the one-key reads (the hot path: ``d[k]``, ``get``, ``in``) and its
+lifecycle; the other reads, the writes and the housekeeping are its parts in
+_api/ (reads.py, writes.py, housekeeping.py).
+
+Data flows one way: public method -> key codec -> (front cache) -> engine ->
+record. Serializers run outside the engine's write transactions.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import random
 import threading
-import warnings
 import time
-from collections.abc import (
-    Callable,
-    ItemsView,
-    Iterable,
-    Iterator,
-    KeysView,
-    Mapping,
-    MutableMapping,
-    ValuesView,
-)
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+import warnings
+from collections.abc import Callable, MutableMapping
+from typing import Any, overload
 
-from beartype import BeartypeConf, beartype
 from loguru import logger
 
 from .engines.registry import open_engine, store_path  # first: the engines' fork hooks run before lifecycle's
-from ._api import lifecycle
-from ._api.options import (
-    check_number,
-    compare_formats,
-    encode_format,
-    format_record,
-    settings_of,
-    stored_format,
-    ttl_seconds,
-)
-from ._codec.values import ValueCodec, undecodable
 from ._accesses import SHARD_MASK
-from .engines.base import Bounds, CheckReport, Commit, Engine, Item
+from ._api import lifecycle
+from ._api.housekeeping import Housekeeping
+from ._api.options import compare_formats, encode_format, format_record, settings_of, stored_format
+from ._api.reads import BulkReads, Metadata
+from ._api.state import PLAIN_KEY_TYPES as _PLAIN_KEY_TYPES
+from ._api.state import K, T, V, corrupted, typechecked
+from ._api.writes import Writes
+from ._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
+from ._codec.record import KIND_SERIALIZED, Record
+from ._codec.values import ValueCodec, undecodable
 from ._frontcache import coherence
 from ._frontcache.cache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, FrontCache
-from ._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
 from ._maintenance import Maintenance
-from ._readable import ReadableItems, readable_items
-from ._redact import key_text
-from ._codec.record import KIND_SERIALIZED, Record
-from ._settings import SettingsAttributes
+from .engines.base import Engine
 from .engines.lmdb import DEFAULT_MAP_SIZE
-from .exceptions import (
-    ClosedError,
-    CodecError,
-    CodecMismatchWarning,
-    CorruptedRecordError,
-)
+from .exceptions import ClosedError, CodecMismatchWarning, CorruptedRecordError
 
-typechecked = beartype(conf=BeartypeConf(violation_type=TypeError))
-
-_MISSING: Any = object()
-# Keys whose Python equality is exactly the canonical codec's equality (no
-# str equals a bytes or a number): the front cache is keyed by the object
-# itself for them, so a hit needs no encoding. Other keys use (lookup,).
-_PLAIN_KEY_TYPES = frozenset({str, bytes})
-_FORMAT_VERSION = 1
-
-if TYPE_CHECKING:  # defaults (PEP 696): a bare PersistDict(path) is a PersistDict[Any, Any]
-    from typing_extensions import TypeVar as _DefaultedTypeVar
-    K = _DefaultedTypeVar("K", default=Any)
-    V = _DefaultedTypeVar("V", default=Any)
-else:  # typing.TypeVar takes default= only from Python 3.13
-    K, V = TypeVar("K"), TypeVar("V")
-T = TypeVar("T")
+__all__ = ["Metadata", "PersistDict"]
 
 
-@dataclass(frozen=True)
-class Metadata:
-    """When an entry was created and last read or written (timezone-aware UTC)."""
-
-    ctime: datetime
-    atime: datetime
-
-
-def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
-
-
-def _corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
-    return CorruptedRecordError(f"entry for key {key_text(key)} is corrupted: {exc}")
-
-
-class PersistDict(SettingsAttributes, MutableMapping[K, V]):
+class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K, V]):
     """A dict on disk, shared by every thread and process on the host.
 
     See the README for the guarantees. Every public method is thread-safe.
@@ -138,7 +87,6 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._clock = clock
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._rng = random.Random()
         self._keys = KeyCodec(key_serializer, key_unserializer, key_size_limit)
         self._plain_cache_keys = self._keys.canonical
         self._values = values = ValueCodec(value_serializer, value_unserializer)
@@ -276,7 +224,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         try:
             seq, expires, kind, payload, snapshot = self._engine_get(lookup)
         except CorruptedRecordError as exc:
-            raise _corrupted(key, exc) from exc
+            raise corrupted(key, exc) from exc
         now = self._clock()
         if seq < 0 or (expires and expires <= now):
             self._misses += 1  # counters are not locked: they may undercount under contention
@@ -353,473 +301,13 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         try:
             expires = self._engine.expires(lookup)
         except CorruptedRecordError as exc:
-            raise _corrupted(key, exc) from exc
+            raise corrupted(key, exc) from exc
         return expires is not None and (not expires or expires > self._clock())
-
-    @typechecked
-    def get_many(self, keys: Iterable[K]) -> dict[K, V]:
-        """Read several keys as one consistent snapshot; returns the ones found.
-
-        Front-cache hits are used when they are valid for the same snapshot
-        as the transaction that reads the rest.
-        """
-        lookup_of = self._keys.lookup
-        encoded = [(key, lookup_of(key)) for key in keys]
-        engine = self._check_open()
-        feed = self._feed
-        now = self._clock()
-        front = self._front
-        if coherence.bypassed(feed):
-            front = None  # inside transaction(): read everything through it
-        cached: dict[Any, CachedEntry] = {}
-        cached_at = -1
-        if front is not None:
-            changes = coherence.changes_since(feed, front, self._plain_cache_keys)
-            with self._lock:
-                coherence.validate(front, feed, changes)
-                cached_at = front.valid_at
-                for key, lookup in encoded:
-                    entry = front.hot.get(self._cache_key(key, lookup))
-                    if entry is not None and self._is_live(entry.expires, now):
-                        cached[key] = entry
-                        front.hits += 1
-                        front.note_hit(entry)
-        raw: list[tuple[Any, int, int, bytes]] = []
-        if len(cached) < len(encoded):
-            known = frozenset(index for index, (key, _) in enumerate(encoded) if key in cached)
-            got, snapshot = engine.get_many([lookup for _, lookup in encoded], cached_at, known)
-            if snapshot != cached_at:  # something was committed meanwhile: all of it was read there
-                cached.clear()
-            for (key, _), found_entry in zip(encoded, got):
-                if found_entry is None or key in cached:
-                    continue
-                if isinstance(found_entry, CorruptedRecordError):
-                    raise _corrupted(key, found_entry) from found_entry
-                seq, expires, kind, payload = found_entry
-                if not expires or expires > now:
-                    raw.append((key, seq, kind, payload))
-        for _, seq, _, _ in raw:
-            self._touched.note(seq, now)
-        found = {key: entry.value(self._decode_cached) for key, entry in cached.items()}
-        for key, _, kind, payload in raw:
-            found[key] = self._decode_value(kind, payload, key)
-        return {key: found[key] for key, _ in encoded if key in found}  # in the order asked
 
     def __len__(self) -> int:
         return self._check_open().count()
 
-    def _key_snapshot(self) -> list[Any]:
-        """Every live key in order, read in one snapshot."""
-        keys = self._keys
-        return self._check_open().keys(self._clock(), keys.decode_many,
-                                       keys.decode_str_keys if keys.canonical else None)
-
-    def _item_snapshot(self, want_keys: bool) -> list[Any]:
-        """Every live (key, value) pair, or value, in order, read in one transaction.
-
-        Payloads are copied out and decoded after the transaction ends, so no
-        user code (codecs) runs while it holds a reader slot.
-        """
-        raw = self._check_open().items(self._clock())
-        decode_key, decode_value = self._keys.decode, self._decode_value
-        if not want_keys:
-            try:
-                return [decode_value(kind, payload) for _, _, kind, payload in raw]
-            except CodecError:  # decode again, one by one, to name the key (the keys cost only here)
-                for lookup, exact, kind, payload in raw:
-                    decode_value(kind, payload, decode_key(lookup, exact))
-                raise
-        out = []
-        for lookup, exact, kind, payload in raw:
-            key = decode_key(lookup, exact)
-            out.append((key, decode_value(kind, payload, key)))
-        return out
-
-    def readable_items(self, keys: Iterable[Any] | None = None) -> ReadableItems:
-        """Every entry that can be read, of the whole store or of ``keys``, in one snapshot, and the
-        damaged ones (key and error); nothing is deleted. items(), values(), copy() and get_many()
-        raise on the first damaged entry instead."""
-        return readable_items(self._check_open(), self._clock(), self._keys, self._decode_value, keys)
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._key_snapshot())
-
-    def keys(self) -> KeysView[K]:
-        return _SnapshotKeys(self)
-
-    def values(self) -> ValuesView[V]:
-        return _SnapshotValues(self)
-
-    def items(self) -> ItemsView[K, V]:
-        return _SnapshotItems(self)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        return dict(self.items()) == dict(other.items())
-
-    __hash__ = None  # type: ignore[assignment]  # mutable mapping
-
-    def copy(self) -> dict[K, V]:
-        """A plain dict snapshot of the whole store."""
-        return dict(self.items())
-
-    def __or__(self, other: Mapping[K, V]) -> dict[K, V]:
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        merged = self.copy()
-        merged.update(other)
-        return merged
-
-    def __ror__(self, other: Mapping[K, V]) -> dict[K, V]:
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        merged = dict(other)
-        merged.update(self.items())
-        return merged
-
-    def __ior__(self, other: Mapping[K, V]) -> PersistDict[K, V]:
-        self.update(other)
-        return self
-
-    def metadata(self, key: K) -> Metadata:
-        """Creation and last access time of ``key``; ``KeyError`` if missing."""
-        engine = self._check_open()
-        lookup, _ = self._keys.encode(key)
-        now = self._clock()
-        self._note_cached_reads()
-        try:
-            times = engine.times(lookup, now)
-        except CorruptedRecordError as exc:
-            raise _corrupted(key, exc) from exc
-        if times is None:
-            raise KeyError(key)
-        return Metadata(_utc(times[0]), _utc(times[1]))
-
-    # -- writing --------------------------------------------------------------------
-
-    def _after_commit(self, lookups: list[bytes], commit: Commit) -> None:
-        """Evict the written keys (``lookups``) from the front cache, which stays valid if ours was the only commit."""
-        front = self._front
-        if front is None or not commit.tracked:
-            return  # inside transaction(): its final commit moves the txnid and empties the cache
-        with self._lock:
-            coherence.after_commit(front, self._feed, lookups, commit, self._plain_cache_keys)
-
-    def _prepare(self, key: Any, value: Any) -> Item:
-        lookup, exact = self._keys.encode(key)
-        kind, payload = self._encode_value(value)
-        return Item(lookup, exact, kind, payload)
-
-    @property
-    def _bounds(self) -> Bounds:
-        return Bounds(self.max_items, self.max_bytes)
-
-    def _check_fits(self, keys: list[Any], items: list[Item]) -> None:
-        """Refuse, before any transaction, a write that max_items/max_bytes cannot hold even in an
-        otherwise empty store (eviction never removes what the write itself stores)."""
-        count = len({item.lookup for item in items})  # a key given twice counts once
-        if not count:
-            return
-        if self.max_items is not None and count > self.max_items:
-            raise ValueError(f"this write stores {count} entries, more than max_items={self.max_items}")
-        if self.max_bytes is not None:
-            needed = self._engine.footprint(items)
-            if needed > self.max_bytes:
-                what = (f"the value for key {key_text(keys[0])} needs" if count == 1
-                        else f"these {count} entries need")
-                raise ValueError(f"{what} at least {needed} bytes of database pages, more than "
-                                 f"max_bytes={self.max_bytes}")
-
-    def _note_evictions(self, evicted: list[bytes]) -> None:
-        if evicted:
-            self.counters["evicted"] += len(evicted)
-            self._log("evicted {} entries to stay within bounds", len(evicted))
-
-    def _write_many(self, keys: list[Any], items: list[Item], expires: float, once: bytes | None = None) -> None:
-        engine = self._check_open()
-        now = self._clock()
-        bounds = self._bounds
-        if bounds.max_items is not None or bounds.max_bytes is not None:
-            self._check_fits(keys, items)
-            self._note_cached_reads()  # eviction picks by access time
-        commit = engine.put(items, now, expires, bounds, once)
-        self.counters["sets"] += len(items)
-        self._note_evictions(commit.evicted)
-        self._after_commit([item.lookup for item in items] + commit.evicted, commit)
-
-    def __setitem__(self, key: K, value: V) -> None:
-        self._check_open()
-        self._write_many([key], [self._prepare(key, value)], 0.0)
-
-    @typechecked
-    def set(self, key: K, value: V, ttl: int | float | None = None) -> None:
-        """``d[key] = value``, optionally expiring ``ttl`` seconds from now."""
-        ttl = ttl_seconds(ttl)
-        self._check_open()
-        expires = 0.0 if ttl is None else self._clock() + ttl
-        self._write_many([key], [self._prepare(key, value)], expires)
-
-    @typechecked
-    def set_many(self, mapping: Mapping[K, V] | Iterable[tuple[K, V]], ttl: int | float | None = None) -> None:
-        """Write several entries in one transaction (all or nothing)."""
-        ttl = ttl_seconds(ttl)
-        pairs = list(mapping.items() if isinstance(mapping, Mapping) else mapping)
-        items = [self._prepare(key, value) for key, value in pairs]
-        if items:
-            self._write_many([key for key, _ in pairs], items, 0.0 if ttl is None else self._clock() + ttl)
-
-    def update(self, other: Any = (), /, **kwargs: V) -> None:
-        """Like ``dict.update``, in one transaction."""
-        if isinstance(other, Mapping):
-            pairs = list(other.items())
-        elif hasattr(other, "keys"):
-            pairs = [(key, other[key]) for key in other.keys()]
-        else:
-            pairs = []
-            for item in other:
-                pair = tuple(item)
-                if len(pair) != 2:
-                    raise ValueError(f"update sequence element has length {len(pair)}; 2 is required")
-                pairs.append(pair)
-        pairs.extend(kwargs.items())
-        self.set_many(pairs)
-
-    def _delete(self, lookup: bytes, expected: Record | None = None) -> Record | None:
-        """Remove the entry of ``lookup``: its record, or None if it was missing or expired, or,
-        given ``expected`` (a copy read earlier), if it is no longer that version of the entry."""
-        record, commit = self._check_open().remove(lookup, self._clock(), expected)
-        return self._removed(lookup, record, commit)
-
-    def _removed(self, name: bytes, record: Record | None, commit: Commit) -> Record | None:
-        """Bookkeeping after ``commit`` removed ``record`` (None: nothing live), read as ``name``."""
-        self._after_commit([name], commit)
-        if record is not None:
-            self.counters["deletes"] += 1
-            if commit.tracked:  # inside transaction() it may roll back (a stale note is harmless: see next_seq_value)
-                self._touched.discard(record.seq)
-        return record
-
-    def __delitem__(self, key: K) -> None:
-        try:
-            removed = self._delete(self._keys.encode(key)[0])
-        except CorruptedRecordError as exc:  # its slot holds another key's record: not removed
-            raise _corrupted(key, exc) from exc
-        if removed is None:
-            raise KeyError(key)
-
-    @overload
-    def pop(self, key: K) -> V: ...
-    @overload
-    def pop(self, key: K, default: V | T) -> V | T: ...
-
-    def pop(self, key: Any, default: Any = _MISSING) -> Any:
-        """Remove ``key`` and return its value, atomically. The value is decoded before the entry
-        is removed, outside the write transaction: a value the codec cannot decode stays
-        (``CodecError``), and a codec may use the store."""
-        lookup = self._keys.encode(key)[0]
-        while True:
-            try:
-                record = self._check_open().find(lookup, self._clock())
-            except CorruptedRecordError as exc:
-                raise _corrupted(key, exc) from exc
-            if record is None:
-                if default is _MISSING:
-                    raise KeyError(key)
-                return default
-            value = self._decode_value(record.kind, record.payload, key)
-            if self._delete(lookup, expected=record) is not None:
-                return value
-            # written or removed since it was read: read it again
-
-    def popitem(self) -> tuple[K, V]:
-        """Remove and return the most recently inserted entry (LIFO, like dict); decoded before
-        it is removed, as in :meth:`pop`."""
-        while True:
-            newest = self._check_open().newest(self._clock())
-            if newest is None:
-                raise KeyError("popitem(): PersistDict is empty")
-            record, where = newest
-            key = self._record_key(record)
-            value = self._decode_value(record.kind, record.payload, key)
-            removed, name, commit = self._engine.remove_at(where, record)
-            if self._removed(name, removed, commit) is not None:
-                return key, value
-
-    @overload
-    def setdefault(self: PersistDict[K, T | None], key: K, default: None = None) -> T | None: ...
-    @overload
-    def setdefault(self, key: K, default: V) -> V: ...
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        """Return ``d[key]``, first storing ``default`` if missing, atomically."""
-        lookup, exact = self._keys.encode(key)
-        bounds = self._bounds
-        bounded = bounds.max_items is not None or bounds.max_bytes is not None
-        try:  # serialized before the transaction; an error matters only if the key is missing
-            item = Item(lookup, exact, *self._encode_value(default))
-            if bounded:
-                self._check_fits([key], [item])
-            encode_error: Exception | None = None
-        except Exception as exc:
-            item, encode_error = Item(lookup, exact, 0, b""), exc
-        engine = self._check_open()
-        now = self._clock()
-        if bounded:
-            self._note_cached_reads()  # eviction picks by access time
-        try:
-            found, commit = engine.put_if_absent(item, now, bounds, encode_error)
-        except CorruptedRecordError as exc:
-            raise _corrupted(key, exc) from exc
-        if found is None:
-            self.counters["sets"] += 1
-            self._note_evictions(commit.evicted)
-        self._after_commit([lookup] + commit.evicted, commit)
-        if found is None:
-            return default
-        return self._decode_value(found[0], found[1], key)
-
-    @typechecked
-    def touch(self, key: K, ttl: int | float | None = None) -> None:
-        """Mark ``key`` as used now; with ``ttl``, expire it ``ttl`` seconds from now (None: never)."""
-        ttl = ttl_seconds(ttl)
-        lookup, _ = self._keys.encode(key)
-        engine = self._check_open()
-        now = self._clock()
-        ok, commit = engine.retime(lookup, now, 0.0 if ttl is None else now + ttl)
-        self._after_commit([lookup], commit)
-        if not ok:
-            raise KeyError(key)
-
-    def clear(self) -> None:
-        """Remove every entry; ``d(...)`` may be called again afterwards."""
-        commit = self._check_open().clear()
-        if commit.tracked:  # as in _delete
-            self._touched.clear()
-        if self._front is not None:
-            with self._lock:
-                self._front.clear()  # before _after_commit lets the cache pass this commit
-        self._after_commit([], commit)
-
-    def __call__(self, /, *args: Any, **kwargs: V) -> PersistDict[K, V]:
-        """Initialise like ``dict(...)``; allowed once per database (until ``clear()``)."""
-        source: dict[Any, Any] = dict(*args, **kwargs)
-        items = [self._prepare(key, value) for key, value in source.items()]
-        self._write_many(list(source), items, 0.0, once=b"called")
-        return self
-
-    @contextmanager
-    def transaction(self) -> Iterator[PersistDict[K, V]]:
-        """Make a group of reads and writes atomic and isolated across threads and processes.
-
-        Rolls back if the block raises. Nested blocks in the same thread are
-        savepoints: an inner block that raises rolls back only its own writes.
-        Other writers (threads and processes) wait until it ends: keep it short.
-        A block that outgrows the LMDB map raises ``StorageFullError`` after the
-        rollback has grown it: run the block again.
-        """
-        with self._check_open().transaction():
-            yield self
-
     # -- lifecycle -----------------------------------------------------------------
-
-    @typechecked
-    def flush_atimes(self, batch: int = 500) -> int:
-        """Write the access times kept in memory; returns how many were written.
-
-        Written in transactions of ``batch`` entries so writers never wait long,
-        and our own front cache stays valid (access times change no value).
-        Python work between two LMDB calls stays short: a background thread that
-        holds the GIL makes every foreground read wait for it (up to 5 ms each time).
-        """
-        check_number("batch", batch, "a positive count of entries")
-        self._note_cached_reads()
-        if self._closed:
-            return 0
-        return sum(self._write_atimes(chunk) for chunk in self._touched.drain(batch))
-
-    def _write_atimes(self, chunk: list[tuple[int, float]]) -> int:
-        count, commit = self._engine.write_atimes(chunk)
-        self._after_commit([], commit)
-        time.sleep(0)
-        return count
-
-    @typechecked
-    def check(self, repair: bool = False, drop_unreadable: bool = False) -> CheckReport:
-        """Cross-check the database; with ``repair`` fix structural problems.
-
-        Entries that fail their checksum or that the current value codec cannot
-        decode are reported, and deleted only with ``drop_unreadable=True``.
-        """
-        report = self._check_open().check(self._keys, self._values.can_decode, repair, drop_unreadable,
-                                          encode_format(self._format()))
-        if repair or drop_unreadable:
-            with self._lock:
-                if self._front is not None:
-                    self._front.clear()
-        self._log("check: {}", report)
-        return report
-
-    def expire(self) -> int:
-        """Remove entries past their TTL or unused for ``expiration_days``, now; returns how many."""
-        return self._sweep(start_after=0, deadline=float("inf"))[0]
-
-    def _sweep(self, start_after: int, deadline: float) -> tuple[int, int | None]:
-        engine = self._check_open()
-        now = self._clock()
-        cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
-        self._note_cached_reads()
-        removed, resume = engine.sweep(now, cutoff, start_after, deadline, time.monotonic, self._alert)
-        if removed:
-            self.counters["expired"] += removed
-            self._log("expired {} entries", removed)
-        return removed, resume
-
-    def _alert(self, problem: Exception) -> None:
-        """A damaged row a maintenance pass skipped: count it and warn; the pass goes on without it."""
-        self.counters["integrity_alerts"] += 1
-        logger.warning("[{}] maintenance skipped a damaged row: {}", self.name, problem)
-
-    def run_maintenance(self) -> None:
-        """One maintenance pass: flush access times; if this process holds the lease, check that
-        records and order rows agree (O(1)) and expire entries (within ``background_timeout``,
-        resuming where the last pass stopped); sync in 'fast' mode."""
-        self.flush_atimes()
-        maintenance = self._maintenance
-        engine = self._check_open()
-        if engine.take_lease(maintenance.holder, self._clock(), maintenance.lease_seconds,
-                             self.expiration_days or None):
-            records, rows = engine.counts()
-            if records != rows:  # the full check reads every record: only point to it
-                self.counters["integrity_alerts"] += 1
-                message = (f"database {self.path!r} has {records} records but {rows} order rows: "
-                           "run check(repair=True)")
-                warnings.warn(message, RuntimeWarning, stacklevel=2)
-                logger.warning("[{}] {}", self.name, message)
-            _, maintenance.resume_after = self._sweep(maintenance.resume_after or 0,
-                                                      time.monotonic() + maintenance.timeout)
-        if self._settings["durability"] == "fast":
-            engine.sync()
-
-    def stats(self) -> dict[str, int]:
-        """Counters of this instance and figures of the database."""
-        engine = self._check_open()
-        with self._lock:
-            front = self._front
-            counters = dict(self.counters, hits=self._hits, misses=self._misses)
-            front_hits = front.hits if front is not None else 0
-            cached = (len(front), front.bytes_used) if front is not None else (0, 0)
-        entries = engine.count()
-        info = engine.info()
-        counters["hits"] += front_hits
-        return {
-            **counters,
-            "front_cache_hits": front_hits,
-            "front_cache_entries": cached[0],
-            "front_cache_bytes": cached[1],
-            "entries": entries,
-            **info,
-        }
 
     def close(self) -> None:
         """Write pending access times, stop maintenance, release the database. Idempotent."""
@@ -893,28 +381,3 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
 
 def _reopen(path: str, settings: dict[str, Any]) -> PersistDict:
     return PersistDict(path, **settings)
-
-
-class _SnapshotKeys(KeysView[Any]):
-    """keys() iterating the snapshot list directly (KeysView's generator costs ~20 ns per key)."""
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._mapping._key_snapshot())  # type: ignore[attr-defined]
-
-
-class _SnapshotValues(ValuesView[Any]):
-    """values() as a consistent snapshot: read in one transaction."""
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._mapping._item_snapshot(False))  # type: ignore[attr-defined]
-
-    def __contains__(self, value: object) -> bool:
-        return any(v is value or v == value for v in self)
-
-
-class _SnapshotItems(ItemsView[Any, Any]):
-    """items() as a consistent snapshot: read in one transaction."""
-
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        return iter(self._mapping._item_snapshot(True))  # type: ignore[attr-defined]
-
