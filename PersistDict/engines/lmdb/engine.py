@@ -63,7 +63,7 @@ class LmdbEngine:
         """(id, expires, kind, payload, snapshot); id -1 if absent. CorruptedRecordError (naming
         no key) if the record is damaged or another key's."""
         if len(lookup) > self.limit:
-            return self._get_hashed(lookup)
+            return self._get_slowly(lookup)
         storage = self.storage
         if storage.txn_holders:
             active = getattr(storage._local, "txn", None)
@@ -74,7 +74,7 @@ class LmdbEngine:
                 seq, expires, kind, payload = unpack_value(bytes(data), lookup)
                 return seq, expires, kind, payload, active.raw.id()
             if storage._dbs is None:  # the tables are not open for good yet (see tables.py)
-                return self._get_hashed(lookup)
+                return self._get_slowly(lookup)
         if storage.generation != _fork_generation[0]:  # forked: reopen, then read as the reopened store does
             storage._checked_env()
             return self.get(lookup)
@@ -112,9 +112,15 @@ class LmdbEngine:
         seq, expires, kind, payload = unpack_value(data, lookup)
         return seq, expires, kind, payload, snapshot
 
-    def _get_hashed(self, lookup: bytes) -> tuple[int, float, int, Any, int]:
+    def _get_slowly(self, lookup: bytes) -> tuple[int, float, int, Any, int]:
         """get in a transaction of storage.reading(): for a hashed slot, or before the tables are open for good."""
         with self.storage.reading() as txn:
+            if len(lookup) <= self.limit:
+                data = txn.record(lookup)
+                if data is None:
+                    return -1, 0.0, 0, b"", txn.id
+                seq, expires, kind, payload = unpack_value(data, lookup)
+                return seq, expires, kind, bytes(payload), txn.id
             record = entries.find(txn, lookup, self.slots.slot(lookup)).record
             if record is None:
                 return -1, 0.0, 0, b"", txn.id
@@ -124,7 +130,7 @@ class LmdbEngine:
         """The entry's expiry (0.0: never), or None if absent: what ``in`` needs. The record is
         parsed in LMDB's memory, not copied."""
         if len(lookup) > self.limit:
-            return self._expires_hashed(lookup)
+            return self._expires_slowly(lookup)
         storage = self.storage
         if storage.txn_holders:
             active = getattr(storage._local, "txn", None)
@@ -132,7 +138,7 @@ class LmdbEngine:
                 data = active.raw.get(lookup, None, storage._records_db)
                 return None if data is None else record_expires(data, lookup)
             if storage._dbs is None:
-                return self._expires_hashed(lookup)
+                return self._expires_slowly(lookup)
         if storage.generation != _fork_generation[0]:
             storage._checked_env()
             return self.expires(lookup)
@@ -164,9 +170,12 @@ class LmdbEngine:
         storage._wait_or_adopt_resize()
         return self.expires(lookup)
 
-    def _expires_hashed(self, lookup: bytes) -> float | None:
-        """expires through storage.reading() (see _get_hashed)."""
+    def _expires_slowly(self, lookup: bytes) -> float | None:
+        """expires through storage.reading() (see _get_slowly)."""
         with self.storage.reading() as txn:
+            if len(lookup) <= self.limit:  # the header only, as the read path does
+                data = txn.record(lookup)
+                return None if data is None else record_expires(data, lookup)
             record = entries.find(txn, lookup, self.slots.slot(lookup)).record
             return None if record is None else record.expires
 
