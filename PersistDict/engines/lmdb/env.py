@@ -450,13 +450,17 @@ class Storage(MetaPageFeed):
     def _begin_read_opening_tables(self, env: lmdb.Environment, buffers: bool) -> Txn:
         """begin_read before this process's first write: the read opens the tables itself (see
         tables.py), holding _tables_lock until it ends (LMDB: one such transaction at a time)."""
+        # The gate first, then the lock, as a first write takes them (_begin_write, then
+        # _keep_tables_open): the other order deadlocked a close() (the gate held back for it)
+        # against a first write waiting for a read that waited at the gate.
+        gate = self._gate
+        gate.enter()
         lock = self._tables_lock
         lock.acquire()
         if self._dbs is not None:  # opened for good meanwhile
             lock.release()
+            gate.leave()
             return self.begin_read(buffers)
-        gate = self._gate
-        gate.enter()
         raw = None
         try:
             raw = env.begin(None, None, False, buffers)
