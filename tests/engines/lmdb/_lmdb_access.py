@@ -19,12 +19,17 @@ MAINTENANCE_MODULE = "PersistDict.engines.lmdb.housekeeping"
 
 __all__ = ["CHANGE_LOG_KEPT", "CLOCK_SLACK", "LEASE", "LONGEST_LEASE", "MAINTENANCE_MODULE", "STORAGE_MODULE",
            "TABLES", "change_log_slot", "encode_seq", "lease_holder", "pack_order", "pack_record", "probe_slot",
-           "slot_of", "engine_of", "try_take_lease", "unpack_record"]
+           "slot_of", "engine_of", "eviction_rng", "try_take_lease", "unpack_record"]
 
 
 def engine_of(store: PersistDict) -> Any:
     """The LMDB engine object under an open store (its environment, tables and transactions)."""
     return store._engine.storage
+
+
+def eviction_rng(store: PersistDict) -> Any:
+    """The random source the engine samples eviction candidates with (seed it for a reproducible test)."""
+    return store._engine._rng
 
 
 def slot_of(store: PersistDict, key: Any) -> bytes:

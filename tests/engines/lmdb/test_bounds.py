@@ -10,6 +10,8 @@ import pytest
 
 from PersistDict import PersistDict
 
+from ._lmdb_access import eviction_rng
+
 
 ROOT = str(Path(__file__).resolve().parents[3])
 
@@ -58,7 +60,7 @@ def test_eviction_finds_room_that_sampling_or_page_layout_hides(
     gap.close()
     for seed in range(20):  # a sample misses "old" with probability (999/1100)**16 = 0.21
         bounded = make_db(tmp_path / "gap", max_items=101)
-        bounded._rng.seed(seed)
+        eviction_rng(bounded).seed(seed)
         bounded["target"] = seed  # one eviction: the least recently used entry that is not "target"
         assert len(bounded) == 101 and bounded["target"] == seed
         bounded.close()
