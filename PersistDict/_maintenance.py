@@ -17,7 +17,7 @@ from typing import Any
 
 from loguru import logger
 
-from .engines.lmdb.housekeeping import LONGEST_LEASE
+from .engines.base import LONGEST_LEASE
 from .exceptions import ClosedError
 
 

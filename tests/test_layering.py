@@ -66,3 +66,17 @@ def test_the_package_has_no_import_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     """The check can fail: a graph with a circle of three modules is reported."""
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_the_mapping_sees_no_lmdb_module_and_engines_see_no_mapping() -> None:
+    """Outside engines/, no module imports a module of the LMDB engine (its package's constants aside);
+    no engine imports the mapping's modules (_core, _api, _frontcache, _maintenance)."""
+    graph = import_graph()
+    mapping_side = [name for name in graph if not name.startswith("PersistDict.engines")]
+    leaks = {name: sorted(dep for dep in graph[name] if dep.startswith("PersistDict.engines.lmdb."))
+             for name in mapping_side}
+    assert {name: deps for name, deps in leaks.items() if deps} == {}
+    upward = ("PersistDict._core", "PersistDict._api", "PersistDict._frontcache", "PersistDict._maintenance")
+    climbs = {name: sorted(dep for dep in deps if dep.startswith(upward))
+              for name, deps in graph.items() if name.startswith("PersistDict.engines")}
+    assert {name: deps for name, deps in climbs.items() if deps} == {}

@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any
 
-from ..engines.lmdb.rows import check_format_row
+from .._codec.format import check_format_row
 from ..exceptions import CodecMismatchError, CorruptedRecordError
 
 FORMAT_VERSION = 1

@@ -43,6 +43,10 @@ StoredEntry = Record
 # tuple: a NamedTuple's constructor is a Python frame, and this is the read path.
 ReadResult = tuple[int, float, int, Any, int]
 
+# No maintenance lease lasts longer than this, on any engine: a holder whose passes are further
+# apart lets others sweep between them.
+LONGEST_LEASE = 3600.0
+
 REPORTED_EXAMPLES = 20  # at most this many examples per problem kind in a CheckReport; counts are totals
 
 

@@ -21,6 +21,7 @@ from .env import Storage
 from .txn import Txn
 from .entries import TTL_FLAG, last_access
 from ...exceptions import CorruptedRecordError
+from ..base import LONGEST_LEASE
 
 
 class _Unremovable(Exception):
@@ -212,8 +213,6 @@ def release_lease(storage: Storage, holder: str) -> None:
 
 
 LEASE = b"maintenance_lease"
-# No lease lasts longer than this (a holder whose passes are further apart lets others sweep
-# between them), so one ending later than now + LONGEST_LEASE + CLOCK_SLACK comes from a clock
-# that ran ahead; CLOCK_SLACK allows for clocks of one host that disagree a little.
-LONGEST_LEASE = 3600.0
+# A lease ending later than now + LONGEST_LEASE (base.py) + CLOCK_SLACK comes from a clock that
+# ran ahead; CLOCK_SLACK allows for clocks of one host that disagree a little.
 CLOCK_SLACK = 60.0

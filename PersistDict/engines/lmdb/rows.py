@@ -9,11 +9,10 @@ bytes it holds), so callers can report it, skip it or repair it.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
-from typing import Any
 
+from ..._codec.format import check_format_row
 from ...exceptions import CorruptedRecordError
 
 SEQ = struct.Struct(">Q")  # order and atimes keys: big-endian so LMDB's byte order is numeric order
@@ -70,17 +69,6 @@ def change_row(key: bytes | memoryview, row: bytes | memoryview) -> tuple[int, l
             raise damaged("changes", key, "a length past the end of the row")
         lookups.append(bytes(row[start - length:start]))
     return SEQ.unpack_from(row)[0], lookups
-
-
-def check_format_row(value: bytes) -> dict[str, Any]:
-    """The store's format (codecs, layout version) its meta row ``format`` records."""
-    try:
-        parsed = json.loads(value)
-    except ValueError:  # UnicodeDecodeError included
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise damaged("meta", b"format", "not the JSON object of the store's format")
-    return parsed
 
 
 def check_meta(name: bytes, value: bytes) -> None:
