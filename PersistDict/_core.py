@@ -92,6 +92,7 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
         self._values = values = ValueCodec(value_serializer, value_unserializer)
         # bound once: the read path calls them without an attribute lookup on the codec
         self._decode_value = values.decode
+        self._encode_value = values.encode
         self._decode_cached = values.decode_cached
         self._loads_takes_buffer = values.loads_takes_buffer
         self._lock = threading.RLock()
@@ -134,9 +135,6 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
     def _cache_key(self, key: Any, lookup: bytes) -> Any:
         """The front-cache key for ``key``: itself for str/bytes, else (lookup,)."""
         return key if self._plain_cache_keys and type(key) in _PLAIN_KEY_TYPES else (lookup,)
-
-    def _encode_value(self, value: Any) -> tuple[int, bytes]:
-        return self._values.encode(value)
 
     def _record_key(self, record: Record) -> Any:
         return self._keys.decode(record.lookup, record.exact)

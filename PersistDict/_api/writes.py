@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
+_new_tuple: Any = tuple.__new__
+
 class Writes(StoreState, Generic[K, V]):
     """Every write of the mapping."""
 
@@ -33,13 +35,14 @@ class Writes(StoreState, Generic[K, V]):
     def _prepare(self, key: Any, value: Any) -> Item:
         lookup, exact = self._keys.encode(key)
         kind, payload = self._encode_value(value)
-        return Item(lookup, exact, kind, payload)
+        item: Item = _new_tuple(Item, (lookup, exact, kind, payload))  # Item(...) without its Python __new__
+        return item
 
     @property
     def _bounds(self) -> Bounds:
         return Bounds(self.max_items, self.max_bytes)
 
-    def _check_fits(self, keys: list[Any], items: list[Item]) -> None:
+    def _check_fits(self, first_key: Any, items: list[Item]) -> None:
         """Refuse, before any transaction, a write that max_items/max_bytes cannot hold even in an
         otherwise empty store (eviction never removes what the write itself stores)."""
         count = len({item.lookup for item in items})  # a key given twice counts once
@@ -50,7 +53,7 @@ class Writes(StoreState, Generic[K, V]):
         if self.max_bytes is not None:
             needed = self._engine.footprint(items)
             if needed > self.max_bytes:
-                what = (f"the value for key {key_text(keys[0])} needs" if count == 1
+                what = (f"the value for key {key_text(first_key)} needs" if count == 1
                         else f"these {count} entries need")
                 raise ValueError(f"{what} at least {needed} bytes of database pages, more than "
                                  f"max_bytes={self.max_bytes}")
@@ -60,12 +63,13 @@ class Writes(StoreState, Generic[K, V]):
             self.counters["evicted"] += len(evicted)
             self._log("evicted {} entries to stay within bounds", len(evicted))
 
-    def _write_many(self, keys: list[Any], items: list[Item], expires: float, once: bytes | None = None) -> None:
+    def _write_many(self, first_key: Any, items: list[Item], expires: float, once: bytes | None = None) -> None:
+        """Write ``items`` (``first_key``: the first one's key, for a message)."""
         engine = self._check_open()
         now = self._clock()
         bounds = self._bounds
         if bounds.max_items is not None or bounds.max_bytes is not None:
-            self._check_fits(keys, items)
+            self._check_fits(first_key, items)
             self._note_cached_reads()  # eviction picks by access time
         commit = engine.put(items, now, expires, bounds, once)
         self.counters["sets"] += len(items)
@@ -74,7 +78,7 @@ class Writes(StoreState, Generic[K, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         self._check_open()
-        self._write_many([key], [self._prepare(key, value)], 0.0)
+        self._write_many(key, [self._prepare(key, value)], 0.0)
 
     @typechecked
     def set(self, key: K, value: V, ttl: int | float | None = None) -> None:
@@ -82,7 +86,7 @@ class Writes(StoreState, Generic[K, V]):
         ttl = ttl_seconds(ttl)
         self._check_open()
         expires = 0.0 if ttl is None else self._clock() + ttl
-        self._write_many([key], [self._prepare(key, value)], expires)
+        self._write_many(key, [self._prepare(key, value)], expires)
 
     @typechecked
     def set_many(self, mapping: Mapping[K, V] | Iterable[tuple[K, V]], ttl: int | float | None = None) -> None:
@@ -91,7 +95,7 @@ class Writes(StoreState, Generic[K, V]):
         pairs = list(mapping.items() if isinstance(mapping, Mapping) else mapping)
         items = [self._prepare(key, value) for key, value in pairs]
         if items:
-            self._write_many([key for key, _ in pairs], items, 0.0 if ttl is None else self._clock() + ttl)
+            self._write_many(pairs[0][0], items, 0.0 if ttl is None else self._clock() + ttl)
 
     def update(self, other: Any = (), /, **kwargs: V) -> None:
         """Like ``dict.update``, in one transaction."""
@@ -187,7 +191,7 @@ class Writes(StoreState, Generic[K, V]):
         try:  # serialized before the transaction; an error matters only if the key is missing
             item = Item(lookup, exact, *self._encode_value(default))
             if bounded:
-                self._check_fits([key], [item])
+                self._check_fits(key, [item])
             encode_error: Exception | None = None
         except Exception as exc:
             item, encode_error = Item(lookup, exact, 0, b""), exc
@@ -233,7 +237,7 @@ class Writes(StoreState, Generic[K, V]):
         """Initialise like ``dict(...)``; allowed once per database (until ``clear()``)."""
         source: dict[Any, Any] = dict(*args, **kwargs)
         items = [self._prepare(key, value) for key, value in source.items()]
-        self._write_many(list(source), items, 0.0, once=b"called")
+        self._write_many(next(iter(source), None), items, 0.0, once=b"called")
         return self
 
     @contextmanager

@@ -36,7 +36,7 @@ def is_current(front: FrontCache, feed: ChangeFeed) -> bool:
     if views is None or feed.txn_holders:
         return False
     first, second = views[0][0], views[1][0]
-    return front.valid_at == (first if first > second else second)
+    return bool(front.valid_at == (first if first > second else second))
 
 
 def bypassed(feed: ChangeFeed) -> bool:

@@ -74,7 +74,7 @@ class LmdbEngine(LmdbReads):
     def put(self, items: Sequence[Item], now: float, expires: float, bounds: Bounds,
             once: bytes | None = None) -> Commit:
         bounded = bounds.max_items is not None or bounds.max_bytes is not None
-        put, slot_of = entries.put, self.slots.slot
+        put, slot_of, limit = entries.put, self.slots.slot, self.limit
 
         def work(txn: Txn) -> list[bytes]:
             if once is not None:
@@ -85,11 +85,12 @@ class LmdbEngine(LmdbReads):
                 txn.put_meta(once, b"1")
             seqs = entries.SeqAllocator(txn)
             if not bounded:
-                for lookup, exact, kind, payload in items:
-                    put(txn, seqs, lookup, exact, slot_of(lookup), kind, payload, now, expires)
+                for lookup, exact, kind, payload in items:  # a lookup that fits is its own slot: no call
+                    put(txn, seqs, lookup, exact, lookup if len(lookup) <= limit else slot_of(lookup), kind,
+                        payload, now, expires)
                 return []
-            written = {put(txn, seqs, lookup, exact, slot_of(lookup), kind, payload, now, expires)[0]
-                       for lookup, exact, kind, payload in items}
+            written = {put(txn, seqs, lookup, exact, lookup if len(lookup) <= limit else slot_of(lookup), kind,
+                           payload, now, expires)[0] for lookup, exact, kind, payload in items}
             return self._evict(txn, bounds, written)
 
         evicted, commit = self._write(work, savepoint=bounded)  # eviction raises if the write cannot fit
