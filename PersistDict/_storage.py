@@ -986,13 +986,14 @@ class Storage:
     def _begin_read_opening_tables(self, env: lmdb.Environment, buffers: bool) -> Txn:
         """begin_read before this process's first write: the read opens the tables itself (see
         _lmdb_tables), holding _tables_lock until it ends (LMDB: one such transaction at a time)."""
-        lock = self._tables_lock
+        gate = self._gate
+        gate.enter()  # before the lock, as a write does (_begin_write, then _keep_tables_open): the other
+        lock = self._tables_lock  # order deadlocked close() against a first write (gate.exclusive)
         lock.acquire()
         if self._dbs is not None:  # opened for good meanwhile
             lock.release()
+            gate.leave()
             return self.begin_read(buffers)
-        gate = self._gate
-        gate.enter()
         raw = None
         try:
             raw = env.begin(None, None, False, buffers)
