@@ -77,6 +77,7 @@ _ABSENT = (-1, 0.0, 0, b"", 0)  # _find_hashed's answer for a key that is not st
 # itself for them, so a hit needs no encoding. Other keys use (lookup,).
 _PLAIN_KEY_TYPES = frozenset({str, bytes})
 _FORMAT_VERSION = 1
+CLOSE_WAIT_SECONDS = 5.0  # how long close() waits for its writes (see close)
 
 if TYPE_CHECKING:  # defaults (PEP 696): a bare PersistDict(path) is a PersistDict[Any, Any]
     from typing_extensions import TypeVar as _DefaultedTypeVar
@@ -267,6 +268,7 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         self._closed = True
         self._storage = Storage.acquire(path, durability, map_size)
         self._closed = False
+        self._released = False  # the storage, once: by close() or by the writes it left to a thread
         try:
             self._check_format()
         except BaseException:
@@ -1185,20 +1187,57 @@ class PersistDict(SettingsAttributes, MutableMapping[K, V]):
         if self._closed:
             return
         self._maintenance.stop()  # outside the lock: the thread may be waiting for it
-        try:
-            self.flush_atimes()  # outside the lock too: a write may wait for other threads
-            release_lease(self._storage, self._maintenance.holder)
-            if self._settings["durability"] == "fast":
-                self._storage.sync()  # what 'fast' deferred reaches the disk at close
-        finally:
-            with self._lock:
-                if not self._closed:
-                    self._closed = True
-                    _live_instances.pop(id(self), None)
-                    self._storage.release()
-                    if self._front is not None:
-                        self._front.clear()
-                    self._log("closed")
+        if self._storage.current_write_txn() is not None:  # inside transaction(): the writes join it
+            try:
+                self._write_before_close()
+            finally:
+                self._mark_closed(release=True)
+            return
+        # Another thread writes, so that close() never waits long for a writer lock that another
+        # process holds (hung, or SIGSTOPped, inside a transaction): after CLOSE_WAIT_SECONDS it
+        # leaves the writes (access times, the lease: no data) to that thread, which releases the
+        # store when they are done.
+        errors: list[BaseException] = []
+        written = threading.Event()
+
+        def write() -> None:
+            try:
+                self._write_before_close()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                written.set()
+                with self._lock:
+                    if self._closed and not self._released:  # close() stopped waiting
+                        self._released = True
+                        self._storage.release()
+
+        threading.Thread(target=write, name="PersistDict close", daemon=True).start()
+        if not written.wait(CLOSE_WAIT_SECONDS):
+            logger.warning("closing {!r}: another process holds the writer lock; the access times are "
+                           "written when it frees it (or lost if this process exits first)", self.path)
+        self._mark_closed(release=written.is_set())
+        if errors:
+            raise errors[0]
+
+    def _write_before_close(self) -> None:
+        self.flush_atimes()  # outside the lock: a write may wait for other threads
+        release_lease(self._storage, self._maintenance.holder)
+        if self._settings["durability"] == "fast":
+            self._storage.sync()  # what 'fast' deferred reaches the disk at close
+
+    def _mark_closed(self, release: bool) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            _live_instances.pop(id(self), None)
+            if release and not self._released:
+                self._released = True
+                self._storage.release()
+            if self._front is not None:
+                self._front.clear()
+            self._log("closed")
 
     @property
     def closed(self) -> bool:
