@@ -43,6 +43,8 @@ from .exceptions import ClosedError, CodecMismatchWarning, CorruptedRecordError
 
 __all__ = ["Metadata", "PersistDict"]
 
+CLOSE_WAIT_SECONDS = 5.0  # how long close() waits for its writes (see close)
+
 
 class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K, V]):
     """A dict on disk, shared by every thread and process on the host.
@@ -106,6 +108,7 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
         self._feed = engine.feed  # the commit clock and changed keys: the front cache's coherence
         self._touched = engine.accesses  # id -> atime not yet written: reads note here, no lock
         self._closed = False
+        self._released = False  # the engine, once: by close() or by the writes it left to a thread
         try:
             self._check_format()
         except BaseException:
@@ -312,20 +315,57 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
         if self._closed:
             return
         self._maintenance.stop()  # outside the lock: the thread may be waiting for it
-        try:
-            self.flush_atimes()  # outside the lock too: a write may wait for other threads
-            self._engine.release_lease(self._maintenance.holder)
-            if self._settings["durability"] == "fast":
-                self._engine.sync()  # what 'fast' deferred reaches the disk at close
-        finally:
-            with self._lock:
-                if not self._closed:
-                    self._closed = True
-                    lifecycle.unregister(self)
-                    self._engine.close()
-                    if self._front is not None:
-                        self._front.clear()
-                    self._log("closed")
+        if self._feed.in_transaction():  # inside transaction(): the writes join it
+            try:
+                self._write_before_close()
+            finally:
+                self._mark_closed(release=True)
+            return
+        # Another thread writes, so that close() never waits long for a writer lock that another
+        # process holds (hung, or SIGSTOPped, inside a transaction): after CLOSE_WAIT_SECONDS it
+        # leaves the writes (access times, the lease: no data) to that thread, which releases the
+        # store when they are done.
+        errors: list[BaseException] = []
+        written = threading.Event()
+
+        def write() -> None:
+            try:
+                self._write_before_close()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                written.set()
+                with self._lock:
+                    if self._closed and not self._released:  # close() stopped waiting
+                        self._released = True
+                        self._engine.close()
+
+        threading.Thread(target=write, name="PersistDict close", daemon=True).start()
+        if not written.wait(CLOSE_WAIT_SECONDS):
+            logger.warning("closing {!r}: another process holds the writer lock; the access times are "
+                           "written when it frees it (or lost if this process exits first)", self.path)
+        self._mark_closed(release=written.is_set())
+        if errors:
+            raise errors[0]
+
+    def _write_before_close(self) -> None:
+        self.flush_atimes()  # outside the lock: a write may wait for other threads
+        self._engine.release_lease(self._maintenance.holder)
+        if self._settings["durability"] == "fast":
+            self._engine.sync()  # what 'fast' deferred reaches the disk at close
+
+    def _mark_closed(self, release: bool) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            lifecycle.unregister(self)
+            if release and not self._released:
+                self._released = True
+                self._engine.close()
+            if self._front is not None:
+                self._front.clear()
+            self._log("closed")
 
     @property
     def closed(self) -> bool:

@@ -130,3 +130,49 @@ def test_setdefault_and_pop_race_across_processes_have_one_winner(path, opened):
         assert sorted(pops, key=repr) == sorted([("popped", r)] + [w.MISSING] * (n_procs - 1), key=repr), \
             f"round {r}: pop results {pops}"
         assert f"pop{r}" not in d
+
+
+_HOLD_WRITER = """
+import sys, time
+from PersistDict import PersistDict
+d = PersistDict(sys.argv[1], background_thread="disabled")
+with d.transaction():
+    d["held"] = 1
+    print("inside", flush=True)
+    time.sleep(float(sys.argv[2]))
+d.close()
+"""
+
+
+def test_close_waiting_for_another_process_writer_lock_returns_and_writes_later(path: Path) -> None:
+    """close() of a reader returns although another process holds the writer lock; its access
+    times are written, and the store released, once the lock is free."""
+    import subprocess
+    import sys
+    import time
+
+    from PersistDict import PersistDict
+    from PersistDict._core import CLOSE_WAIT_SECONDS
+
+    with PersistDict(path, background_thread="disabled") as d:
+        d["k"] = "v"
+        created = d.metadata("k").atime
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_WRITER, str(path), str(CLOSE_WAIT_SECONDS + 3)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "inside"
+        reader = PersistDict(path, background_thread="disabled")
+        time.sleep(0.01)  # a later access time than the one stored
+        assert reader["k"] == "v"
+        reader.close()  # returns after CLOSE_WAIT_SECONDS, leaving its access time to a thread
+        assert holder.poll() is None, "the holder was to keep the writer lock past close()"
+        assert holder.wait(60) == 0
+    finally:
+        holder.kill()
+    for _ in range(600):  # the thread writes once the lock is free, then releases the store
+        with PersistDict(path, background_thread="disabled") as d:
+            if d.metadata("k").atime > created:
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the access time left to close()'s thread was never written")
