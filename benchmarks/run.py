@@ -134,8 +134,8 @@ def snapshot_ours() -> str:
 def snapshot_baseline(ref: str) -> str:
     """Extract PersistDict/ as of git ``ref`` to work/baseline (contender pd_base); returns its commit.
 
-    Its compiled parsers are the snapshot's when ``_speedups.c`` is the same at ``ref`` (else the
-    baseline runs on the pure-Python parsers, and results.json says so)."""
+    Its compiled parsers are the snapshot's when ``_speedups.c`` is the same at ``ref``, else built
+    from ``ref``'s source as pip builds them (setuptools build_ext; a failed build fails the run)."""
     commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", ref],
                             capture_output=True, text=True, check=True).stdout.strip()
     shutil.rmtree(BASELINE_DIR, ignore_errors=True)
@@ -148,6 +148,10 @@ def snapshot_baseline(ref: str) -> str:
     if (package / "_speedups.c").read_bytes() == (ours / "_speedups.c").read_bytes():
         for built in ours.glob("_speedups*.so"):
             shutil.copy2(built, package / built.name)
+    elif any(ours.glob("_speedups*.so")):  # compare like with like: both compiled
+        subprocess.run([sys.executable, "-c", "from setuptools import Extension, setup; setup(name='baseline', "
+                        "ext_modules=[Extension('PersistDict._speedups', ['PersistDict/_speedups.c'])], "
+                        "script_args=['-q', 'build_ext', '--inplace'])"], cwd=BASELINE_DIR, check=True)
     return commit
 
 
