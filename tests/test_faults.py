@@ -4,6 +4,7 @@ write lock or dying with reader slots, and the database directory deleted under 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import select
 import shutil
@@ -134,6 +135,20 @@ def test_writes_after_the_directory_was_deleted_raise(db_path: Path) -> None:
     with contextlib.suppress(StorageError):  # the access times it could not write are reported
         d.close()
     assert d.closed
+
+
+@pytest.mark.parametrize("writes_before", [0, 1, 300])
+def test_writes_after_the_data_file_alone_was_unlinked_raise(db_path: Path, writes_before: int) -> None:
+    """Unlinking data.mdb alone (the directory stays) is noticed at the next write too, however many
+    writes ran since the last full check of the file's link count."""
+    d = PersistDict(db_path, background_thread="disabled", caching=False)
+    for i in range(writes_before):
+        d[f"w{i}"] = i
+    os.unlink(db_path / "data.mdb")
+    with pytest.raises(StorageError, match="deleted"):
+        d["c"] = 3
+    with contextlib.suppress(StorageError):
+        d.close()
 
 
 def test_a_new_process_opens_a_store_whose_reader_table_is_full_of_dead_slots(db_path: Path) -> None:

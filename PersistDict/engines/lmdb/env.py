@@ -296,6 +296,9 @@ class Storage(Transactions, MetaPageFeed):
                 self._records_db = self._dbs[0]
             # kept open to notice the file unlinked under us (see _refuse_if_deleted)
             self._data_fd = os.open(os.path.join(path, DATA_FILE), os.O_RDONLY | os.O_CLOEXEC)
+            self._dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._dir_mtime = os.fstat(self._dir_fd).st_mtime_ns
+            self._writes_unchecked = 0
         except lmdb.Error as exc:
             self.env.close()
             raise translate_error(exc, path) from exc
@@ -347,6 +350,7 @@ class Storage(Transactions, MetaPageFeed):
         self.views = None
         self._meta_map = None
         os.close(self._data_fd)
+        os.close(self._dir_fd)
         if self.generation != _fork_generation[0] and not self._reopening:
             # Inherited from the parent and never used here: closing it would abort
             # the parent's transactions (shared reader slots). Keep it, untouched.
