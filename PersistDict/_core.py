@@ -98,7 +98,7 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
         self._decode_cached = values.decode_cached
         self._loads_takes_buffer = values.loads_takes_buffer
         self._lock = threading.RLock()
-        self._front = FrontCache(cache_max_entries, cache_max_bytes, self._record_hits) if caching else None
+        self._front = FrontCache(cache_max_entries, cache_max_bytes, self._take_hits) if caching else None
         # hit/miss counters are plain attributes: the read path is the product
         self._hits = self._misses = 0
         self.counters = dict.fromkeys(("sets", "deletes", "expired", "evicted", "integrity_alerts"), 0)
@@ -174,7 +174,7 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
         recent[key] = entry
         if len(recent) > RECENT_LIMIT:
             with self._lock:
-                self._apply_recent()
+                front.hand_over_hits()
         return entry
 
     def __getitem__(self, key: K) -> V:
@@ -245,21 +245,16 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
             raise error
         return self._decode_value(kind, payload, key)
 
-    def _apply_recent(self) -> None:
-        """Apply buffered front-cache hits to the LRU order and the pending atimes."""
-        if self._front is not None:
-            self._front.apply_recent()
-
-    def _note_cached_reads(self) -> None:
-        """Hand the front cache's buffered hits to the access times now: eviction, expiry,
+    def _hand_over_hits(self) -> None:
+        """Hand the front cache's buffered hits over to the access times now: eviction, expiry,
         ``metadata()`` and the flush must see the reads the cache served."""
         front = self._front
         if front is not None and front.recent:
             with self._lock:
-                self._apply_recent()
+                front.hand_over_hits()
 
-    def _record_hits(self, entries: list[CachedEntry]) -> None:
-        """Front-cache hits count as reads: their access times go to the next flush."""
+    def _take_hits(self, entries: list[CachedEntry]) -> None:
+        """The front cache's hits, handed over: they count as reads, their access times go to the next flush."""
         now = self._clock()
         note = self._touched.note
         for entry in entries:
@@ -413,7 +408,7 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
         # the front cache may be mid-update, and the maintenance thread is gone.
         self._lock = threading.RLock()
         if self._front is not None:
-            self._front = FrontCache(self._front.max_entries, self._front.max_bytes, self._record_hits)
+            self._front = FrontCache(self._front.max_entries, self._front.max_bytes, self._take_hits)
         self._maintenance.restart_after_fork()
 
 

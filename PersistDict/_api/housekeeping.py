@@ -26,7 +26,7 @@ class Housekeeping(StoreState):
         holds the GIL makes every foreground read wait for it (up to 5 ms each time).
         """
         check_number("batch", batch, "a positive count of entries")
-        self._note_cached_reads()
+        self._hand_over_hits()
         if self._closed:
             return 0
         return sum(self._write_atimes(chunk) for chunk in self._touched.drain(batch))
@@ -61,7 +61,7 @@ class Housekeeping(StoreState):
         engine = self._check_open()
         now = self._clock()
         cutoff = now - self.expiration_days * 86400 if self.expiration_days else None
-        self._note_cached_reads()
+        self._hand_over_hits()
         removed, resume = engine.sweep(now, cutoff, start_after, deadline, time.monotonic, self._alert)
         if removed:
             self.counters["expired"] += removed

@@ -153,7 +153,7 @@ class BulkReads(StoreState, Generic[K, V]):
         engine = self._check_open()
         lookup, _ = self._keys.encode(key)
         now = self._clock()
-        self._note_cached_reads()
+        self._hand_over_hits()
         try:
             times = engine.times(lookup, now)
         except CorruptedRecordError as exc:

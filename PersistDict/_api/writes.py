@@ -70,7 +70,7 @@ class Writes(StoreState, Generic[K, V]):
         bounds = self._bounds
         if bounds.max_items is not None or bounds.max_bytes is not None:
             self._check_fits(first_key, items)
-            self._note_cached_reads()  # eviction picks by access time
+            self._hand_over_hits()  # eviction picks by access time
         commit = engine.put(items, now, expires, bounds, once)
         self.counters["sets"] += len(items)
         self._note_evictions(commit.evicted)
@@ -198,7 +198,7 @@ class Writes(StoreState, Generic[K, V]):
         engine = self._check_open()
         now = self._clock()
         if bounded:
-            self._note_cached_reads()  # eviction picks by access time
+            self._hand_over_hits()  # eviction picks by access time
         try:
             found, commit = engine.put_if_absent(item, now, bounds, encode_error)
         except CorruptedRecordError as exc:

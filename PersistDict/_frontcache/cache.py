@@ -208,9 +208,9 @@ class FrontCache:
         recent = self.recent
         recent[entry.key] = entry
         if len(recent) > RECENT_LIMIT:
-            self.apply_recent()
+            self.hand_over_hits()
 
-    def apply_recent(self) -> None:
+    def hand_over_hits(self) -> None:
         """Move buffered hits to the LRU's most-recent end and hand them to ``on_hits``."""
         recent, self.recent = self.recent, {}
         lru = self.lru
