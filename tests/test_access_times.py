@@ -9,20 +9,11 @@ from pathlib import Path
 
 from _concurrency import run_threads
 from PersistDict import PersistDict
+from _clock import Clock
 
 ROOT = str(Path(__file__).resolve().parents[1])
 
 DAY = 86400.0
-
-
-class Clock:
-    """An injectable clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_flush_skips_deleted_entries_and_never_lowers_a_later_access_time(

@@ -6,18 +6,9 @@ from __future__ import annotations
 import pytest
 
 from ._engines import Stores
+from _clock import Clock
 
 DAY = 86400.0
-
-
-class Clock:
-    """An injectable clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_max_items_evicts_least_recently_used(stores: Stores) -> None:

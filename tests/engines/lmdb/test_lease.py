@@ -13,22 +13,13 @@ from pathlib import Path
 import pytest
 
 from PersistDict import PersistDict
+from _clock import Clock
 
 from ._lmdb_access import CLOCK_SLACK, LEASE, LONGEST_LEASE, MAINTENANCE_MODULE, engine_of, lease_holder, try_take_lease
 
 ROOT = str(Path(__file__).resolve().parents[3])
 
 DAY = 86400.0
-
-
-class Clock:
-    """An injectable clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_maintenance_lease_is_shared_between_processes(db_path: Path, make_db: Callable[..., PersistDict]) -> None:
