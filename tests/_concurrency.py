@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -123,3 +125,15 @@ class Remote:
                 self("stop")
             finally:
                 join_all([self.process])
+
+
+def in_another_process(db_path: Any, body: str) -> None:
+    """Run ``body`` in a fresh interpreter with the store open as ``d`` (closed after); it must succeed."""
+    code = f"""
+from PersistDict import PersistDict
+d = PersistDict({str(db_path)!r}, background_thread="disabled")
+{body}
+d.close()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

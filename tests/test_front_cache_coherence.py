@@ -3,14 +3,13 @@ maintenance writes evict nothing."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from PersistDict import PersistDict
+from _concurrency import in_another_process
 
 ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -53,16 +52,6 @@ def test_evictions_leave_the_rest_of_the_own_front_cache(make_db: Callable[..., 
     assert db.stats()["front_cache_hits"] >= hits + 40  # the 40 cached survivors
 
 
-def _in_another_process(db_path: Path, body: str) -> None:
-    code = f"""
-from PersistDict import PersistDict
-d = PersistDict({str(db_path)!r}, background_thread="disabled")
-{body}
-d.close()
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-
 
 def test_another_process_s_maintenance_writes_keep_the_front_cache(
         db_path: Path, make_db: Callable[..., PersistDict]) -> None:
@@ -71,7 +60,7 @@ def test_another_process_s_maintenance_writes_keep_the_front_cache(
     db.set_many({f"k{i}": i for i in range(50)})
     _read_all_twice(db)
     assert len(db._front) == 50
-    _in_another_process(db_path, "[d[f'k{i}'] for i in range(50)]; assert d.flush_atimes() == 50; d.run_maintenance()")
+    in_another_process(db_path, "[d[f'k{i}'] for i in range(50)]; assert d.flush_atimes() == 50; d.run_maintenance()")
     hits = db.stats()["front_cache_hits"]
     _read_all_twice(db)
     assert db.stats()["front_cache_hits"] >= hits + 99  # the first read may find the gap: one LMDB read
@@ -93,7 +82,7 @@ def test_another_process_s_write_evicts_only_the_entries_it_changed(
     db = make_db()
     db.set_many({f"k{i}": i for i in range(50)})
     _read_all_twice(db)
-    _in_another_process(db_path, body)
+    in_another_process(db_path, body)
     for key, value in changed.items():
         assert db.get(key) == value
     hits = db.stats()["front_cache_hits"]
@@ -115,7 +104,7 @@ def test_another_process_s_write_evicts_keys_of_every_kind(db_path: Path, make_d
     for _ in range(2):
         assert all(db[key] == "old" for key in keys)
     assert len(db._front) == len(keys)
-    _in_another_process(db_path, f"d.update(dict.fromkeys({keys[:-1]!r}, 'new'))")
+    in_another_process(db_path, f"d.update(dict.fromkeys({keys[:-1]!r}, 'new'))")
     for _ in range(2):
         assert [db[key] for key in keys] == ["new"] * (len(keys) - 1) + ["old"]
 
@@ -130,6 +119,6 @@ def test_another_process_s_unlogged_write_empties_the_front_cache(
     db = make_db()
     db.set_many({f"k{i}": i for i in range(50)})
     _read_all_twice(db)
-    _in_another_process(db_path, body)
+    in_another_process(db_path, body)
     assert db["k0"] == 0
     assert len(db._front) == 0

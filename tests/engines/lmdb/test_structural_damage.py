@@ -14,6 +14,7 @@ from PersistDict import PersistDict
 from PersistDict.exceptions import CorruptedRecordError
 
 from ._lmdb_access import engine_of
+from _concurrency import in_another_process
 
 ROOT = str(Path(__file__).resolve().parents[3])
 
@@ -53,16 +54,6 @@ def test_maintenance_pass_flags_structural_damage(make_db: Callable[..., Persist
     assert db.stats()["integrity_alerts"] == 1 and sorted(db) == ["a", "b"]
 
 
-def _in_another_process(db_path: Path, body: str) -> None:
-    code = f"""
-from PersistDict import PersistDict
-d = PersistDict({str(db_path)!r}, background_thread="disabled")
-{body}
-d.close()
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-
 
 def test_a_misplaced_record_is_never_served_nor_cached(
         db_path: Path, make_db: Callable[..., PersistDict]) -> None:
@@ -78,7 +69,7 @@ def test_a_misplaced_record_is_never_served_nor_cached(
         with pytest.raises(CorruptedRecordError, match="'A'"):
             read()
     assert len(db._front) == 0 and db["B"] == "value-B"
-    _in_another_process(db_path, "d['A'] = 'new'")
+    in_another_process(db_path, "d['A'] = 'new'")
     assert db["A"] == db.get_many(["A"])["A"] == "new" and "A" in db
 
 
