@@ -39,7 +39,7 @@ from ._frontcache.cache import COPIED, RECENT_LIMIT, SHARED, CachedEntry, FrontC
 from ._maintenance import Maintenance
 from .engines.base import Engine
 from .engines.lmdb import DEFAULT_MAP_SIZE
-from .exceptions import ClosedError, CodecMismatchWarning, CorruptedRecordError
+from .exceptions import ClosedError, CodecMismatchWarning, CorruptedRecordError, TransactionError
 
 __all__ = ["Metadata", "PersistDict"]
 
@@ -309,13 +309,9 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
         """Write pending access times, stop maintenance, release the database. Idempotent."""
         if self._closed:
             return
+        if self._feed.in_transaction():  # the engines would end the block differently: refuse, change nothing
+            raise TransactionError("close() inside transaction(): leave the block first (the store stays open)")
         self._maintenance.stop()  # outside the lock: the thread may be waiting for it
-        if self._feed.in_transaction():  # inside transaction(): the writes join it
-            try:
-                self._write_before_close()
-            finally:
-                self._mark_closed(release=True)
-            return
         # Another thread writes, so that close() never waits long for a writer lock that another
         # process holds (hung, or SIGSTOPped, inside a transaction): after CLOSE_WAIT_SECONDS it
         # leaves the writes (access times, the lease: no data) to that thread, which releases the
@@ -337,7 +333,7 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K,
 
         threading.Thread(target=write, name="PersistDict close", daemon=True).start()
         if not written.wait(CLOSE_WAIT_SECONDS):
-            logger.warning("closing {!r}: another process holds the writer lock; the access times are "
+            logger.warning("closing {!r}: another process or thread holds the writer lock; the access times are "
                            "written when it frees it (or lost if this process exits first)", self.path)
         self._mark_closed(release=written.is_set())
         if errors:

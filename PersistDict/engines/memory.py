@@ -187,7 +187,8 @@ class MemoryEngine:
             return out, snapshot
 
     def count(self) -> int:
-        return len(self.records)
+        with self._lock:  # a transaction writes into records: len() waits for it, as every read does
+            return len(self.records)
 
     def counts(self) -> tuple[int, int]:
         with self._lock:
