@@ -15,3 +15,22 @@ def incr_worker(path: str, key: str, times: int, delta: Any, barrier: Any) -> No
     for _ in range(times):
         d.incr(key, delta)
     d.close()
+
+
+def cas_worker(path: str, key: str, times: int, barrier: Any) -> None:
+    """Add 1 to ``key`` ``times`` times through version/compare_and_set retry loops."""
+    d = open_db(path)
+    barrier.wait()
+    for _ in range(times):
+        while True:
+            version = d.version(key)  # first: a value read before it could be older than it
+            if d.compare_and_set(key, d[key] + 1, version):
+                break
+    d.close()
+
+
+def write_same_value(path: str, key: str, value: Any) -> None:
+    """Write ``value`` at ``key`` once, at a fixed clock reading."""
+    d = open_db(path, clock=lambda: 1000.0)
+    d[key] = value
+    d.close()

@@ -25,6 +25,7 @@ process, nothing on disk). engines/registry.py picks one from the path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -262,3 +263,10 @@ class Engine(Protocol):
 def live(expires: float, now: float) -> bool:
     """Whether an entry with expiry ``expires`` (0.0: never) is live at ``now``."""
     return not expires or expires > now
+
+
+def written_after(mtime: float, now: float) -> float:
+    """The mtime of an overwrite at ``now`` of an entry last written at ``mtime``: later than it
+    even if the clock did not move (or went back), so that every write changes the entry's version
+    (``PersistDict.version``)."""
+    return now if now > mtime else math.nextafter(mtime, math.inf)

@@ -25,7 +25,7 @@ from typing import Any
 from .._accesses import PendingAccesses
 from .._codec.record import Record, record_length
 from ..exceptions import AlreadyCalledError
-from .base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Item, live
+from .base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Item, live, written_after
 
 CHANGES_KEPT = 1024  # commits whose changed keys the feed remembers
 _MISSING: Any = object()
@@ -257,7 +257,8 @@ class MemoryEngine:
             self._put_record(Record(seq, now, now, expires, kind, lookup, exact, payload))
             return seq
         # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
-        self._put_record(Record(old.seq, old.ctime, now, expires, kind, lookup, old.exact, payload))
+        self._put_record(Record(old.seq, old.ctime, written_after(old.mtime, now), expires, kind, lookup, old.exact,
+                                payload))
         return old.seq
 
     def _evict(self, bounds: Bounds, protected: set[int]) -> list[bytes]:
@@ -327,7 +328,8 @@ class MemoryEngine:
         with self._writing() as out:
             record = self.find(lookup, now)
             if record is not None:
-                self._put_record(record._replace(expires=expires))
+                if expires != record.expires:  # a new expiry is a write: a new version (see written_after)
+                    self._put_record(record._replace(expires=expires, mtime=written_after(record.mtime, now)))
                 self._set(self.atimes, record.seq, now)
         return record is not None, out[0]
 

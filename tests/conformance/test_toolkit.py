@@ -1,4 +1,4 @@
-"""The toolkit on every engine: counters (incr/decr)."""
+"""The toolkit on every engine: counters (incr/decr), versions (version/compare_and_set)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,81 @@ def test_incr_inside_transaction_rolls_back_with_it(db):
         assert db.incr("n") == 2
         raise RuntimeError
     assert db["n"] == 1
+
+
+def test_version_changes_on_every_write_even_at_the_same_instant(stores):
+    """Writing the same value at the same clock reading changes the version; reads, access-time flushes
+    and touch() without a new expiry do not."""
+    d = stores.open(clock=lambda: 1000.0)
+    d["k"] = "v"
+    first = d.version("k")
+    d.touch("k")  # an access: no TTL before, none after
+    assert d.version("k") == first
+    seen = {first}
+    for write in (lambda: d.__setitem__("k", "v"), lambda: d.set("k", "v"), lambda: d.update(k="v"),
+                  lambda: d.touch("k", ttl=5), lambda: d.touch("k", ttl=None)):
+        before = d.version("k")
+        assert d["k"] == "v" and d.get("k") == "v" and "k" in d
+        d.flush_atimes()
+        assert d.version("k") == before, "a read or an access-time flush changed the version"
+        write()
+        seen.add(d.version("k"))
+    assert len(seen) == 6
+
+
+def test_version_of_a_missing_or_expired_key_raises_keyerror(stores):
+    """version() of a key that is absent or past its TTL raises KeyError."""
+    now = [1000.0]
+    d = stores.open(clock=lambda: now[0])
+    with pytest.raises(KeyError):
+        d.version("nope")
+    d.set("k", 1, ttl=1)
+    d.version("k")
+    now[0] += 2
+    with pytest.raises(KeyError):
+        d.version("k")
+
+
+def test_compare_and_set_writes_only_at_the_expected_version(db):
+    """compare_and_set: None writes only if absent; a stale version writes nothing; the current one writes."""
+    assert db.compare_and_set("k", 1, None) is True
+    assert db.compare_and_set("k", 2, None) is False
+    first = db.version("k")
+    db["k"] = 1  # someone else writes meanwhile
+    assert db.compare_and_set("k", 3, first) is False
+    assert db["k"] == 1
+    assert db.compare_and_set("k", 3, db.version("k")) is True
+    assert db["k"] == 3
+    del db["k"]
+    assert db.compare_and_set("k", 4, first) is False
+    assert "k" not in db
+
+
+def test_compare_and_set_with_ttl_and_bad_arguments(stores):
+    """compare_and_set takes a ttl like set(); a bad version or ttl raises TypeError/ValueError and writes nothing."""
+    now = [1000.0]
+    d = stores.open(clock=lambda: now[0])
+    assert d.compare_and_set("k", 1, None, ttl=5)
+    with pytest.raises(TypeError):
+        d.compare_and_set("k", 2, "1")
+    with pytest.raises(ValueError):
+        d.compare_and_set("k", 2, d.version("k"), ttl=-1)
+    assert d["k"] == 1
+    now[0] += 6
+    assert "k" not in d
+    assert d.compare_and_set("k", 2, None)
+
+
+def test_compare_and_set_loops_from_8_threads_count_exactly(db):
+    """8 threads incrementing through version/compare_and_set retry loops lose no increment."""
+    db["n"] = 0
+
+    def add(_: int) -> None:
+        for _ in range(100):
+            while True:
+                version = db.version("n")
+                if db.compare_and_set("n", db["n"] + 1, version):
+                    break
+
+    run_threads(8, add)
+    assert db["n"] == 800

@@ -152,7 +152,7 @@ class LmdbEngine(LmdbReads):
             record = found.record
             if record is None or not live(record.expires, now):
                 return False
-            entries.set_expiry(txn, found, expires)
+            entries.set_expiry(txn, found, expires, now)
             txn.put_atime(record.seq, now)
             return True
 
