@@ -34,3 +34,28 @@ def write_same_value(path: str, key: str, value: Any) -> None:
     d = open_db(path, clock=lambda: 1000.0)
     d[key] = value
     d.close()
+
+
+def locked_appender(path: str, rounds: int, barrier: Any) -> None:
+    """``rounds`` times: inside d.lock("log"), append an "in" and then an "out" mark to the shared list."""
+    import os
+
+    d = open_db(path)
+    barrier.wait()
+    me = os.getpid()
+    for i in range(rounds):
+        with d.lock("log", ttl=60):
+            d["log"] = d["log"] + [(me, i, "in")]
+            d["log"] = d["log"] + [(me, i, "out")]
+    d.close()
+
+
+def hold_lock_forever(path: str, name: str, ttl: float, held: Any) -> None:
+    """Take the lock ``name`` and hold it until killed."""
+    import time
+
+    d = open_db(path)
+    d.lock(name, ttl=ttl).acquire()
+    held.set()
+    while True:
+        time.sleep(1)

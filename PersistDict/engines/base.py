@@ -242,6 +242,14 @@ class Engine(Protocol):
     def release_lease(self, holder: str) -> None:
         """Give the lease up if ``holder`` has it."""
 
+    def claim(self, name: bytes, holder: bytes, now: float, until: float) -> bool:
+        """Take the named mutex ``name`` for ``holder`` until ``until``, atomically, if it is free,
+        expired (``until <= now``) or already ``holder``'s (a renewal); whether it did. Not an entry:
+        not counted, listed, evicted or cleared. Never called inside ``transaction()``."""
+
+    def unclaim(self, name: bytes, holder: bytes) -> bool:
+        """Free the named mutex if ``holder`` still has it; whether it did."""
+
     def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
               format_row: bytes) -> CheckReport:
         """Cross-check every entry; with ``repair`` fix structure, with ``drop`` delete entries that

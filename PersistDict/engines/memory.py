@@ -76,6 +76,7 @@ class MemoryEngine:
         self.records_bytes = 0
         self._next_id = 1
         self._lock = threading.RLock()
+        self.claims: dict[bytes, tuple[bytes, float]] = {}  # named mutexes: name -> (holder, until)
         self._undo: list[tuple[dict[Any, Any], Any, Any]] = []  # (table, key, old value or _MISSING)
         self._changed: set[bytes] | None = set()  # lookups written since the last commit
         self._wrote = False
@@ -396,6 +397,22 @@ class MemoryEngine:
 
     def release_lease(self, holder: str) -> None:
         pass
+
+    def claim(self, name: bytes, holder: bytes, now: float, until: float) -> bool:
+        with self._lock:
+            current = self.claims.get(name)
+            if current is not None and current[0] != holder and current[1] > now:
+                return False
+            self.claims[name] = (holder, until)
+            return True
+
+    def unclaim(self, name: bytes, holder: bytes) -> bool:
+        with self._lock:
+            current = self.claims.get(name)
+            if current is None or current[0] != holder:
+                return False
+            del self.claims[name]
+            return True
 
     def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
               format_row: bytes) -> CheckReport:

@@ -23,6 +23,7 @@ from .bounds import enforce_bounds, least_bytes
 from .env import Storage
 from .housekeeping import release_lease, sweep, try_take_lease
 from .integrity import check_database
+from .mutex import claim, unclaim
 from .reads import LmdbReads
 from .slots import Slots, read_as
 from .txn import Txn
@@ -185,6 +186,12 @@ class LmdbEngine(LmdbReads):
 
     def release_lease(self, holder: str) -> None:
         release_lease(self.storage, holder)
+
+    def claim(self, name: bytes, holder: bytes, now: float, until: float) -> bool:
+        return claim(self.storage, name, holder, now, until)
+
+    def unclaim(self, name: bytes, holder: bytes) -> bool:
+        return unclaim(self.storage, name, holder)
 
     def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
               format_row: bytes) -> CheckReport:
