@@ -59,3 +59,28 @@ def hold_lock_forever(path: str, name: str, ttl: float, held: Any) -> None:
     held.set()
     while True:
         time.sleep(1)
+
+
+def slow_double(x: int) -> int:
+    """The memoized function of memoize_caller: counts its runs in the store, takes half a second."""
+    import time
+
+    d = open_db(_STORE[0])
+    d.incr("runs")
+    d.close()
+    time.sleep(0.5)
+    return x * 2
+
+
+_STORE: list[str] = []
+
+
+def memoize_caller(path: str, barrier: Any, lock: bool) -> None:
+    """Call the memoized slow_double(21) once, at the same moment as the other callers."""
+    _STORE[:] = [path]
+    d = open_db(path)
+    memoized = d.memoize(name="slow_double", lock=lock)(slow_double)
+    barrier.wait()
+    if memoized(21) != 42:
+        raise SystemExit(3)
+    d.close()

@@ -1,4 +1,4 @@
-"""The toolkit across processes (LMDB): counters and compare-and-set loops with exact totals, versions, locks."""
+"""The toolkit across processes (LMDB): counters and compare-and-set loops with exact totals, versions, locks, memoize."""
 
 from __future__ import annotations
 
@@ -76,3 +76,13 @@ def test_lock_of_a_sigkilled_holder_is_taken_after_its_ttl(path, opened):
     offset[0] = 31.0
     with d.lock("job", blocking=False) as lock:
         assert lock.held
+
+
+@pytest.mark.parametrize("start_method", CONTEXTS)
+def test_memoize_from_8_processes_at_once_runs_the_slow_function_once(path, opened, start_method):
+    """8 processes calling one slow (0.5 s) memoized function with the same arguments at once run it exactly once."""
+    opened(path)
+    ctx = mp.get_context(start_method)
+    barrier = ctx.Barrier(8)
+    join_all([start_process(ctx, tw.memoize_caller, path, barrier, True) for _ in range(8)])
+    assert opened(path)["runs"] == 1

@@ -4,6 +4,7 @@ free or expired, deleted only by its holder. A holder that dies frees it when it
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -30,10 +31,11 @@ class StoreLock:
     acquiring it again while held (through this handle or another one, in any thread) waits like
     any other contender. Hold it for less than ``ttl`` seconds, or call :meth:`renew`."""
 
-    def __init__(self, store: Any, name: str, ttl: float, timeout: float | None, blocking: bool) -> None:
+    def __init__(self, store: Any, name: str, ttl: float, timeout: float | None, blocking: bool,
+                 row: bytes | None = None) -> None:
         self._store = store
         self.name = name
-        self._row = b"user:" + name.encode("utf-8", "surrogatepass")
+        self._row = b"user:" + name.encode("utf-8", "surrogatepass") if row is None else row  # see key_lock
         self.ttl = ttl
         self.timeout = timeout
         self.blocking = blocking
@@ -112,3 +114,8 @@ class Locks(StoreState):
             raise ValueError(f"lock timeout must be None or a finite number of seconds >= 0, not {timeout!r}")
         self._check_open()
         return StoreLock(self, name, float(ttl), None if timeout is None else float(timeout), blocking)
+
+    def _key_lock(self, lookup: bytes, ttl: float) -> StoreLock:
+        """The lock of one entry (``get_or_set``): its own namespace, apart from ``lock(name)``'s."""
+        row = b"key:" + hashlib.blake2b(lookup, digest_size=16).digest()
+        return StoreLock(self, "<an entry's computation>", ttl, None, True, row)

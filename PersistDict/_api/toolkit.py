@@ -43,8 +43,10 @@ class Toolkit(StoreState, Generic[K, V]):
     """Counters and versions: atomic read-modify-write on one entry."""
 
     if TYPE_CHECKING:
-        _bounds: Bounds
         _keys: Any
+
+        @property
+        def _bounds(self) -> Bounds: ...
 
         def _note_evictions(self, evicted: list[bytes]) -> None: ...
 
