@@ -84,3 +84,17 @@ def memoize_caller(path: str, barrier: Any, lock: bool) -> None:
     if memoized(21) != 42:
         raise SystemExit(3)
     d.close()
+
+
+def compute_forever(path: str, key: str, computing: Any) -> None:
+    """get_or_set(key) with a factory that never returns (the process is killed inside it)."""
+    import time
+
+    d = open_db(path)
+
+    def factory() -> None:
+        computing.set()
+        while True:
+            time.sleep(1)
+
+    d.get_or_set(key, factory, lock_ttl=30)

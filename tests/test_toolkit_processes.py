@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import time
 
 import _toolkit_workers as tw
@@ -86,3 +87,26 @@ def test_memoize_from_8_processes_at_once_runs_the_slow_function_once(path, open
     barrier = ctx.Barrier(8)
     join_all([start_process(ctx, tw.memoize_caller, path, barrier, True) for _ in range(8)])
     assert opened(path)["runs"] == 1
+
+
+def test_get_or_set_takes_over_from_a_sigkilled_computation_after_its_lock_ttl(path, opened):
+    """A process SIGKILLed inside get_or_set's factory holds the key until lock_ttl; then a waiter computes."""
+    ctx = mp.get_context("spawn")
+    computing = ctx.Event()
+    worker = start_process(ctx, tw.compute_forever, path, "k", computing)
+    try:
+        assert computing.wait(60)
+    finally:
+        worker.kill()
+        worker.join()
+    offset = [0.0]
+    d = opened(path, clock=lambda: time.time() + offset[0])
+    result: list[str] = []
+    waiter = threading.Thread(target=lambda: result.append(d.get_or_set("k", lambda: "mine", lock_ttl=30)),
+                              daemon=True)
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and not result, "the waiter did not wait for the dead computation's lock"
+    offset[0] = 31.0
+    waiter.join(60)
+    assert result == ["mine"] and d["k"] == "mine"
