@@ -1,17 +1,17 @@
 """Read-modify-write helpers above the engine: counters (``incr``/``decr``) and versions
-(``version``/``compare_and_set``). Each one runs its read and its write in one engine transaction,
-so it is atomic across threads and processes on every engine."""
+(``version``/``compare_and_set``). Each reads the entry, runs the codec outside any write, then
+writes with the engine's ``replace``: one write that stores only if the entry is still the version
+read, so it is atomic across threads and processes on every engine."""
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic
 
-from ..engines.base import Commit, Item, StoredEntry
-from ..exceptions import CorruptedRecordError, StorageFullError
+from ..engines.base import Item, StoredEntry
+from ..exceptions import CorruptedRecordError
 from .options import ttl_seconds
 from .state import K, V, StoreState, corrupted, typechecked
 
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from ..engines.base import Bounds
 
 Number = int | float
-GROWTH_RETRIES = 8  # a write that outgrows the LMDB map is rolled back, the map grown: run it again
 
 
 _VERSION_HEADER = struct.Struct("<QddB")  # seq, mtime, expires, kind
@@ -50,46 +49,38 @@ class Toolkit(StoreState, Generic[K, V]):
 
         def _note_evictions(self, evicted: list[bytes]) -> None: ...
 
-    @contextmanager
-    def _rewriting(self, key: Any) -> Iterator[tuple[bytes, bytes | None, Any]]:
-        """One engine transaction around a read and a write of ``key``: yields (lookup, exact,
-        engine); the block reads with ``engine.get`` and writes with ``engine.put``. Other writers
-        (threads, processes) wait until it ends; it rolls back if the block raises."""
-        lookup, exact = self._keys.encode(key)
+    def _replace(self, key: Any, lookup: bytes, exact: bytes | None, kind: int, payload: bytes,
+                 expected: StoredEntry | None, expires: float | None) -> bool:
+        """Write the encoded value if the entry of ``key`` is still ``expected`` (None: absent), in one
+        engine write; ``expires`` None: keep ``expected``'s expiry. Whether it wrote."""
         engine = self._check_open()
         bounds = self._bounds
         if bounds.max_items is not None or bounds.max_bytes is not None:
             self._hand_over_hits()  # eviction picks by access time
-        with engine.transaction():
-            yield lookup, exact, engine
-
-    def _read_modify_write(self, key: Any, change: Callable[[bool, Any, float], tuple[Any, Any]]) -> Any:
-        """Run ``change(found, value, expires)`` on the live entry of ``key`` (found False: absent)
-        inside one write transaction; it returns (value to store or MISSING_WRITE, result)."""
-        for attempt in range(GROWTH_RETRIES):
-            try:
-                with self._rewriting(key) as (lookup, exact, engine):
-                    now = self._clock()
-                    try:
-                        seq, expires, kind, payload, _ = engine.get(lookup)
-                    except CorruptedRecordError as exc:
-                        raise corrupted(key, exc) from exc
-                    found = seq >= 0 and not (expires and expires <= now)
-                    current = self._decode_value(kind, payload, key) if found else None
-                    new, result = change(found, current, expires if found else 0.0)
-                    if new is _NO_WRITE:
-                        return result
-                    item = Item(lookup, exact, *self._encode_value(new))
-                    commit: Commit = engine.put([item], now, expires if found else 0.0, self._bounds)
-            except StorageFullError:
-                if attempt == GROWTH_RETRIES - 1 or self._feed.in_transaction():
-                    raise
-                continue
+        if expires is None:
+            expires = 0.0 if expected is None else expected.expires
+        try:
+            wrote, commit = engine.replace(Item(lookup, exact, kind, payload), expected, self._clock(), expires, bounds)
+        except CorruptedRecordError as exc:
+            raise corrupted(key, exc) from exc
+        if wrote:
             self.counters["sets"] += 1
             self._note_evictions(commit.evicted)
-            self._after_commit([lookup] + commit.evicted, commit)
-            return result
-        raise AssertionError("unreachable")
+        self._after_commit([lookup] + commit.evicted, commit)
+        return wrote
+
+    def _read_modify_write(self, key: Any, change: Callable[[bool, Any], Any]) -> Any:
+        """Store ``change(found, value)`` of the live entry of ``key`` (found False: absent) and
+        return it, atomically: the value is decoded, changed and encoded outside the engine's
+        write, which stores it only if the entry is still the version read (else: again)."""
+        lookup, exact = self._keys.encode(key)
+        while True:
+            record = self._find(self._check_open(), lookup, key)
+            current = None if record is None else self._decode_value(record.kind, record.payload, key)
+            new = change(record is not None, current)
+            kind, payload = self._encode_value(new)
+            if self._replace(key, lookup, exact, kind, payload, record, None):
+                return new
 
     def incr(self, key: K, delta: Number = 1, *, default: Number = 0) -> Number:
         """Add ``delta`` to the number stored at ``key`` (``default`` if missing) and return the new
@@ -100,12 +91,11 @@ class Toolkit(StoreState, Generic[K, V]):
         if not _is_number(default):
             raise TypeError(f"incr() default must be an int or a float, not {type(default).__name__}")
 
-        def add(found: bool, current: Any, expires: float) -> tuple[Any, Any]:
+        def add(found: bool, current: Any) -> Any:
             value = current if found else default
             if not _is_number(value):
                 raise TypeError(f"incr() needs an int or a float stored at the key, found {type(value).__name__}")
-            new = value + delta
-            return new, new
+            return value + delta
 
         return self._read_modify_write(key, add)  # type: ignore[no-any-return]
 
@@ -137,26 +127,10 @@ class Toolkit(StoreState, Generic[K, V]):
         True if it wrote. ``ttl`` as in :meth:`set`."""
         ttl = ttl_seconds(ttl)
         lookup, exact = self._keys.encode(key)
-        kind, payload = self._encode_value(value)  # outside the write transaction
-        for attempt in range(GROWTH_RETRIES):
-            try:
-                with self._rewriting(key) as (_, _, engine):
-                    now = self._clock()
-                    record = self._find(engine, lookup, key)
-                    current = None if record is None else version_of(record)
-                    if current != version:
-                        return False
-                    item = Item(lookup, exact, kind, payload)
-                    commit: Commit = engine.put([item], now, 0.0 if ttl is None else now + ttl, self._bounds)
-            except StorageFullError:
-                if attempt == GROWTH_RETRIES - 1 or self._feed.in_transaction():
-                    raise
-                continue
-            self.counters["sets"] += 1
-            self._note_evictions(commit.evicted)
-            self._after_commit([lookup] + commit.evicted, commit)
-            return True
-        raise AssertionError("unreachable")
+        kind, payload = self._encode_value(value)  # outside the engine's write
+        record = self._find(self._check_open(), lookup, key)
+        if (None if record is None else version_of(record)) != version:
+            return False
+        now = self._clock()
+        return self._replace(key, lookup, exact, kind, payload, record, 0.0 if ttl is None else now + ttl)
 
-
-_NO_WRITE: Any = object()  # what a change returns to write nothing

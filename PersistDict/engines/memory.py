@@ -306,6 +306,15 @@ class MemoryEngine:
             return (record.kind, record.payload), out[0]
         return None, out[0]._replace(evicted=evicted)
 
+    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds
+                ) -> tuple[bool, Commit]:
+        evicted: list[bytes] | None = None
+        with self._writing() as out:
+            record = self.find(item.lookup, now)
+            if record is None if expected is None else record is not None and _same_version(record, expected):
+                evicted = self._evict(bounds, {self._store(*item, now, expires)})
+        return (False, out[0]) if evicted is None else (True, out[0]._replace(evicted=evicted))
+
     def remove(self, lookup: bytes, now: float, expected: Record | None = None) -> tuple[Record | None, Commit]:
         with self._writing() as out:
             record = self.records.get(lookup)
