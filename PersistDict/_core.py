@@ -30,6 +30,9 @@ from ._api.options import compare_formats, encode_format, format_record, setting
 from ._api.reads import BulkReads, Metadata
 from ._api.state import PLAIN_KEY_TYPES as _PLAIN_KEY_TYPES
 from ._api.state import K, T, V, corrupted, typechecked
+from ._api.locks import Locks
+from ._api.memoize import Memoize
+from ._api.toolkit import Toolkit
 from ._api.writes import Writes
 from ._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
 from ._codec.record import KIND_SERIALIZED, Record
@@ -46,7 +49,8 @@ __all__ = ["Metadata", "PersistDict"]
 CLOSE_WAIT_SECONDS = 5.0  # how long close() waits for its writes (see close)
 
 
-class PersistDict(BulkReads[K, V], Writes[K, V], Housekeeping, MutableMapping[K, V]):
+class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], Locks, Housekeeping,
+                  MutableMapping[K, V]):
     """A dict on disk, shared by every thread and process on the host.
 
     See the README for the guarantees. Every public method is thread-safe.

@@ -57,6 +57,10 @@ class TransactionError(PersistDictError, RuntimeError):
     """A transaction was used wrongly (for example across threads) or had to be aborted."""
 
 
+class LockTimeoutError(PersistDictError, TimeoutError):
+    """``d.lock(...)`` was not acquired: another holder kept it past ``timeout`` (or ``blocking=False``)."""
+
+
 class AlreadyCalledError(PersistDictError, RuntimeError, AssertionError):
     """``d(...)`` was called a second time on the same database (see ``clear()``); also an
     AssertionError, which PersistDict 0.2.x raised there."""

@@ -112,11 +112,11 @@ def unpack_value(data: bytes | memoryview, lookup: bytes) -> tuple[int, float, i
     return seq, expires, kind, data[start:-4]
 
 
-_OVERWRITE_HEADER = struct.Struct("<BxxxQdxxxxxxxxdII")  # version, seq, ctime, expires, lengths
+_OVERWRITE_HEADER = struct.Struct("<BxxxQdddII")  # version, seq, ctime, mtime, expires, lengths
 
 
-def overwrite_fields(data: bytes | memoryview, lookup: bytes) -> tuple[int, float, float, bytes | None] | None:
-    """(seq, ctime, expires, exact key) of the record of ``lookup`` about to be overwritten; None if
+def overwrite_fields(data: bytes | memoryview, lookup: bytes) -> tuple[int, float, float, float, bytes | None] | None:
+    """(seq, ctime, mtime, expires, exact key) of the record of ``lookup`` about to be overwritten; None if
     it is damaged or is another key's record (a damaged database key led here).
 
     The write path's parse: no Record, no payload slice.
@@ -125,13 +125,13 @@ def overwrite_fields(data: bytes | memoryview, lookup: bytes) -> tuple[int, floa
         _verify(data)
     except CorruptedRecordError:
         return None
-    _, seq, ctime, expires, lookup_len, exact_len = _OVERWRITE_HEADER.unpack_from(data)
+    _, seq, ctime, mtime, expires, lookup_len, exact_len = _OVERWRITE_HEADER.unpack_from(data)
     if data[HEADER_SIZE : HEADER_SIZE + lookup_len] != lookup:
         return None
     if not exact_len:
-        return seq, ctime, expires, None
+        return seq, ctime, mtime, expires, None
     start = HEADER_SIZE + lookup_len
-    return seq, ctime, expires, bytes(data[start : start + exact_len])
+    return seq, ctime, mtime, expires, bytes(data[start : start + exact_len])
 
 
 def record_mtime(data: bytes | memoryview) -> float:
@@ -152,12 +152,13 @@ def record_expires(data: bytes | memoryview, lookup: bytes) -> float:
     return expires  # type: ignore[no-any-return]
 
 
-def with_header(record: Record, *, seq: int | None = None, expires: float | None = None) -> bytes:
-    """Re-pack a record with its seq or expiry changed (payload untouched)."""
+def with_header(record: Record, *, seq: int | None = None, expires: float | None = None,
+                mtime: float | None = None) -> bytes:
+    """Re-pack a record with its seq, expiry or mtime changed (payload untouched)."""
     return pack_record(
         record.seq if seq is None else seq,
         record.ctime,
-        record.mtime,
+        record.mtime if mtime is None else mtime,
         record.expires if expires is None else expires,
         record.kind,
         record.lookup,

@@ -25,6 +25,7 @@ process, nothing on disk). engines/registry.py picks one from the path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -207,6 +208,12 @@ class Engine(Protocol):
         """``setdefault``: ((kind, payload) of the live entry found, or None if ``item`` was
         stored), atomically. ``refuse``: raised instead of storing (the default did not encode)."""
 
+    def replace(self, item: Item, expected: StoredEntry | None, now: float, expires: float, bounds: Bounds
+                ) -> tuple[bool, Commit]:
+        """Write ``item`` (expiring at ``expires``) only if the live entry is still ``expected``
+        (as ``find`` returned it; None: only if absent or expired), then evict as ``put``; whether
+        it wrote (``incr``, ``compare_and_set``)."""
+
     def remove(self, lookup: bytes, now: float, expected: StoredEntry | None = None
                ) -> tuple[StoredEntry | None, Commit]:
         """Remove the entry; returns it if it was live (and, given ``expected``, still that version)."""
@@ -241,6 +248,14 @@ class Engine(Protocol):
     def release_lease(self, holder: str) -> None:
         """Give the lease up if ``holder`` has it."""
 
+    def claim(self, name: bytes, holder: bytes, now: float, until: float) -> bool:
+        """Take the named mutex ``name`` for ``holder`` until ``until``, atomically, if it is free,
+        expired (``until <= now``) or already ``holder``'s (a renewal); whether it did. Not an entry:
+        not counted, listed, evicted or cleared. Never called inside ``transaction()``."""
+
+    def unclaim(self, name: bytes, holder: bytes) -> bool:
+        """Free the named mutex if ``holder`` still has it; whether it did."""
+
     def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
               format_row: bytes) -> CheckReport:
         """Cross-check every entry; with ``repair`` fix structure, with ``drop`` delete entries that
@@ -262,3 +277,10 @@ class Engine(Protocol):
 def live(expires: float, now: float) -> bool:
     """Whether an entry with expiry ``expires`` (0.0: never) is live at ``now``."""
     return not expires or expires > now
+
+
+def written_after(mtime: float, now: float) -> float:
+    """The mtime of an overwrite at ``now`` of an entry last written at ``mtime``: later than it
+    even if the clock did not move (or went back), so that every write changes the entry's version
+    (``PersistDict.version``)."""
+    return now if now > mtime else math.nextafter(mtime, math.inf)

@@ -25,7 +25,7 @@ from typing import Any
 from .._accesses import PendingAccesses
 from .._codec.record import Record, record_length
 from ..exceptions import AlreadyCalledError
-from .base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Item, live
+from .base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Item, live, written_after
 
 CHANGES_KEPT = 1024  # commits whose changed keys the feed remembers
 _MISSING: Any = object()
@@ -76,6 +76,7 @@ class MemoryEngine:
         self.records_bytes = 0
         self._next_id = 1
         self._lock = threading.RLock()
+        self.claims: dict[bytes, tuple[bytes, float]] = {}  # named mutexes: name -> (holder, until)
         self._undo: list[tuple[dict[Any, Any], Any, Any]] = []  # (table, key, old value or _MISSING)
         self._changed: set[bytes] | None = set()  # lookups written since the last commit
         self._wrote = False
@@ -257,7 +258,8 @@ class MemoryEngine:
             self._put_record(Record(seq, now, now, expires, kind, lookup, exact, payload))
             return seq
         # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
-        self._put_record(Record(old.seq, old.ctime, now, expires, kind, lookup, old.exact, payload))
+        self._put_record(Record(old.seq, old.ctime, written_after(old.mtime, now), expires, kind, lookup, old.exact,
+                                payload))
         return old.seq
 
     def _evict(self, bounds: Bounds, protected: set[int]) -> list[bytes]:
@@ -304,6 +306,15 @@ class MemoryEngine:
             return (record.kind, record.payload), out[0]
         return None, out[0]._replace(evicted=evicted)
 
+    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds
+                ) -> tuple[bool, Commit]:
+        evicted: list[bytes] | None = None
+        with self._writing() as out:
+            record = self.find(item.lookup, now)
+            if record is None if expected is None else record is not None and _same_version(record, expected):
+                evicted = self._evict(bounds, {self._store(*item, now, expires)})
+        return (False, out[0]) if evicted is None else (True, out[0]._replace(evicted=evicted))
+
     def remove(self, lookup: bytes, now: float, expected: Record | None = None) -> tuple[Record | None, Commit]:
         with self._writing() as out:
             record = self.records.get(lookup)
@@ -327,7 +338,8 @@ class MemoryEngine:
         with self._writing() as out:
             record = self.find(lookup, now)
             if record is not None:
-                self._put_record(record._replace(expires=expires))
+                if expires != record.expires:  # a new expiry is a write: a new version (see written_after)
+                    self._put_record(record._replace(expires=expires, mtime=written_after(record.mtime, now)))
                 self._set(self.atimes, record.seq, now)
         return record is not None, out[0]
 
@@ -394,6 +406,22 @@ class MemoryEngine:
 
     def release_lease(self, holder: str) -> None:
         pass
+
+    def claim(self, name: bytes, holder: bytes, now: float, until: float) -> bool:
+        with self._lock:
+            current = self.claims.get(name)
+            if current is not None and current[0] != holder and current[1] > now:
+                return False
+            self.claims[name] = (holder, until)
+            return True
+
+    def unclaim(self, name: bytes, holder: bytes) -> bool:
+        with self._lock:
+            current = self.claims.get(name)
+            if current is None or current[0] != holder:
+                return False
+            del self.claims[name]
+            return True
 
     def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
               format_row: bytes) -> CheckReport:

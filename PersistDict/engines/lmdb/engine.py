@@ -23,6 +23,7 @@ from .bounds import enforce_bounds, least_bytes
 from .env import Storage
 from .housekeeping import release_lease, sweep, try_take_lease
 from .integrity import check_database
+from .mutex import claim, unclaim
 from .reads import LmdbReads
 from .slots import Slots, read_as
 from .txn import Txn
@@ -116,6 +117,23 @@ class LmdbEngine(LmdbReads):
             return None, commit._replace(evicted=outcome)
         return outcome, commit
 
+    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds
+                ) -> tuple[bool, Commit]:
+        lookup, exact, kind, payload = item
+        base = self.slots.slot(lookup)
+
+        def work(txn: Txn) -> list[bytes] | None:
+            record = entries.find(txn, lookup, base).record
+            current = record if record is not None and live(record.expires, now) else None
+            if not (current is None if expected is None else current is not None and same_version(current, expected)):
+                return None
+            seq, _ = entries.put(txn, entries.SeqAllocator(txn), lookup, exact, base, kind, payload, now, expires)
+            return self._evict(txn, bounds, {seq})
+
+        bounded = bounds.max_items is not None or bounds.max_bytes is not None
+        evicted, commit = self._write(work, savepoint=bounded)
+        return (False, commit) if evicted is None else (True, commit._replace(evicted=evicted))
+
     def remove(self, lookup: bytes, now: float, expected: Record | None = None) -> tuple[Record | None, Commit]:
         """Remove the entry; returns its record if it was live (and, given ``expected``, still that
         version). CorruptedRecordError if its slot holds another key's record: nothing removed."""
@@ -152,7 +170,7 @@ class LmdbEngine(LmdbReads):
             record = found.record
             if record is None or not live(record.expires, now):
                 return False
-            entries.set_expiry(txn, found, expires)
+            entries.set_expiry(txn, found, expires, now)
             txn.put_atime(record.seq, now)
             return True
 
@@ -185,6 +203,12 @@ class LmdbEngine(LmdbReads):
 
     def release_lease(self, holder: str) -> None:
         release_lease(self.storage, holder)
+
+    def claim(self, name: bytes, holder: bytes, now: float, until: float) -> bool:
+        return claim(self.storage, name, holder, now, until)
+
+    def unclaim(self, name: bytes, holder: bytes) -> bool:
+        return unclaim(self.storage, name, holder)
 
     def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
               format_row: bytes) -> CheckReport:

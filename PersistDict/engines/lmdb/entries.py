@@ -25,6 +25,7 @@ from typing import NamedTuple
 from .slots import is_hashed_slot, probe_index, probe_slot
 from ..._accesses import PendingAccesses
 from ..._codec.record import WRONG_KEY, Record, overwrite_fields, pack_record, record_mtime, unpack_record, with_header
+from ..base import written_after
 from .rows import damaged
 from .txn import Txn, encode_seq
 from ...exceptions import CorruptedRecordError
@@ -146,23 +147,24 @@ def put(
     if is_hashed_slot(base):
         found = find(txn, lookup, base)
         slot, old = found.slot, found.record
-        fields = None if old is None else (old.seq, old.ctime, old.expires, old.exact)
+        fields = None if old is None else (old.seq, old.ctime, old.mtime, old.expires, old.exact)
     else:  # the common case: one lookup, and only the header fields an overwrite keeps
         slot = base
         data = txn.record(slot)
         fields = None if data is None else overwrite_fields(data, lookup)  # damaged: replaced as new
-    if fields is not None and fields[2] and fields[2] <= now:  # past its TTL: a new entry
+    if fields is not None and fields[3] and fields[3] <= now:  # past its TTL: a new entry
         txn.delete_order(fields[0])
         txn.delete_atime(fields[0])
         fields = None
     if fields is None:
-        seq, ctime = seqs.take(), now
+        seq, ctime, mtime = seqs.take(), now, now
         txn.put_order(seq, pack_order(expires, exact is None and slot == lookup, slot))
     else:  # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
-        seq, ctime, old_expires, exact = fields
+        seq, ctime, old_mtime, old_expires, exact = fields
+        mtime = written_after(old_mtime, now)
         if old_expires != expires:
             txn.put_order(seq, pack_order(expires, exact is None and slot == lookup, slot))
-    txn.put_record(slot, pack_record(seq, ctime, now, expires, kind, lookup, exact, payload), lookup)
+    txn.put_record(slot, pack_record(seq, ctime, mtime, expires, kind, lookup, exact, payload), lookup)
     return seq, fields is None
 
 
@@ -222,13 +224,17 @@ def _close_chain_gap(txn: Txn, base: bytes, hole: int, lookup: bytes | None) -> 
     txn.delete_record(hole_slot, lookup)
 
 
-def set_expiry(txn: Txn, found: Found, expires: float) -> None:
-    """Change an existing entry's expiry time (record header and order row)."""
+def set_expiry(txn: Txn, found: Found, expires: float, now: float) -> None:
+    """Change an existing entry's expiry time (record header and order row); a new expiry is a
+    write at ``now`` (a new version: see written_after), the same one is not."""
     record = found.record
     assert record is not None
     if expires:
         note_ttl_write(txn)
-    txn.put_record(found.slot, with_header(record, expires=expires), record.lookup)
+    if expires == record.expires:
+        return
+    txn.put_record(found.slot, with_header(record, expires=expires, mtime=written_after(record.mtime, now)),
+                   record.lookup)
     key_in_slot = record.exact is None and found.slot == record.lookup
     txn.put_order(record.seq, pack_order(expires, key_in_slot, found.slot))
 
