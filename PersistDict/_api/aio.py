@@ -27,12 +27,16 @@ from .state import MISSING, K, T, V, StoreState, corrupted, typechecked
 
 R = TypeVar("R")
 CHUNK = 256  # entries decoded per hop to a thread when iterating
+# A hit served inline does not suspend its task: a task reading hot keys in a loop would never
+# let the others run. Every this many inline answers, the caller yields to the loop once.
+YIELD_EVERY = 32
 
 
 class AsyncMethods(StoreState, Generic[K, V]):
     """aget, aset, adelete, ... and async iteration in chunks."""
 
     _committer: GroupCommitter | None = None
+    _inline_answers = 0
 
     if TYPE_CHECKING:  # what this part calls of the others (writes.py)
         def _prepare(self, key: Any, value: Any) -> Item: ...
@@ -44,14 +48,21 @@ class AsyncMethods(StoreState, Generic[K, V]):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, functools.partial(function, *args))
 
-    def _queue(self, apply: Callable[[Any, float], Any], after: Callable[[Any], Any]) -> asyncio.Future[Any]:
+    async def _yield_now_and_then(self) -> None:
+        """Let the loop run other tasks once every YIELD_EVERY inline answers."""
+        self._inline_answers += 1
+        if self._inline_answers % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+
+    def _queue(self, apply: Callable[[Any, float], Any], after: Callable[[Any], Any],
+               put: tuple[list[Item], float, Any] | None = None) -> asyncio.Future[Any]:
         committer = self._committer
         if committer is None:
             with self._lock:
                 committer = self._committer
                 if committer is None:
                     committer = self._committer = GroupCommitter(self)
-        return committer.queue(QueuedWrite(apply, after, asyncio.get_running_loop()))
+        return committer.queue(QueuedWrite(apply, after, asyncio.get_running_loop(), put))
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -65,6 +76,7 @@ class AsyncMethods(StoreState, Generic[K, V]):
         front = self._front
         entry = self._hot_entry(key) if front is not None and front.hot else None
         if entry is not None:
+            await self._yield_now_and_then()
             return entry.value(self._decode_cached)
         return await self._off_loop(self.get, key, default)  # type: ignore[attr-defined]
 
@@ -72,6 +84,7 @@ class AsyncMethods(StoreState, Generic[K, V]):
         """``key in d`` off the event loop; a front-cache hit is answered inline."""
         front = self._front
         if front is not None and front.hot and self._hot_entry(key) is not None:
+            await self._yield_now_and_then()
             return True
         return await self._off_loop(self.__contains__, key)  # type: ignore[attr-defined]
 
@@ -142,7 +155,7 @@ class AsyncMethods(StoreState, Generic[K, V]):
             self.counters["sets"] += len(items)
             self._note_evictions(commit.evicted)
 
-        return self._queue(apply, after)
+        return self._queue(apply, after, (items, expires, bounds))
 
     async def adelete(self, key: K) -> bool:
         """Remove ``key``; whether it was there. Grouped like :meth:`aset`."""

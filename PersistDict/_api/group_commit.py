@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..engines.base import Bounds, Item
 from ..exceptions import ClosedError, StorageFullError
 
 GROWTH_RETRIES = 3  # a batch that outgrows the map is run again after the engine grew it
@@ -24,15 +25,17 @@ GROWTH_RETRIES = 3  # a batch that outgrows the map is run again after the engin
 
 class QueuedWrite:
     """One queued write: ``apply(engine, now)`` returns its outcome; ``after`` does the mapping's
-    bookkeeping once its commit is final; the caller awaits ``future`` on ``loop``."""
+    bookkeeping once its commit is final; the caller awaits ``future`` on ``loop``. A put also
+    carries ``put`` = (items, expires, bounds), so that neighbouring puts go in one engine call."""
 
-    __slots__ = ("after", "apply", "future", "loop")
+    __slots__ = ("after", "apply", "future", "loop", "put")
 
     def __init__(self, apply: Callable[[Any, float], Any], after: Callable[[Any], Any],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, put: tuple[list[Item], float, Bounds] | None = None) -> None:
         self.apply = apply
         self.after = after
         self.loop = loop
+        self.put = put
         self.future: asyncio.Future[Any] = loop.create_future()
 
 
@@ -100,11 +103,16 @@ class GroupCommitter:
             try:
                 with engine.transaction():
                     now = store._clock()
-                    for write in batch:
-                        try:
-                            outcomes.append((True, write.apply(engine, now)))
-                        except Exception as exc:  # noqa: BLE001 - that write alone fails (it wrote nothing)
-                            outcomes.append((False, exc))
+                    start = 0
+                    while start < len(batch):
+                        end = _run_end(batch, start)
+                        if end - start < 2 or not _put_together(engine, batch[start:end], now, outcomes):
+                            for write in batch[start:end]:
+                                try:
+                                    outcomes.append((True, write.apply(engine, now)))
+                                except Exception as exc:  # noqa: BLE001 - that write alone fails (it wrote nothing)
+                                    outcomes.append((False, exc))
+                        start = end
                 return outcomes
             except StorageFullError:
                 continue  # rolled back and grown: run the batch again
@@ -122,6 +130,35 @@ class GroupCommitter:
         if self._executor is not None and self._pid == os.getpid():
             self._executor.shutdown(wait=False)
         self._executor = None
+
+
+def _run_end(batch: list[QueuedWrite], start: int) -> int:
+    """The end of the run of puts from ``start`` that share an expiry and bounds (``start + 1`` if none)."""
+    first = batch[start].put
+    end = start + 1
+    if first is None:
+        return end
+    while end < len(batch):
+        put = batch[end].put
+        if put is None or put[1] != first[1] or put[2] != first[2]:
+            break
+        end += 1
+    return end
+
+
+def _put_together(engine: Any, run: list[QueuedWrite], now: float, outcomes: list[tuple[bool, Any]]) -> bool:
+    """Write a run of puts in one engine call (their items in call order: a later value of a key
+    wins); False, nothing written, if it fails (bounds the run cannot hold together): the caller
+    then writes them one by one, so that only the writes that fail alone fail."""
+    _, expires, bounds = run[0].put  # type: ignore[misc]
+    items = [item for write in run for item in write.put[0]]  # type: ignore[index]
+    try:
+        commit = engine.put(items, now, expires, bounds)
+    except Exception:  # noqa: BLE001 - undone (the engine's put is atomic): one by one instead
+        return False
+    outcomes.append((True, commit))
+    outcomes.extend([(True, commit._replace(evicted=[]))] * (len(run) - 1))  # evictions counted once
+    return True
 
 
 def _settle(results: list[tuple[QueuedWrite, bool, Any]]) -> None:

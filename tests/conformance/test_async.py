@@ -224,3 +224,54 @@ def test_async_arguments_are_checked(db: PersistDict) -> None:
 
     asyncio.run(main())
     assert "k" not in db
+
+
+def test_concurrent_asets_of_one_key_keep_call_order(db: PersistDict) -> None:
+    """Puts of one key written together in one batch: the last call's value wins."""
+
+    async def main() -> None:
+        await asyncio.gather(*(db.aset("k", index) for index in range(50)), db.aset_many({"k": "last"}))
+
+    asyncio.run(main())
+    assert db["k"] == "last" and len(db) == 1
+
+
+def test_writes_that_fit_the_bounds_alone_but_not_together_all_land(stores: Stores) -> None:
+    """Concurrent aset_many of 4 keys each under max_items=10: the batch cannot hold them in one
+    write, so each is written on its own and none fails; the store keeps the 10 newest."""
+    db = stores.open(max_items=10)
+
+    async def main() -> list[Any]:
+        calls = [db.aset_many({f"{n}-{index}": index for index in range(4)}) for n in range(5)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    assert asyncio.run(main()) == [None] * 5
+    assert len(db) == 10 and all(f"4-{index}" in db for index in range(4))
+    assert db.counters["evicted"] == 10
+
+
+def test_a_task_reading_hot_keys_lets_other_tasks_run(db: PersistDict) -> None:
+    """Hits served inline still yield to the loop now and then: a loop of 1000 hot agets is not a stall."""
+    db["hot"] = 1
+    db["hot"], db["hot"]  # noqa: B018 - the second miss fills the front cache
+
+    async def main() -> int:
+        turns = 0
+        done = False
+
+        async def other() -> None:
+            nonlocal turns
+            while not done:
+                turns += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        turns = 0
+        for _ in range(1000):
+            assert await db.aget("hot") == 1
+        done = True
+        await ticker
+        return turns
+
+    assert asyncio.run(main()) >= 10
