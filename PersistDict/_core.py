@@ -25,6 +25,7 @@ from loguru import logger
 from .engines.registry import open_engine, store_path  # first: the engines' fork hooks run before lifecycle's
 from ._accesses import SHARD_MASK
 from ._api import lifecycle
+from ._api.aio import AsyncMethods
 from ._api.housekeeping import Housekeeping
 from ._api.options import compare_formats, encode_format, format_record, settings_of, stored_format
 from ._api.reads import BulkReads, Metadata
@@ -49,8 +50,8 @@ __all__ = ["Metadata", "PersistDict"]
 CLOSE_WAIT_SECONDS = 5.0  # how long close() waits for its writes (see close)
 
 
-class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], Locks, Housekeeping,
-                  MutableMapping[K, V]):
+class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], Locks, AsyncMethods[K, V],
+                  Housekeeping, MutableMapping[K, V]):
     """A dict on disk, shared by every thread and process on the host.
 
     See the README for the guarantees. Every public method is thread-safe.

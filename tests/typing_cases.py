@@ -64,3 +64,19 @@ counts.update(k="one")  # E: arg-type
 del counts[1]  # E: arg-type
 vector: list[float] = counts["k"]  # E: assignment
 counts.background_timeout = 9  # E: misc
+
+
+async def async_cases() -> None:
+    """The async methods are generic in K and V like their sync twins."""
+    assert_type(await counts.aget("k"), int | None)
+    assert_type(await counts.aget("k", 0), int)
+    assert_type(await counts.acontains("k"), bool)
+    assert_type(await counts.aget_many(["k"]), dict[str, int])
+    assert_type(await counts.adelete("k"), bool)
+    assert_type(await counts.apop("k"), int)
+    await counts.aset("k", 1, ttl=5)
+    await counts.aset("k", "one")  # E: arg-type
+    async for key in counts.akeys(chunk=64):
+        assert_type(key, str)
+    async for key, value in counts.aitems():
+        assert_type(value, int)
