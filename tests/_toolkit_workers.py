@@ -98,3 +98,26 @@ def compute_forever(path: str, key: str, computing: Any) -> None:
             time.sleep(1)
 
     d.get_or_set(key, factory, lock_ttl=30)
+
+
+def amemoize_caller(path: str, barrier: Any) -> None:
+    """An event loop whose 4 tasks call the memoized async slow_double(21) at the moment the other
+    processes do."""
+    import asyncio
+
+    _STORE[:] = [path]
+    d = open_db(path)
+
+    async def aslow_double(x: int) -> int:
+        await asyncio.to_thread(slow_double, x)
+        return x * 2
+
+    memoized = d.memoize(name="aslow_double")(aslow_double)
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(memoized(21) for _ in range(4)))
+
+    barrier.wait()
+    if asyncio.run(main()) != [42] * 4:
+        raise SystemExit(3)
+    d.close()

@@ -110,3 +110,12 @@ def test_get_or_set_takes_over_from_a_sigkilled_computation_after_its_lock_ttl(p
     offset[0] = 31.0
     waiter.join(60)
     assert result == ["mine"] and d["k"] == "mine"
+
+
+def test_async_memoize_from_4_processes_x_4_tasks_runs_the_slow_function_once(path, opened):
+    """4 processes, each with 4 tasks calling one slow async memoized function at once, run it exactly once."""
+    opened(path)
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    join_all([start_process(ctx, tw.amemoize_caller, path, barrier) for _ in range(4)])
+    assert opened(path)["runs"] == 1

@@ -201,6 +201,16 @@ class AsyncMethods(StoreState, Generic[K, V]):
         await self.aflush()
         return await self._off_loop(self.setdefault, key, default)  # type: ignore[attr-defined]
 
+    async def aincr(self, key: K, delta: int | float = 1, *, default: int | float = 0) -> int | float:
+        """``incr`` off the event loop, after the async writes queued before it."""
+        await self.aflush()
+        return await self._off_loop(functools.partial(self.incr, key, delta, default=default))  # type: ignore[attr-defined]
+
+    async def adecr(self, key: K, delta: int | float = 1, *, default: int | float = 0) -> int | float:
+        """``decr`` off the event loop, after the async writes queued before it."""
+        await self.aflush()
+        return await self._off_loop(functools.partial(self.decr, key, delta, default=default))  # type: ignore[attr-defined]
+
     async def aclear(self) -> None:
         """``clear`` off the event loop, after the async writes queued before it."""
         await self.aflush()

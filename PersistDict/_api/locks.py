@@ -4,6 +4,7 @@ free or expired, deleted only by its holder. A holder that dies frees it when it
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import os
@@ -68,6 +69,38 @@ class StoreLock:
             time.sleep(pause)
             wait = min(wait * 2, LONGEST_WAIT)
 
+    async def aacquire(self) -> bool:
+        """:meth:`acquire` for async code: each try runs off the event loop, the waits are the loop's."""
+        if self._token is not None:
+            raise RuntimeError(f"lock {self.name!r} is already held through this handle (locks are not reentrant)")
+        store = self._store
+        if store._feed.in_transaction():
+            raise TransactionError("lock() inside transaction(): take the lock first")
+        token = f"{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex}".encode()
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        wait = FIRST_WAIT
+        while True:
+            now = store._clock()
+            engine = store._check_open()
+            if await loop.run_in_executor(None, engine.claim, self._row, token, now, now + self.ttl):
+                self._token = token
+                return True
+            if not self.blocking or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            await asyncio.sleep(wait if deadline is None else min(wait, max(0.0, deadline - time.monotonic())))
+            wait = min(wait * 2, LONGEST_WAIT)
+
+    async def __aenter__(self) -> Self:
+        if not await self.aacquire():
+            raise LockTimeoutError(f"lock {self.name!r} not acquired: held by another holder "
+                                   f"({'not blocking' if not self.blocking else f'timeout={self.timeout}'})")
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.__exit__, kind, exc, tb)
+
     def renew(self) -> bool:
         """Extend the hold to ``ttl`` seconds from now; False if it was lost (expired and taken)."""
         if self._token is None:
@@ -114,6 +147,11 @@ class Locks(StoreState):
             raise ValueError(f"lock timeout must be None or a finite number of seconds >= 0, not {timeout!r}")
         self._check_open()
         return StoreLock(self, name, float(ttl), None if timeout is None else float(timeout), blocking)
+
+    def alock(self, name: str, *, ttl: int | float = 60, timeout: int | float | None = None,
+              blocking: bool = True) -> StoreLock:
+        """:meth:`lock` for async code: ``async with d.alock("job"): ...`` waits without blocking the loop."""
+        return self.lock(name, ttl=ttl, timeout=timeout, blocking=blocking)
 
     def _key_lock(self, lookup: bytes, ttl: float) -> StoreLock:
         """The lock of one entry (``get_or_set``): its own namespace, apart from ``lock(name)``'s."""

@@ -1,4 +1,4 @@
-"""``get_or_set`` and ``@memoize``: compute a missing value once across threads and processes.
+"""``get_or_set`` and ``@memoize`` (sync and async): compute a missing value once across threads, tasks and processes.
 
 Concurrent callers of a missing key wait on the entry's lock (``Locks._key_lock``, on the engine's
 named mutex) while one of them computes; they then read what it stored. If the computation raises,
@@ -80,6 +80,31 @@ class Memoize(StoreState, Generic[K, V]):
                 store.set(key, value, ttl=ttl)
         return value  # type: ignore[no-any-return]
 
+    async def aget_or_set(self, key: K, factory: Callable[[], Any], *, ttl: int | float | None = None,
+                          lock: bool = True, lock_ttl: int | float = LOCK_TTL) -> V:
+        """:meth:`get_or_set` for async code: ``factory`` may be sync or async (its result is
+        awaited); waiting for another caller's computation, and the store's work, stay off the loop."""
+        ttl_seconds(ttl)
+        store: Any = self
+        value = await store.aget(key, MISSING)
+        if value is not MISSING:
+            return value  # type: ignore[no-any-return]
+
+        async def compute() -> Any:
+            result = factory()
+            if inspect.isawaitable(result):
+                result = await result
+            await store.aset(key, result, ttl=ttl)
+            return result
+
+        if not lock:
+            return await compute()  # type: ignore[no-any-return]
+        async with self._key_lock(self._keys.encode(key)[0], float(ttl_seconds(lock_ttl) or LOCK_TTL)):
+            value = await store.aget(key, MISSING)  # stored by the holder we waited for
+            if value is MISSING:
+                value = await compute()
+        return value  # type: ignore[no-any-return]
+
     @typechecked
     def memoize(self, *, ttl: int | float | None = None, name: str | None = None, typed: bool = False,
                 ignore: Iterable[str] = (), lock: bool = True) -> Callable[[Callable[P, R]], Memoized[P, R]]:
@@ -94,8 +119,6 @@ class Memoize(StoreState, Generic[K, V]):
         store: Any = self
 
         def decorate(func: Callable[P, R]) -> Memoized[P, R]:
-            if inspect.iscoroutinefunction(func):
-                raise TypeError(f"memoize() takes sync functions; {func.__qualname__} is async")
             signature = inspect.signature(func)
             parameters = list(signature.parameters.values())
             unknown = ignored - {p.name for p in parameters}
@@ -123,10 +146,17 @@ class Memoize(StoreState, Generic[K, V]):
                     parts.append((param, _canonical(value)))
                 return ("memoize", label, tuple(parts))
 
-            @functools.wraps(func)
-            def memoized(*args: P.args, **kwargs: P.kwargs) -> R:
-                key: Any = cache_key(*args, **kwargs)
-                return cast(R, store.get_or_set(key, lambda: func(*args, **kwargs), ttl=ttl, lock=lock))
+            if inspect.iscoroutinefunction(func):
+                @functools.wraps(func)
+                async def amemoized(*args: Any, **kwargs: Any) -> Any:
+                    return await store.aget_or_set(cache_key(*args, **kwargs), lambda: func(*args, **kwargs),
+                                                   ttl=ttl, lock=lock)
+                memoized: Any = amemoized
+            else:
+                @functools.wraps(func)
+                def memoized(*args: P.args, **kwargs: P.kwargs) -> R:
+                    key: Any = cache_key(*args, **kwargs)
+                    return cast(R, store.get_or_set(key, lambda: func(*args, **kwargs), ttl=ttl, lock=lock))
 
             def invalidate(*args: Any, **kwargs: Any) -> bool:
                 return store.pop(cache_key(*args, **kwargs), _ABSENT) is not _ABSENT

@@ -115,13 +115,8 @@ def test_memoize_invalidate_and_exceptions_not_cached(db):
 
 
 def test_memoize_bad_arguments(db):
-    """ignore naming no parameter: ValueError; an async function: TypeError; an unencodable argument: KeyEncodingError."""
+    """ignore naming no parameter: ValueError; an unencodable argument: KeyEncodingError."""
     with pytest.raises(ValueError, match="nope"):
         db.memoize(ignore=("nope",))(lambda x: x)
-
-    async def coro() -> None: ...
-
-    with pytest.raises(TypeError, match="async"):
-        db.memoize()(coro)
     with pytest.raises(KeyEncodingError):
         db.memoize()(lambda x: x)(lambda: 1)
