@@ -336,7 +336,10 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
                         self._released = True
                         self._engine.close()
 
-        threading.Thread(target=write, name="PersistDict close", daemon=True).start()
+        try:
+            threading.Thread(target=write, name="PersistDict close", daemon=True).start()
+        except RuntimeError:  # at interpreter exit (3.12 starts no new thread then): write here
+            write()
         if not written.wait(CLOSE_WAIT_SECONDS):
             logger.warning("closing {!r}: another process or thread holds the writer lock; the access times are "
                            "written when it frees it (or lost if this process exits first)", self.path)

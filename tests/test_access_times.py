@@ -63,3 +63,25 @@ def test_access_times_recorded_by_reader_threads_survive_concurrent_flushes(path
     fresh = opened(path)  # its own pending access times are empty: it sees what was written
     stale = [i for i in range(8000) if fresh.metadata(f"k{i}").atime.timestamp() != 2_000_000_000.0]
     assert not stale, f"{len(stale)} access times lost, e.g. k{stale[0]}"
+
+
+def test_the_access_times_of_a_process_that_exits_without_close_are_written_at_exit(db_path: Path) -> None:
+    """A process that reads and exits without close() writes its access times at exit (Python 3.12
+    starts no thread at exit: close() writes in the exiting thread then)."""
+    import subprocess
+
+    with PersistDict(db_path, background_thread="disabled") as d:
+        d["k"] = 1
+        before = d.metadata("k").atime
+    code = f"""
+import sys, time
+sys.path.insert(0, {ROOT!r})
+from PersistDict import PersistDict
+d = PersistDict({str(db_path)!r}, background_thread="disabled")
+time.sleep(0.05)
+assert d["k"] == 1
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    with PersistDict(db_path, background_thread="disabled") as d:
+        assert d.metadata("k").atime > before
