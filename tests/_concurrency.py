@@ -137,3 +137,17 @@ d.close()
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def replay_oracle(results: list[dict[str, Any]]) -> dict[Any, Any]:
+    """What a seeded replay must leave in the store: every worker's own oracle (their key ranges
+    must not overlap) plus the exact totals of the shared counters."""
+    expected: dict[Any, Any] = {}
+    for r in results:
+        assert not (expected.keys() & r["oracle"].keys()), "key ranges overlap"
+        expected.update(r["oracle"])
+    for name in w.SHARED_COUNTERS:
+        total = sum(r["increments"][name] for r in results)
+        if total:
+            expected[name] = total
+    return expected

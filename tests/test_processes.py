@@ -9,7 +9,7 @@ from typing import Any
 import _workers as w
 import pytest
 
-from _concurrency import CONTEXTS, check_no_torn_entries, join_all, start_process
+from _concurrency import CONTEXTS, check_no_torn_entries, join_all, replay_oracle, start_process
 
 ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -78,14 +78,7 @@ def test_seeded_replay_4_processes_x_4_threads_is_consistent(path, opened, start
     assert len(results) == n_procs * n_threads
     errors = [e for r in results for e in r["errors"]]
     assert not errors, "\n".join(errors[:10])
-    expected: dict[Any, Any] = {}
-    for r in results:
-        assert not (expected.keys() & r["oracle"].keys()), "key ranges overlap"
-        expected.update(r["oracle"])
-    for name in w.SHARED_COUNTERS:
-        total = sum(r["increments"][name] for r in results)
-        if total:
-            expected[name] = total
+    expected = replay_oracle(results)
     assert d.copy() == expected
     assert sorted(map(repr, d)) == sorted(map(repr, expected))
     check_no_torn_entries(d)

@@ -14,7 +14,7 @@ from typing import Any
 import _workers as w
 import pytest
 
-from _concurrency import check_no_torn_entries, join_all, recv, run_threads, start_process
+from _concurrency import check_no_torn_entries, join_all, recv, replay_oracle, run_threads, start_process
 from PersistDict import PersistDict
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -39,13 +39,7 @@ def test_every_public_method_is_safe_from_16_threads(path, opened, background):
     run_threads(16, worker)
     errors = [e for r in results for e in r["errors"]]
     assert not errors, "\n".join(errors[:10])
-    expected: dict[Any, Any] = {}
-    for r in results:
-        expected.update(r["oracle"])
-    for name in w.SHARED_COUNTERS:
-        total = sum(r["increments"][name] for r in results)
-        if total:
-            expected[name] = total
+    expected = replay_oracle(results)
     assert d.copy() == expected
     assert len(d) == len(expected)
     check_no_torn_entries(d)

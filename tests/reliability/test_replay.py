@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
-import _workers as w
 import pytest
+
+from _concurrency import replay_oracle
 
 from . import _harness as h
 
@@ -33,13 +34,7 @@ def test_seeded_replay_matches_every_workers_oracle(tmp_path):
     errors = [e for r in owned_results + shared_results for e in r["errors"]]
     h.FIGURES["replayed operations"] += n_procs * (owned + shared) * n_ops
     assert not errors, "\n".join(errors[:10])
-    expected: dict = {}
-    for r in owned_results:
-        expected.update(r["oracle"])
-    for name in w.SHARED_COUNTERS:
-        total = sum(r["increments"][name] for r in owned_results)
-        if total:
-            expected[name] = total
+    expected = replay_oracle(owned_results)
     written = {value for r in shared_results for value in r["written"]}
     never_written = [v for r in shared_results for v in r["read"] if v not in written]
     assert not never_written, f"read shared values nobody wrote: {never_written[:5]}"
