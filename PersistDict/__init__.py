@@ -11,6 +11,7 @@ from ._codec.record import SPEEDUPS
 from .exceptions import (
     AlreadyCalledError,
     ClosedError,
+    ConflictError,
     CodecError,
     CodecMismatchError,
     CodecMismatchWarning,
@@ -36,6 +37,7 @@ __all__ = [
     "AlreadyCalledError",
     "CheckReport",
     "ClosedError",
+    "ConflictError",
     "CodecError",
     "CodecMismatchError",
     "CodecMismatchWarning",

@@ -61,6 +61,11 @@ class LockTimeoutError(PersistDictError, TimeoutError):
     """``d.lock(...)`` was not acquired: another holder kept it past ``timeout`` (or ``blocking=False``)."""
 
 
+class ConflictError(PersistDictError, RuntimeError):
+    """``d.track_changes(key)`` found the entry written by someone else since it was read: nothing
+    was written; read it again and redo the change."""
+
+
 class AlreadyCalledError(PersistDictError, RuntimeError, AssertionError):
     """``d(...)`` was called a second time on the same database (see ``clear()``); also an
     AssertionError, which PersistDict 0.2.x raised there."""

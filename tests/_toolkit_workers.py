@@ -29,6 +29,23 @@ def cas_worker(path: str, key: str, times: int, barrier: Any) -> None:
     d.close()
 
 
+def tracked_appender(path: str, key: str, times: int, barrier: Any) -> None:
+    """Append ``times`` marks to the list at ``key`` through track_changes, retrying on ConflictError."""
+    from PersistDict import ConflictError
+
+    d = open_db(path)
+    barrier.wait()
+    for n in range(times):
+        while True:
+            try:
+                with d.track_changes(key, default=[]) as marks:
+                    marks.append(n)
+                break
+            except ConflictError:
+                continue
+    d.close()
+
+
 def write_same_value(path: str, key: str, value: Any) -> None:
     """Write ``value`` at ``key`` once, at a fixed clock reading."""
     d = open_db(path, clock=lambda: 1000.0)

@@ -1,4 +1,5 @@
-"""The toolkit across processes (LMDB): counters and compare-and-set loops with exact totals, versions, locks, memoize."""
+"""The toolkit across processes (LMDB): counters, compare-and-set loops and track_changes with exact
+totals, versions, locks, memoize."""
 
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ def test_compare_and_set_loops_from_4_processes_count_exactly(path, opened, star
     barrier = ctx.Barrier(4)
     join_all([start_process(ctx, tw.cas_worker, path, "n", 100, barrier) for _ in range(4)])
     assert opened(path)["n"] == 400
+
+
+@pytest.mark.parametrize("start_method", CONTEXTS)
+def test_track_changes_from_4_processes_loses_no_change(path, opened, start_method):
+    """4 processes x 50 appends to one list through track_changes (retrying on ConflictError) lose none."""
+    ctx = mp.get_context(start_method)
+    barrier = ctx.Barrier(4)
+    join_all([start_process(ctx, tw.tracked_appender, path, "marks", 50, barrier) for _ in range(4)])
+    assert sorted(opened(path)["marks"]) == sorted(list(range(50)) * 4)
 
 
 def test_version_changes_when_another_process_rewrites_the_same_value_at_the_same_instant(path, opened):

@@ -57,6 +57,25 @@ assert_type(counts.key_size_limit, int)
 text: str = counts.get("k")  # E: assignment
 number: int = counts.get("k")  # E: assignment
 counts["k"] = "one"  # E: assignment
+assert_type(counts.incr("k"), int | float)
+assert_type(counts.version("k"), int)
+assert_type(counts.compare_and_set("k", 1, None), bool)
+assert_type(counts.get_or_set("k", lambda: 1), int)
+with counts.track_changes("k", default=0) as tracked:
+    assert_type(tracked, int)
+with counts.lock("job", ttl=5) as held:
+    assert_type(held.renew(), bool)
+
+
+@counts.memoize(ttl=60)
+def doubled(x: int) -> int:
+    return 2 * x
+
+
+assert_type(doubled(2), int)
+assert_type(doubled.cache_key(2), tuple[Any, ...])
+counts.compare_and_set("k", "one", None)  # E: arg-type
+counts.get_or_set("k", str)  # E: arg-type
 counts[1] = 1  # E: index
 counts.set("k", "one")  # E: arg-type
 counts.set_many({"k": "one"})  # E: arg-type

@@ -1,5 +1,5 @@
-"""Read-modify-write helpers above the engine: counters (``incr``/``decr``) and versions
-(``version``/``compare_and_set``). Each reads the entry, runs the codec outside any write, then
+"""Read-modify-write helpers above the engine: counters (``incr``/``decr``), versions
+(``version``/``compare_and_set``) and tracked values (``track_changes``). Each reads the entry, runs the codec outside any write, then
 writes with the engine's ``replace``: one write that stores only if the entry is still the version
 read, so it is atomic across threads and processes on every engine."""
 
@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic
 
 from ..engines.base import Item, StoredEntry
-from ..exceptions import CorruptedRecordError
+from .._redact import key_text
+from ..exceptions import ConflictError, CorruptedRecordError
 from .options import ttl_seconds
-from .state import K, V, StoreState, corrupted, typechecked
+from .state import MISSING, K, V, StoreState, corrupted, typechecked
 
 if TYPE_CHECKING:
     from ..engines.base import Bounds
@@ -134,3 +136,27 @@ class Toolkit(StoreState, Generic[K, V]):
         now = self._clock()
         return self._replace(key, lookup, exact, kind, payload, record, 0.0 if ttl is None else now + ttl)
 
+
+    @contextmanager
+    def track_changes(self, key: K, default: V = MISSING) -> Iterator[V]:
+        """Hand out the value stored at ``key`` (``default`` if missing; ``KeyError`` without one) to
+        change in place; on a clean exit, if it changed, write it back (keeping the entry's TTL) only
+        if nobody wrote the entry meanwhile, else raise :class:`ConflictError` and write nothing.
+        An exception inside the block writes nothing."""
+        lookup, exact = self._keys.encode(key)
+        record = self._find(self._check_open(), lookup, key)
+        if record is None:
+            if default is MISSING:
+                raise KeyError(key)
+            value = default
+        else:
+            value = self._decode_value(record.kind, record.payload, key)
+        # "Changed" is judged on the encoding, so in-place changes anywhere inside the value count.
+        before = self._encode_value(value)
+        yield value
+        kind, payload = self._encode_value(value)
+        if (kind, payload) == before:
+            return
+        if not self._replace(key, lookup, exact, kind, payload, record, None):
+            raise ConflictError(f"track_changes: the entry for key {key_text(key)} was written by someone "
+                                "else meanwhile; nothing written")

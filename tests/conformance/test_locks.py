@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -92,7 +93,9 @@ def test_lock_gives_mutual_exclusion_across_threads(db):
                     inside.append(i)
                     if len(inside) > 1:
                         overlaps.append(i)
-                db["count"] = db.get("count", 0) + 1  # a read-modify-write the lock protects
+                count = db.get("count", 0)
+                time.sleep(0.001)  # others run now: without the lock they would enter and overlap
+                db["count"] = count + 1  # a read-modify-write the lock protects
                 with guard:
                     inside.remove(i)
 

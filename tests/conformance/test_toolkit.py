@@ -1,10 +1,28 @@
-"""The toolkit on every engine: counters (incr/decr), versions (version/compare_and_set)."""
+"""The toolkit on every engine: counters (incr/decr), versions (version/compare_and_set), tracked
+values (track_changes)."""
 
 from __future__ import annotations
+
+import pickle
+import time
 
 import pytest
 
 from _concurrency import run_threads
+from PersistDict import ConflictError
+
+
+def _yielding_dumps(value):
+    """pickle.dumps that first lets other threads run: a read-modify-write left unprotected then
+    interleaves with the others' (without it, the GIL runs each thread's short calls whole)."""
+    time.sleep(0)
+    return pickle.dumps(value)
+
+
+@pytest.fixture
+def yielding_db(stores):
+    """A store whose value encoding yields the GIL (see _yielding_dumps)."""
+    return stores.open(value_serializer=_yielding_dumps, value_unserializer=pickle.loads)
 
 
 def test_incr_starts_at_default_and_returns_the_new_value(db):
@@ -44,10 +62,10 @@ def test_incr_of_a_non_number_raises_typeerror_and_writes_nothing(db, bad):
     assert "n" not in db
 
 
-def test_incr_from_8_threads_is_exact(db):
+def test_incr_from_8_threads_is_exact(yielding_db):
     """8 threads x 200 incr of one key lose no increment."""
-    run_threads(8, lambda i: [db.incr("n") for _ in range(200)])
-    assert db["n"] == 1600
+    run_threads(8, lambda i: [yielding_db.incr("n") for _ in range(200)])
+    assert yielding_db["n"] == 1600
 
 
 def test_incr_inside_transaction_rolls_back_with_it(db):
@@ -122,8 +140,9 @@ def test_compare_and_set_with_ttl_and_bad_arguments(stores):
     assert d.compare_and_set("k", 2, None)
 
 
-def test_compare_and_set_loops_from_8_threads_count_exactly(db):
+def test_compare_and_set_loops_from_8_threads_count_exactly(yielding_db):
     """8 threads incrementing through version/compare_and_set retry loops lose no increment."""
+    db = yielding_db
     db["n"] = 0
 
     def add(_: int) -> None:
@@ -135,3 +154,77 @@ def test_compare_and_set_loops_from_8_threads_count_exactly(db):
 
     run_threads(8, add)
     assert db["n"] == 800
+
+
+def test_track_changes_writes_back_an_in_place_change_and_keeps_the_ttl(stores):
+    """A value changed in place inside the block is stored on exit; the entry keeps its expiry."""
+    now = [1000.0]
+    d = stores.open(clock=lambda: now[0])
+    d.set("doc", {"tags": ["a"]}, ttl=10)
+    with d.track_changes("doc") as doc:
+        doc["tags"].append("b")
+    assert d["doc"] == {"tags": ["a", "b"]}
+    now[0] += 11
+    assert "doc" not in d
+
+
+def test_track_changes_without_a_change_writes_nothing(db):
+    """Leaving the block with the value unchanged does not write: the version stays."""
+    db["doc"] = {"n": 1}
+    version = db.version("doc")
+    with db.track_changes("doc") as doc:
+        assert doc == {"n": 1}
+    assert db.version("doc") == version
+
+
+def test_track_changes_of_a_missing_key(db):
+    """No default: KeyError before the block; a default is handed out and stored if changed."""
+    with pytest.raises(KeyError), db.track_changes("missing"):
+        pass
+    with db.track_changes("untouched", default=[]):
+        pass
+    assert "untouched" not in db
+    with db.track_changes("seen", default=[]) as seen:
+        seen.append("x")
+    assert db["seen"] == ["x"]
+
+
+def test_track_changes_raises_conflicterror_when_written_meanwhile(db):
+    """Another write to the key during the block: ConflictError on exit, the other write stays."""
+    db["doc"] = [1]
+    with pytest.raises(ConflictError, match="written by someone else"), db.track_changes("doc") as doc:
+        doc.append(2)
+        db["doc"] = ["theirs"]
+    assert db["doc"] == ["theirs"]
+    with pytest.raises(ConflictError), db.track_changes("new", default=[]) as new:
+        new.append(1)
+        db["new"] = "created meanwhile"
+    assert db["new"] == "created meanwhile"
+
+
+def test_track_changes_writes_nothing_when_the_block_raises(db):
+    """An exception inside the block reaches the caller and nothing is written."""
+    db["doc"] = [1]
+    with pytest.raises(RuntimeError), db.track_changes("doc") as doc:
+        doc.append(2)
+        raise RuntimeError("boom")
+    assert db["doc"] == [1]
+
+
+def test_track_changes_from_8_threads_never_loses_a_change(yielding_db):
+    """8 threads appending through track_changes, retrying on ConflictError, lose no append."""
+    db = yielding_db
+    db["log"] = []
+
+    def append(i: int) -> None:
+        for n in range(25):
+            while True:
+                try:
+                    with db.track_changes("log") as log:
+                        log.append((i, n))
+                    break
+                except ConflictError:
+                    continue
+
+    run_threads(8, append)
+    assert sorted(db["log"]) == sorted((i, n) for i in range(8) for n in range(25))
