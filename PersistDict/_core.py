@@ -316,6 +316,7 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
             return
         if self._feed.in_transaction():  # the engines would end the block differently: refuse, change nothing
             raise TransactionError("close() inside transaction(): leave the block first (the store stays open)")
+        self._close_committer()  # the async writes queued before close() land; later ones: ClosedError
         self._maintenance.stop()  # outside the lock: the thread may be waiting for it
         # Another thread writes, so that close() never waits long for a writer lock that another
         # process holds (hung, or SIGSTOPped, inside a transaction): after CLOSE_WAIT_SECONDS it
@@ -411,6 +412,7 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
         # Locks held by the parent's other threads would never be released here,
         # the front cache may be mid-update, and the maintenance thread is gone.
         self._lock = threading.RLock()
+        self._committer = None  # the parent's queue and thread stay the parent's
         if self._front is not None:
             self._front = FrontCache(self._front.max_entries, self._front.max_bytes, self._take_hits)
         self._maintenance.restart_after_fork()

@@ -226,6 +226,9 @@ class AsyncMethods(StoreState, Generic[K, V]):
             return
         await self.aflush()
         await self._off_loop(self.close)  # type: ignore[attr-defined]
+
+    def _close_committer(self) -> None:
+        """Commit the async writes queued so far and stop the committer thread (from ``close()``)."""
         committer = self._committer
         if committer is not None:
-            committer.shutdown()
+            committer.close()

@@ -2,7 +2,8 @@
 into the next one, one engine transaction (and one fsync) for all of them.
 
 A write is encoded, and its bounds checked, by its caller before it is queued; the committer
-(one thread per store) only calls the engine. Each write runs inside the batch's transaction as
+(one thread per store, started on demand and stopped by the store's ``close()``, which first
+commits what was queued) only calls the engine. Each write runs inside the batch's transaction as
 the engine's own atomic operation, so one that fails (a bound that cannot hold) undoes only its
 own changes and fails only its own call. If the batch's transaction itself fails, each write is
 committed again on its own and gets its own outcome. Writes land in the order they were queued.
@@ -11,7 +12,6 @@ committed again on its own and gets its own outcome. Writes land in the order th
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,12 +47,15 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._queued: list[QueuedWrite] = []
         self._draining = False
+        self._closed = False
         self._executor: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
 
     def queue(self, write: QueuedWrite) -> asyncio.Future[Any]:
         """Queue ``write`` (from its loop's thread); from here on it lands whatever its caller does."""
         with self._lock:
+            if self._closed:
+                write.future.set_exception(ClosedError(f"PersistDict {self._store.path!r} is closed"))
+                return write.future
             self._queued.append(write)
             if self._draining:
                 return write.future
@@ -62,10 +65,12 @@ class GroupCommitter:
         return write.future
 
     def _start(self) -> None:
-        if self._executor is None or self._pid != os.getpid():  # a forked child has no such thread
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="PersistDict group commit")
-            self._pid = os.getpid()
-        self._executor.submit(self._drain)
+        with self._lock:
+            if self._closed:  # close() committed what was queued, in its own thread
+                return
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="PersistDict group commit")
+            self._executor.submit(self._drain)
 
     def _drain(self) -> None:
         while True:
@@ -126,10 +131,19 @@ class GroupCommitter:
         except Exception as exc:  # noqa: BLE001 - reaches its caller
             return False, exc
 
-    def shutdown(self) -> None:
-        if self._executor is not None and self._pid == os.getpid():
-            self._executor.shutdown(wait=False)
-        self._executor = None
+    def close(self) -> None:
+        """Commit every write queued so far, refuse later ones (``ClosedError``), stop the thread.
+        Called by the store's ``close()`` from any thread, before the store is released."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)  # the drain running now takes what is queued
+        with self._lock:
+            if not self._queued:
+                return
+            self._draining = True  # queued, but its drain was not started yet
+        self._drain()
 
 
 def _run_end(batch: list[QueuedWrite], start: int) -> int:

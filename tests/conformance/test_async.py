@@ -212,6 +212,30 @@ def test_aclose_lands_queued_writes_then_closes(stores: Stores) -> None:
         assert len(stores.reopen(db)) == 20
 
 
+def test_sync_close_lands_the_queued_writes_and_stops_the_committer_thread(stores: Stores) -> None:
+    """close() (sync, on the loop's thread) commits the writes queued before it, refuses later ones
+    with ClosedError, and leaves no committer thread behind."""
+    db = stores.open()
+
+    def committer_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("PersistDict group commit")]
+
+    async def main() -> None:
+        await db.aset("first", 0)  # starts the committer thread
+        assert committer_threads()
+        pending = [asyncio.create_task(db.aset(f"k{index}", index)) for index in range(20)]
+        await asyncio.sleep(0)  # queued; their drain is due on the loop's next turn
+        db.close()
+        assert [await task for task in pending] == [None] * 20
+        with pytest.raises(ClosedError):
+            await db.aset("late", 1)
+
+    asyncio.run(main())
+    assert not committer_threads()
+    if stores.persists:
+        assert len(stores.reopen(db)) == 21
+
+
 def test_async_arguments_are_checked(db: PersistDict) -> None:
     """A bad ttl raises ValueError/TypeError at the call and queues nothing."""
 
