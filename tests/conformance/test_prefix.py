@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
-from PersistDict import KeyEncodingError, PersistDict
-from PersistDict.engines.lmdb.txn import Txn
-from PersistDict.engines.memory import MemoryEngine
+from PersistDict import KeyEncodingError
 
 from ._engines import Stores
 from _clock import Clock
+from _reads import counted_entry_reads
 
 
 class Color(str, enum.Enum):
@@ -133,39 +130,6 @@ def test_akeys_with_prefix(stores: Stores) -> None:
         return [key async for key in db.akeys(chunk=64, prefix="a:")]
 
     assert asyncio.run(collect()) == db.keys(prefix="a:") == [f"a:{i:03}" for i in range(300)]
-
-
-@contextmanager
-def counted_entry_reads(db: PersistDict) -> Iterator[list[int]]:
-    """Counts the entries the engine reads while listing: LMDB's records read by the range scan
-    (Txn.iter_records_under), the memory engine's records looked up."""
-    count = [0]
-    engine = db._engine
-    if isinstance(engine, MemoryEngine):
-        class CountingRecords(dict):  # type: ignore[type-arg]
-            def __getitem__(self, key: Any) -> Any:
-                count[0] += 1
-                return super().__getitem__(key)
-
-        real = engine.records
-        engine.records = CountingRecords(real)
-        try:
-            yield count
-        finally:
-            engine.records = real
-        return
-    original = Txn.iter_records_under
-
-    def counting(txn: Txn, prefix: bytes) -> Iterator[Any]:
-        for row in original(txn, prefix):
-            count[0] += 1
-            yield row
-
-    Txn.iter_records_under = counting  # type: ignore[method-assign]
-    try:
-        yield count
-    finally:
-        Txn.iter_records_under = original  # type: ignore[method-assign]
 
 
 def test_prefix_reads_only_matching_entries(stores: Stores) -> None:
