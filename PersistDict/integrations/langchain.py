@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
-from langchain_core.load import dumps, loads
+from langchain_core.load import Serializable, dumps, loads
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -51,7 +51,7 @@ __all__ = ["PersistDictByteStore", "PersistDictCache"]
 
 # What a cached value may revive: generations and the messages inside them, nothing that takes
 # an endpoint, a model or code (langchain_core.load's allowlist; see its threat model).
-REVIVABLE = [Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk,
+REVIVABLE: list[type[Serializable]] = [Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk,
              AIMessage, AIMessageChunk, HumanMessage, HumanMessageChunk, SystemMessage, SystemMessageChunk,
              ToolMessage, ToolMessageChunk, ChatMessage, ChatMessageChunk, FunctionMessage, FunctionMessageChunk]
 

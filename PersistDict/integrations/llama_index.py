@@ -63,7 +63,7 @@ class PersistDictKVStore(BaseKVStore):
 
     @staticmethod
     def _decode(text: Any) -> dict[str, Any] | None:
-        return None if text is None else json.loads(text)  # type: ignore[no-any-return]
+        return None if text is None else json.loads(text)
 
     def _items(self, kv_pairs: list[tuple[str, dict[str, Any]]], collection: str, batch_size: int
                ) -> dict[str, str]:
