@@ -42,6 +42,9 @@ class AsyncMethods(StoreState, Generic[K, V]):
         def _prepare(self, key: Any, value: Any) -> Item: ...
         def _check_fits(self, first_key: Any, items: list[Item]) -> None: ...
         def _note_evictions(self, evicted: list[bytes]) -> None: ...
+        def _key_snapshot(self) -> list[Any]: ...  # reads.py
+        def _prefix_lookup(self, prefix: Any) -> bytes: ...
+        def _prefix_snapshot(self, lookup_prefix: bytes) -> list[Any]: ...
 
     async def _off_loop(self, function: Callable[..., R], *args: Any) -> R:
         """Run ``function(*args)`` in the loop's default executor."""
@@ -92,10 +95,13 @@ class AsyncMethods(StoreState, Generic[K, V]):
         """``get_many`` (one snapshot) off the event loop."""
         return await self._off_loop(self.get_many, list(keys))  # type: ignore[attr-defined]
 
-    async def akeys(self, chunk: int = CHUNK) -> AsyncIterator[K]:
+    async def akeys(self, chunk: int = CHUNK, *, prefix: str | bytes | None = None) -> AsyncIterator[K]:
         """Every live key, in insertion order, from one snapshot read off the loop; the loop
-        gets a turn every ``chunk`` keys."""
-        keys = await self._off_loop(self._key_snapshot)
+        gets a turn every ``chunk`` keys. ``prefix``: as ``keys(prefix=...)`` (ordered by key)."""
+        if prefix is None:
+            keys = await self._off_loop(self._key_snapshot)
+        else:
+            keys = await self._off_loop(self._prefix_snapshot, self._prefix_lookup(prefix))
         for start in range(0, len(keys), chunk):
             for key in keys[start:start + chunk]:
                 yield key

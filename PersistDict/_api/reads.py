@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Generic, cast
+from typing import Any, Generic, cast, overload
 
 from .._frontcache import coherence
 from .._frontcache.cache import CachedEntry
 from .._readable import ReadableItems, readable_items
-from ..exceptions import CodecError, CorruptedRecordError
+from ..exceptions import CodecError, CorruptedRecordError, KeyEncodingError
 from .state import K, V, StoreState, corrupted, typechecked
 
 @dataclass(frozen=True)
@@ -114,8 +114,41 @@ class BulkReads(StoreState, Generic[K, V]):
     def __iter__(self) -> Iterator[K]:
         return iter(self._key_snapshot())
 
-    def keys(self) -> KeysView[K]:
-        return _SnapshotKeys(cast(Any, self))  # a Mapping once composed into PersistDict
+    @overload
+    def keys(self) -> KeysView[K]: ...
+    @overload
+    def keys(self, prefix: str | bytes) -> list[K]: ...
+
+    def keys(self, prefix: str | bytes | None = None) -> KeysView[K] | list[K]:
+        """The keys: a view read afresh by each iteration (one snapshot each).
+
+        ``prefix``: a list (one snapshot) of the str keys starting with this str, or of the bytes
+        keys starting with these bytes, ordered by key (code points, bytes), not by insertion;
+        found in the store's sorted index without reading the other entries (README, "Keys")."""
+        if prefix is None:
+            return _SnapshotKeys(cast(Any, self))  # a Mapping once composed into PersistDict
+        return cast("list[K]", self._prefix_snapshot(self._prefix_lookup(prefix)))
+
+    def _prefix_lookup(self, prefix: Any) -> bytes:
+        """The lookup encodings of the keys starting with ``prefix`` start with these bytes."""
+        codec = self._keys
+        if isinstance(prefix, str):
+            body, tags = str.__str__(prefix).encode("utf-8", "surrogatepass"), b"sc"
+        elif isinstance(prefix, bytes):
+            body, tags = b"".join((prefix,)), b"by"
+        else:
+            raise TypeError(f"prefix must be str or bytes, not {type(prefix).__name__!r}")
+        if codec.canonical:
+            return tags[:1] + body
+        if codec.serializer is None and codec.unserializer is None:  # raw str/bytes keys
+            return tags[1:] + body
+        raise KeyEncodingError("keys(prefix=...) needs the default key codec or key_serializer=None: "
+                               "a custom key_serializer's output does not keep a key's prefix")
+
+    def _prefix_snapshot(self, lookup_prefix: bytes) -> list[Any]:
+        """The live keys whose lookup starts with ``lookup_prefix``, by lookup, one snapshot."""
+        encoded = self._check_open().prefixed(lookup_prefix, self._clock())
+        return self._keys.decode_many(encoded)
 
     def values(self) -> ValuesView[V]:
         return _SnapshotValues(cast(Any, self))  # a Mapping once composed into PersistDict

@@ -152,6 +152,25 @@ def record_expires(data: bytes | memoryview, lookup: bytes) -> float:
     return expires  # type: ignore[no-any-return]
 
 
+_LISTING = struct.Struct("<28xdII")  # what a key listing needs: expires, lookup_len, exact_len
+
+
+def record_listing(data: bytes | memoryview, lookup: bytes | None) -> tuple[bytes, float, bytes | None]:
+    """(lookup, expires, exact key or None) of a record, read without verifying its checksum, as
+    ``keys()`` reads order rows (``keys(prefix=...)``). ``lookup``: the one the record must be of
+    (None: not known, a hashed slot), refused as in ``unpack_value`` if it is another key's."""
+    if len(data) < HEADER_SIZE + 4:
+        raise CorruptedRecordError("record shorter than its header")
+    expires, lookup_len, exact_len = _LISTING.unpack_from(data)
+    end = HEADER_SIZE + lookup_len
+    if end + exact_len + 4 > len(data):
+        raise CorruptedRecordError("record shorter than its keys")
+    stored = bytes(data[HEADER_SIZE:end])
+    if lookup is not None and stored != lookup:
+        raise CorruptedRecordError(WRONG_KEY)
+    return stored, expires, (bytes(data[end:end + exact_len]) if exact_len else None)
+
+
 def with_header(record: Record, *, seq: int | None = None, expires: float | None = None,
                 mtime: float | None = None) -> bytes:
     """Re-pack a record with its seq, expiry or mtime changed (payload untouched)."""

@@ -168,6 +168,12 @@ class Engine(Protocol):
              decode_str_keys: Callable[[list[bytes]], list[str] | None] | None) -> list[Any]:
         """Live keys in insertion order, decoded by the mapping's decoder within the snapshot."""
 
+    def prefixed(self, prefix: bytes, now: float) -> list[bytes]:
+        """The exact encodings (the lookup when the same) of the live entries whose lookup starts
+        with ``prefix``, ordered by lookup bytes, one snapshot (``keys(prefix=...)``). Reads the
+        matching entries only, not every entry; an engine that must read more (LMDB: lookups too
+        long for a slot, stored under hashes) says so in its docstring."""
+
     def items(self, now: float) -> list[tuple[bytes, bytes | None, int, Any]]:
         """(lookup, exact, kind, payload) of every live entry in insertion order, one snapshot."""
 

@@ -14,6 +14,7 @@ that fails (bounds) and a block that raises undo back to their mark.
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import weakref
@@ -80,19 +81,37 @@ class MemoryEngine:
         self._undo: list[tuple[dict[Any, Any], Any, Any]] = []  # (table, key, old value or _MISSING)
         self._changed: set[bytes] | None = set()  # lookups written since the last commit
         self._wrote = False
+        # the lookups in byte order, for prefixed(): built by the first one, then kept up to date
+        self._sorted: list[bytes] | None = None
         _live.add(self)
 
     # -- the tables, with undo ---------------------------------------------------------------------
 
     def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
-        self._undo.append((table, key, table.get(key, _MISSING)))
+        old = table.get(key, _MISSING)
+        self._undo.append((table, key, old))
         table[key] = value
         self._wrote = True
+        if old is _MISSING and table is self.records:
+            self._index_add(key)
 
     def _delete(self, table: dict[Any, Any], key: Any) -> None:
         if key in table:
             self._undo.append((table, key, table.pop(key)))
             self._wrote = True
+            if table is self.records:
+                self._index_discard(key)
+
+    def _index_add(self, lookup: bytes) -> None:
+        if self._sorted is not None:
+            bisect.insort(self._sorted, lookup)
+
+    def _index_discard(self, lookup: bytes) -> None:
+        index = self._sorted
+        if index is not None:
+            at = bisect.bisect_left(index, lookup)
+            if at < len(index) and index[at] == lookup:
+                del index[at]
 
     def _put_record(self, record: Record) -> None:
         old = self.records.get(record.lookup)
@@ -124,8 +143,11 @@ class MemoryEngine:
                 if old is not _MISSING:
                     self.records_bytes += record_length(old.lookup, old.exact, old.payload)
             if old is _MISSING:
-                table.pop(key, None)
+                if table.pop(key, _MISSING) is not _MISSING and table is self.records:
+                    self._index_discard(key)
             else:
+                if table is self.records and key not in table:
+                    self._index_add(key)
                 table[key] = old
                 reorder = reorder or table is self.order
         if reorder:  # a restored id went to the end: insertion order is id order
@@ -204,6 +226,25 @@ class MemoryEngine:
         with self._lock:
             encoded = [record.exact or record.lookup for record in self._live_records(now)]
         return decode_many(encoded)
+
+    def prefixed(self, prefix: bytes, now: float) -> list[bytes]:
+        """Live entries whose lookup starts with ``prefix``, by lookup (see the protocol): a
+        binary search in the sorted lookups, then only the matching records are read. The first
+        call sorts the store's lookups; every insert and delete after it keeps them sorted."""
+        with self._lock:
+            index = self._sorted
+            if index is None:
+                index = self._sorted = sorted(self.records)
+            records = self.records
+            out: list[bytes] = []
+            for at in range(bisect.bisect_left(index, prefix), len(index)):
+                lookup = index[at]
+                if not lookup.startswith(prefix):
+                    break
+                record = records[lookup]
+                if live(record.expires, now):
+                    out.append(record.exact or lookup)
+            return out
 
     def items(self, now: float) -> list[tuple[bytes, bytes | None, int, Any]]:
         with self._lock:
@@ -463,6 +504,7 @@ class MemoryEngine:
             self.order.clear()
             self.atimes.clear()
             self.records_bytes = 0
+            self._sorted = None
         _live.discard(self)
 
 

@@ -10,14 +10,15 @@ from typing import Any
 import lmdb
 
 from ..._accesses import PendingAccesses
-from ..._codec.record import Record, record_expires, unpack_record, unpack_value
+from ..._codec.record import Record, record_expires, record_listing, unpack_record, unpack_value
 from ...exceptions import CorruptedRecordError
 from ..base import live
 from . import entries
 from .env import Storage
 from .errors import translate_error
 from .feed import fork_generation as _fork_generation
-from .slots import Slots, read_as
+from .rows import damaged
+from .slots import HASHED_SLOT_MARK, Slots, read_as
 from .txn import Txn
 
 _RESIZED: Any = object()  # get's markers: read again
@@ -263,6 +264,40 @@ class LmdbReads:
                 if bad is None:
                     raise
                 raise entries.damaged_order_row(txn, bad) from None
+
+    def prefixed(self, prefix: bytes, now: float) -> list[bytes]:
+        """The exact encodings (the lookup when the same) of the live entries whose lookup starts
+        with ``prefix``, ordered by lookup, in one snapshot.
+
+        A lookup up to ``limit`` bytes is its own slot, and LMDB keeps slots sorted: one seek to
+        ``prefix``, then one step per matching record (its header is read, in place, for the
+        expiry and exact key). Longer lookups live under hashed slots (``#`` + hash), which keep
+        no order: every one of them is read to compare its lookup (none: one seek finds that)."""
+        found: list[tuple[bytes, bytes]] = []
+        hashed = False
+        with self.storage.reading() as txn:
+            if len(prefix) <= self.limit:
+                for slot, data in txn.iter_records_under(prefix):
+                    try:
+                        _, expires, exact = record_listing(data, slot)
+                    except CorruptedRecordError as exc:
+                        raise damaged("records", slot, str(exc)) from None
+                    if not expires or expires > now:
+                        found.append((slot, exact or slot))
+            for slot, data in txn.iter_records_under(HASHED_SLOT_MARK):
+                try:
+                    lookup = record_listing(data, None)[0]
+                    if not lookup.startswith(prefix):
+                        continue
+                    record = unpack_record(data)  # a match: verified, as keys() reads hashed entries
+                except CorruptedRecordError as exc:
+                    raise damaged("records", slot, str(exc)) from None
+                if live(record.expires, now):
+                    found.append((record.lookup, record.exact or record.lookup))
+                    hashed = True
+        if hashed:  # hashed slots are in hash order
+            found.sort()
+        return [encoding for _, encoding in found]
 
     def items(self, now: float) -> list[tuple[bytes, bytes | None, int, Any]]:
         """(lookup, exact, kind, payload copied) of every live entry in insertion order, one snapshot."""

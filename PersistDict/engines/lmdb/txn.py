@@ -128,6 +128,18 @@ class Txn:
                     rows.append((bytes(slot), bytes(data)))
         return rows
 
+    def iter_records_under(self, prefix: bytes) -> Iterator[tuple[bytes, bytes | memoryview]]:
+        """(slot, record) of the records whose slot starts with ``prefix``, in slot order, reading
+        nothing else: one seek, then one step per record (the record is a buffer at ``buffers``)."""
+        with self.raw.cursor(self._records) as cursor:
+            if not cursor.set_range(prefix):
+                return
+            for slot, data in cursor:
+                slot = bytes(slot)
+                if not slot.startswith(prefix):
+                    return
+                yield slot, data
+
     def iter_records(self) -> Iterator[tuple[bytes, bytes | memoryview]]:
         with self.raw.cursor(self._records) as cursor:
             for slot, data in cursor:
