@@ -17,6 +17,8 @@ from .exceptions import (
     CorruptedDatabaseError,
     CorruptedRecordError,
     DatabasePermissionError,
+    DestinationNotEmptyError,
+    ExportFormatError,
     InsecureDatabaseWarning,
     KeyEncodingError,
     LockTimeoutError,
@@ -24,6 +26,7 @@ from .exceptions import (
     PersistDictError,
     StorageError,
     StorageFullError,
+    StoreInUseError,
     TransactionError,
 )
 
@@ -43,6 +46,8 @@ __all__ = [
     "CorruptedRecordError",
     "DamagedEntry",
     "DatabasePermissionError",
+    "DestinationNotEmptyError",
+    "ExportFormatError",
     "InsecureDatabaseWarning",
     "KeyEncodingError",
     "LockTimeoutError",
@@ -54,6 +59,7 @@ __all__ = [
     "SPEEDUPS",
     "StorageError",
     "StorageFullError",
+    "StoreInUseError",
     "TransactionError",
     "canonical_key_serializer",
     "canonical_key_unserializer",
