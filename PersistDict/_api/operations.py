@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from . import jsonlines, lifecycle
+from .options import encode_format, stored_format
 from ..engines.base import Bounds, Item, Loaded, StoredEntry
 from ..engines.registry import MEMORY, restore_store, store_path
 from ..exceptions import CodecMismatchError, DestinationNotEmptyError, ExportFormatError, TransactionError
@@ -78,6 +79,19 @@ class Operations(StoreState):
         if source == target:
             raise ValueError(f"restore of {source!r} into itself")
         restore_store(source, target, overwrite, progress)
+
+    # -- what a store is -------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """What the store is (the ``persistdict info`` command): its path, engine, format record
+        (layout version, key encoding, the value codec it was written with) and figures."""
+        engine = self._check_open()
+        stored, _ = stored_format(engine.format(encode_format(self._format())))
+        record = stored or self._format()
+        return {"path": self.path, "engine": "memory" if self.path == MEMORY else "lmdb",
+                "format": record.get("format"), "keys": record.get("keys"),
+                "key_size_limit": record.get("key_size_limit"), "values": record.get("values"),
+                "opened_with_values": self._values.description, "entries": len(self), **engine.info()}
 
     # -- compaction -----------------------------------------------------------------------------
 
