@@ -58,7 +58,10 @@ def _copy(env: lmdb.Environment, raw: lmdb.Transaction, target: str, compact: bo
 
     def run() -> None:
         try:
-            env.copyfd(write_end, compact=compact, txn=raw)
+            if compact:
+                env.copyfd(write_end, compact=True, txn=raw)
+            else:  # py-lmdb takes a transaction only to compact: LMDB's copy begins its own snapshot
+                env.copyfd(write_end)
         except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
             errors.append(exc)
         finally:
@@ -144,7 +147,9 @@ def backup(storage: Storage, dest: str, compact: bool, progress: Progress) -> in
     _empty_destination(dest)
     partial = os.path.join(dest, DATA_FILE + ".partial")
     try:
-        with storage.reading() as txn:  # one snapshot, counted by the gate: no map resize under the copy
+        # one snapshot (``raw``, or the plain copy's own, begun while this one is open), counted by the
+        # gate: no map resize under the copy
+        with storage.reading() as txn:
             env, raw = storage.env, txn.raw
             info = env.info()
             total = (_table_pages(env, raw) if compact else info["last_pgno"] + 1) * storage.page_size

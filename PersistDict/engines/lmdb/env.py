@@ -353,10 +353,10 @@ class Storage(Transactions, MetaPageFeed):
 
     def _env_info(self) -> dict[str, int]:
         """env.info(), never concurrent with a map resize (LMDB then answers EINVAL)."""
-        env = self._checked_env()
+        self._checked_env()
         self._gate.enter()
         try:
-            return env.info()  # type: ignore[return-value]
+            return self.env.info()  # type: ignore[return-value]  # past the gate: see begin_read
         finally:
             self._gate.leave()
 
@@ -433,10 +433,10 @@ class Storage(Transactions, MetaPageFeed):
 
     def sync(self) -> None:
         """Flush written data to disk (for the 'fast' durability mode)."""
-        env = self._checked_env()
+        self._checked_env()
         self._gate.enter()
         try:
-            env.sync(True)
+            self.env.sync(True)  # past the gate: see begin_read
         except lmdb.Error as exc:
             raise translate_error(exc, self.path) from exc
         finally:
