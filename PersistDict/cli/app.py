@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -91,8 +92,11 @@ def _progress(what: str, unit: str) -> Iterator[Callable[[int, int], None] | Non
         return
     from tqdm import tqdm
 
-    with tqdm(total=0, desc=what, unit=unit, unit_scale=unit == "B", unit_divisor=1024 if unit == "B" else 1000,
-              file=sys.stderr, dynamic_ncols=True) as bar:
+    # A stream of its own on fd 2: handed sys.stderr itself, tqdm 4.70 drew nothing on a pseudo-terminal
+    # (tests/test_cli.py). shutil's width falls back to 80 columns where the terminal reports none.
+    with open(sys.stderr.fileno(), "w", closefd=False, encoding="utf-8", errors="replace") as stream, \
+            tqdm(total=0, desc=what, unit=unit, unit_scale=unit == "B", unit_divisor=1024 if unit == "B" else 1000,
+                 file=stream, ncols=shutil.get_terminal_size().columns) as bar:
         def update(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
