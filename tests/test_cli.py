@@ -252,3 +252,16 @@ def test_progress_bars_on_a_terminal_and_none_in_a_pipe(tmp_path: Path, store: P
     assert piped.returncode == 0 and piped.stderr == ""
     piped = cli("backup", store, tmp_path / "b2")
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_the_readme_shell_session_runs(tmp_path: Path) -> None:
+    """The README's "From the shell" session runs as written (with /path/to/... in a temp dir), every command ok."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### From the shell", 1)[1].split("\n### ", 1)[0]
+    session = section.split("```bash\n", 1)[1].split("```", 1)[0].replace("/path/to/", f"{tmp_path}/")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    result = subprocess.run(["bash", "-e", "-c", session], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "{'name': 'Ada'}" in result.stdout and '{"$bytes": "AA=="}' in result.stdout
+    assert "exit code 3" in result.stdout
+    assert result.stderr.splitlines() == ["persistdict: error: no key 'missing' in " + repr(f"{tmp_path}/cache")]

@@ -67,9 +67,9 @@ class Housekeeping(StoreState):
             return self._sweep(start_after=0, deadline=float("inf"))[0]
         newest = self._check_open().newest(self._clock())
         total = newest[0].seq if newest is not None else 0
-        removed, resume = 0, 0
+        removed, resume = 0, 0  # type: int, int | None
         while True:  # short sweeps, so that progress is told between them
-            count, resume = self._sweep(resume, time.monotonic() + _PROGRESS_SECONDS)
+            count, resume = self._sweep(resume or 0, time.monotonic() + _PROGRESS_SECONDS)
             removed += count
             if resume is None:
                 progress(total, total)

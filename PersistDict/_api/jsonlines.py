@@ -119,7 +119,7 @@ def parse_line(line: str, where: str) -> tuple[tuple[str, Any], tuple[str, Any],
         raise ExportFormatError(f"{where}: not JSON ({exc})") from None
     if type(entry) is not dict or "key" not in entry or "value" not in entry:
         raise ExportFormatError(f"{where}: not an entry (an object with \"key\" and \"value\")")
-    times = []
+    times: list[float | None] = []
     for name in ("ctime", "mtime", "atime", "expires"):
         value = entry.get(name)
         if value is None:

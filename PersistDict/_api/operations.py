@@ -55,7 +55,7 @@ class Operations(StoreState):
                                                          "give a new or empty directory")
         total = len(self)
         done = 0
-        with type(self)(target, **self._settings) as copy:  # type: ignore[call-arg]
+        with type(self)(target, **self._settings) as copy:  # type: ignore[call-arg,attr-defined]
             for batch in self._stored_batches():
                 copy._load([Loaded(Item(record.lookup, record.exact, record.kind, bytes(record.payload)),
                                    record.ctime, record.mtime, atime, record.expires) for record, atime in batch])
@@ -202,7 +202,8 @@ class Operations(StoreState):
         name = file if isinstance(file, (str, os.PathLike)) else getattr(file, "name", "export")
         first = source.readline()
         head = jsonlines.check_header(first, f"{os.fspath(name)!s}: line 1")
-        total = head.get("entries") if type(head.get("entries")) is int else 0
+        announced = head.get("entries")
+        total: int = announced if type(announced) is int else 0
         same_keys = head.get("keys") == self._keys.description
         same_values = head.get("values") == self._values.description
         now = self._clock()

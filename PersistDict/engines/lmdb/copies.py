@@ -229,11 +229,10 @@ def _open_backup(source: str) -> lmdb.Environment:
     if not os.path.isfile(os.path.join(source, DATA_FILE)):
         raise NotADatabaseDirectoryError(errno.ENOENT, f"{source!r} is not a PersistDict store or backup "
                                                        f"(no {DATA_FILE})")
-    options = dict(subdir=True, readonly=True, max_dbs=len(TABLES) + 1, map_size=1 << 20)
     try:
-        return lmdb.open(source, lock=True, **options)
+        return lmdb.open(source, subdir=True, readonly=True, max_dbs=len(TABLES) + 1, map_size=1 << 20, lock=True)
     except lmdb.ReadonlyError:  # a backup on read-only media: nobody writes it
-        return lmdb.open(source, lock=False, **options)
+        return lmdb.open(source, subdir=True, readonly=True, max_dbs=len(TABLES) + 1, map_size=1 << 20, lock=False)
 
 
 def restore(source: str, path: str, overwrite: bool, progress: Progress) -> None:
