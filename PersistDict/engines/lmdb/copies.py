@@ -215,6 +215,12 @@ def compact(storage: Storage, progress: Progress) -> tuple[int, int]:
                 os.replace(os.path.join(work, DATA_FILE), os.path.join(storage.path, DATA_FILE))
                 _sync_directory(storage.path)
                 storage._open_env()
+                # the tables for good, as before the swap (a write here waits for no other process):
+                # a read that raced the swap then finds handles of the new environment
+                dbs = tuple(storage.env.open_db(name.encode(), create=False) for name in TABLES)
+                storage._records_db = dbs[0]
+                storage._dbs = dbs
+                storage.txn_holders.remove(None)
             finally:
                 storage.swapping = False
         return before, storage.file_size()
