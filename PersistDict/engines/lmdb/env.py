@@ -261,7 +261,10 @@ class Storage(Transactions, MetaPageFeed):
             if data_size == 0:
                 raise CorruptedDatabaseError(errno.EIO, f"database {path!r} is corrupted: its data file is empty")
         if not self.swapping:  # before mapping the file: a compaction or restore replacing it finishes first
-            self.users_lock = UsersLock(path)
+            try:
+                self.users_lock = UsersLock(path)
+            except OSError as exc:
+                raise translate_error(exc, path) from exc
             try:
                 self.users_lock.share()
             except BaseException:
