@@ -18,6 +18,8 @@ from .exceptions import (
     CorruptedDatabaseError,
     CorruptedRecordError,
     DatabasePermissionError,
+    DestinationNotEmptyError,
+    ExportFormatError,
     InsecureDatabaseWarning,
     KeyEncodingError,
     LockTimeoutError,
@@ -25,6 +27,7 @@ from .exceptions import (
     PersistDictError,
     StorageError,
     StorageFullError,
+    StoreInUseError,
     TransactionError,
 )
 
@@ -45,6 +48,8 @@ __all__ = [
     "CorruptedRecordError",
     "DamagedEntry",
     "DatabasePermissionError",
+    "DestinationNotEmptyError",
+    "ExportFormatError",
     "InsecureDatabaseWarning",
     "KeyEncodingError",
     "LockTimeoutError",
@@ -56,6 +61,7 @@ __all__ = [
     "SPEEDUPS",
     "StorageError",
     "StorageFullError",
+    "StoreInUseError",
     "TransactionError",
     "canonical_key_serializer",
     "canonical_key_unserializer",

@@ -33,6 +33,7 @@ from ._api.state import PLAIN_KEY_TYPES as _PLAIN_KEY_TYPES
 from ._api.state import K, T, V, corrupted, typechecked
 from ._api.locks import Locks
 from ._api.memoize import Memoize
+from ._api.operations import Operations
 from ._api.toolkit import Toolkit
 from ._api.writes import Writes
 from ._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
@@ -51,7 +52,7 @@ CLOSE_WAIT_SECONDS = 5.0  # how long close() waits for its writes (see close)
 
 
 class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], Locks, AsyncMethods[K, V],
-                  Housekeeping, MutableMapping[K, V]):
+                  Housekeeping, Operations, MutableMapping[K, V]):
     """A dict on disk, shared by every thread and process on the host.
 
     See the README for the guarantees. Every public method is thread-safe.

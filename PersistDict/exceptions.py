@@ -53,6 +53,19 @@ class NotADatabaseDirectoryError(StorageError, NotADirectoryError):
     """The database path exists and is not a directory."""
 
 
+class StoreInUseError(PersistDictError, BlockingIOError):
+    """The operation needs the store to itself (compaction, restore) and another process has it open."""
+
+
+class DestinationNotEmptyError(PersistDictError, FileExistsError):
+    """A backup or restore would overwrite a directory or store that holds something (see ``overwrite``)."""
+
+
+class ExportFormatError(PersistDictError, ValueError):
+    """A file given to ``import_from`` is not a PersistDict export, or one of its lines is damaged
+    (the message names the line)."""
+
+
 class TransactionError(PersistDictError, RuntimeError):
     """A transaction was used wrongly (for example across threads) or had to be aborted."""
 

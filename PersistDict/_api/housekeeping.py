@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 from loguru import logger
 
 from ..engines.base import CheckReport
 from .options import check_number, encode_format
 from .state import StoreState, typechecked
+
+_PROGRESS_SECONDS = 0.2  # expire(progress=...) reports at least this often
 
 
 class Housekeeping(StoreState):
@@ -38,14 +42,16 @@ class Housekeeping(StoreState):
         return count
 
     @typechecked
-    def check(self, repair: bool = False, drop_unreadable: bool = False) -> CheckReport:
+    def check(self, repair: bool = False, drop_unreadable: bool = False, *,
+              progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         """Cross-check the database; with ``repair`` fix structural problems.
 
         Entries that fail their checksum or that the current value codec cannot
         decode are reported, and deleted only with ``drop_unreadable=True``.
+        ``progress(done, total)``: entries checked.
         """
         report = self._check_open().check(self._keys, self._values.can_decode, repair, drop_unreadable,
-                                          encode_format(self._format()))
+                                          encode_format(self._format()), progress)
         if repair or drop_unreadable:
             with self._lock:
                 if self._front is not None:
@@ -53,9 +59,22 @@ class Housekeeping(StoreState):
         self._log("check: {}", report)
         return report
 
-    def expire(self) -> int:
-        """Remove entries past their TTL or unused for ``expiration_days``, now; returns how many."""
-        return self._sweep(start_after=0, deadline=float("inf"))[0]
+    @typechecked
+    def expire(self, *, progress: Callable[[int, int], Any] | None = None) -> int:
+        """Remove entries past their TTL or unused for ``expiration_days``, now; returns how many.
+        ``progress(done, total)``: how far the scan is, in entry ids (insertion order)."""
+        if progress is None:
+            return self._sweep(start_after=0, deadline=float("inf"))[0]
+        newest = self._check_open().newest(self._clock())
+        total = newest[0].seq if newest is not None else 0
+        removed, resume = 0, 0  # type: int, int | None
+        while True:  # short sweeps, so that progress is told between them
+            count, resume = self._sweep(resume or 0, time.monotonic() + _PROGRESS_SECONDS)
+            removed += count
+            if resume is None:
+                progress(total, total)
+                return removed
+            progress(min(resume, total), max(resume, total))
 
     def _sweep(self, start_after: int, deadline: float) -> tuple[int, int | None]:
         engine = self._check_open()

@@ -28,6 +28,11 @@ def unregister(store: Registered) -> None:
     _live.pop(id(store), None)
 
 
+def stores_at(path: str) -> list[Registered]:
+    """The open stores of this process at ``path``."""
+    return [store for store in list(_live.values()) if getattr(store, "path", None) == path]
+
+
 @atexit.register
 def _flush_at_exit() -> None:
     for store in list(_live.values()):

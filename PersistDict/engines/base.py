@@ -60,6 +60,16 @@ class Item(NamedTuple):
     payload: bytes
 
 
+class Loaded(NamedTuple):
+    """One entry to store as it was exported: its key and value, and its times."""
+
+    item: Item
+    ctime: float
+    mtime: float
+    atime: float
+    expires: float  # 0.0: never
+
+
 class Bounds(NamedTuple):
     """``max_items`` / ``max_bytes``; None: unbounded. Eviction removes the least recently used
     entries (stored access time, pending notes included), never those the write itself stores."""
@@ -263,12 +273,34 @@ class Engine(Protocol):
         """Free the named mutex if ``holder`` still has it; whether it did."""
 
     def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
-              format_row: bytes) -> CheckReport:
+              format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         """Cross-check every entry; with ``repair`` fix structure, with ``drop`` delete entries that
-        fail their checksum or ``can_decode``. ``keys``: the key codec (``decode``), to name keys."""
+        fail their checksum or ``can_decode``. ``keys``: the key codec (``decode``), to name keys.
+        ``progress(entries checked, entries)`` now and then, and at the end."""
 
     def format(self, wanted: bytes) -> bytes | None:
         """The stored format record; ``wanted`` is stored first if none is and the store is empty."""
+
+    # -- operations (_api/operations.py: backup, export, import, compaction) ------------------------
+
+    def entries_after(self, start_after: int, limit: int, now: float) -> list[tuple[StoredEntry, float]]:
+        """Up to ``limit`` live entries with ids after ``start_after``, in insertion order (ids
+        only grow), each with its access time (pending reads included), payloads copied; one
+        snapshot per call, so a caller holds nothing open between calls."""
+
+    def load(self, batch: Sequence[Loaded], now: float, bounds: Bounds) -> Commit:
+        """Store ``batch``'s entries with their own times (``import_from``): a key not present (or
+        expired at ``now``) becomes a new entry, last in order; a present one keeps its id and
+        place and takes the value and times given. Then evict as ``put``."""
+
+    def backup(self, dest: str, compact: bool, progress: Callable[[int, int], Any] | None) -> bool:
+        """Copy the store into the new or empty directory ``dest`` as one consistent snapshot
+        while others go on reading and writing, reporting bytes to ``progress``. False: this
+        engine keeps no files (the mapping then writes the copy entry by entry)."""
+
+    def compact(self, progress: Callable[[int, int], Any] | None) -> tuple[int, int]:
+        """Give the space of deleted entries back: (bytes on disk before, after).
+        ``StoreInUseError`` if the engine cannot while other processes use the store."""
 
     def info(self) -> dict[str, int]:
         """Figures for ``stats()``: records_bytes, bytes_on_disk, map_size, readers_in_use."""

@@ -26,7 +26,7 @@ from typing import Any
 from .._accesses import PendingAccesses
 from .._codec.record import Record, record_length
 from ..exceptions import AlreadyCalledError
-from .base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Item, live, written_after
+from .base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Item, Loaded, live, written_after
 
 CHANGES_KEPT = 1024  # commits whose changed keys the feed remembers
 _MISSING: Any = object()
@@ -465,11 +465,14 @@ class MemoryEngine:
             return True
 
     def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
-              format_row: bytes) -> CheckReport:
+              format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         report = CheckReport()
         with self._writing():
-            for record in list(self.records.values()):
+            records = list(self.records.values())
+            for record in records:
                 report.entries += 1
+                if progress is not None:
+                    progress(report.entries, len(records))
                 if can_decode(record.kind, record.payload):
                     continue
                 report.undecodable_records += 1
@@ -482,6 +485,8 @@ class MemoryEngine:
                 if drop:
                     self._remove(record)
                     report.dropped += 1
+        if progress is not None:
+            progress(report.entries, report.entries)
         return report
 
     def format(self, wanted: bytes) -> bytes | None:
@@ -490,6 +495,52 @@ class MemoryEngine:
             if stored is None and not self.records:
                 self.meta[b"format"] = wanted
             return stored
+
+    # -- operations -----------------------------------------------------------------------------------
+
+    def entries_after(self, start_after: int, limit: int, now: float) -> list[tuple[Record, float]]:
+        found: list[tuple[Record, float]] = []
+        with self._lock:
+            for seq, lookup in self.order.items():  # in id order: ids only grow
+                if seq <= start_after:
+                    continue
+                if len(found) >= limit:
+                    break
+                record = self.records[lookup]
+                if live(record.expires, now):
+                    found.append((record, self._last_access(record)))
+        return found
+
+    def load(self, batch: Sequence[Loaded], now: float, bounds: Bounds) -> Commit:
+        with self._writing() as out:
+            written = set()
+            for (lookup, exact, kind, payload), ctime, mtime, atime, expires in batch:
+                old = self.records.get(lookup)
+                if old is not None and not live(old.expires, now):
+                    self._remove(old)
+                    old = None
+                if old is None:
+                    seq = self._next_id
+                    self._next_id += 1
+                    self._set(self.order, seq, lookup)
+                else:
+                    seq, exact = old.seq, old.exact  # an overwrite keeps the first key object
+                self._put_record(Record(seq, ctime, mtime, expires, kind, lookup, exact, payload))
+                if atime > mtime:
+                    self._set(self.atimes, seq, atime)
+                else:
+                    self._delete(self.atimes, seq)
+                written.add(seq)
+            evicted = self._evict(bounds, written)
+        return out[0]._replace(evicted=evicted)
+
+    def backup(self, dest: str, compact: bool, progress: Callable[[int, int], Any] | None) -> bool:
+        return False  # nothing on disk to copy: the mapping writes the entries into a new store
+
+    def compact(self, progress: Callable[[int, int], Any] | None) -> tuple[int, int]:
+        if progress is not None:
+            progress(0, 0)
+        return 0, 0  # a deleted entry's memory is freed at once
 
     def info(self) -> dict[str, int]:
         # map_size and readers_in_use are the LMDB engine's figures: none here

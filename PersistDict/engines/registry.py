@@ -9,6 +9,8 @@ then the mapping renews its locks and front cache).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from .base import Engine
 from .lmdb.engine import LmdbEngine
@@ -28,3 +30,10 @@ def open_engine(path: str, durability: str, map_size: int, key_size_limit: int) 
     if path == MEMORY:
         return MemoryEngine()
     return LmdbEngine(path, durability, map_size, key_size_limit)
+
+
+def restore_store(source: str, path: str, overwrite: bool, progress: Callable[[int, int], Any] | None) -> None:
+    """Put the store or backup at ``source`` in place of the store at ``path`` (a directory)."""
+    from .lmdb.copies import restore  # only a store on disk can be restored into
+
+    restore(source, path, overwrite, progress)

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from ..._accesses import PendingAccesses
 from ..._codec.record import Record, record_length
 from ...exceptions import AlreadyCalledError
-from ..base import Bounds, CheckReport, Commit, Item, live
-from . import entries
+from ..base import Bounds, CheckReport, Commit, Item, Loaded, live
+from . import copies, entries
 from .bounds import enforce_bounds, least_bytes
 from .env import Storage
 from .housekeeping import release_lease, sweep, try_take_lease
@@ -211,8 +211,8 @@ class LmdbEngine(LmdbReads):
         return unclaim(self.storage, name, holder)
 
     def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
-              format_row: bytes) -> CheckReport:
-        return check_database(self.storage, keys, self.slots, can_decode, repair, drop, format_row)
+              format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
+        return check_database(self.storage, keys, self.slots, can_decode, repair, drop, format_row, progress)
 
     def format(self, wanted: bytes) -> bytes | None:
         """The stored format record; ``wanted`` is stored first if there is none and the store is
@@ -231,6 +231,40 @@ class LmdbEngine(LmdbReads):
         stored = storage.write(work) if raw is None else raw
         storage.mark_initialised()
         return stored
+
+    # -- operations -------------------------------------------------------------------------------
+
+    def entries_after(self, start_after: int, limit: int, now: float) -> list[tuple[Record, float]]:
+        found: list[tuple[Record, float]] = []
+        pending = self.accesses
+        with self.storage.reading() as txn:
+            for entry in entries.iter_order(txn, start_after=start_after):
+                if len(found) >= limit:
+                    break
+                if not live(entry.expires, now):
+                    continue
+                record = entries.record_at(txn, entry.slot)
+                atime = max(entries.atime_of(txn, record), pending.get(record.seq, 0.0))
+                found.append((record._replace(payload=bytes(record.payload)), atime))
+        return found
+
+    def load(self, batch: Sequence[Loaded], now: float, bounds: Bounds) -> Commit:
+        slot_of = self.slots.slot
+
+        def work(txn: Txn) -> list[bytes]:
+            seqs = entries.SeqAllocator(txn)
+            written = {entries.load(txn, seqs, item, slot_of(item.item.lookup), now) for item in batch}
+            return self._evict(txn, bounds, written)
+
+        evicted, commit = self._write(work, savepoint=True)
+        return commit._replace(evicted=evicted)
+
+    def backup(self, dest: str, compact: bool, progress: Callable[[int, int], Any] | None) -> bool:
+        copies.backup(self.storage, dest, compact, progress)
+        return True
+
+    def compact(self, progress: Callable[[int, int], Any] | None) -> tuple[int, int]:
+        return copies.compact(self.storage, progress)
 
     def info(self) -> dict[str, int]:
         with self.storage.reading() as txn:

@@ -25,7 +25,7 @@ from typing import NamedTuple
 from .slots import is_hashed_slot, probe_index, probe_slot
 from ..._accesses import PendingAccesses
 from ..._codec.record import WRONG_KEY, Record, overwrite_fields, pack_record, record_mtime, unpack_record, with_header
-from ..base import written_after
+from ..base import Loaded, written_after
 from .rows import damaged
 from .txn import Txn, encode_seq
 from ...exceptions import CorruptedRecordError
@@ -166,6 +166,31 @@ def put(
             txn.put_order(seq, pack_order(expires, exact is None and slot == lookup, slot))
     txn.put_record(slot, pack_record(seq, ctime, mtime, expires, kind, lookup, exact, payload), lookup)
     return seq, fields is None
+
+
+def load(txn: Txn, seqs: SeqAllocator, loaded: Loaded, base: bytes, now: float) -> int:
+    """Store an exported entry with its own times (``Engine.load``); its seq."""
+    (lookup, exact, kind, payload), ctime, mtime, atime, expires = loaded
+    found = find(txn, lookup, base)
+    if found.record is not None and not (not found.record.expires or found.record.expires > now):
+        remove(txn, found, base)  # expired: replaced by a new entry, as put does
+        found = find(txn, lookup, base)
+    if expires:
+        note_ttl_write(txn)
+    old = found.record
+    if old is None:
+        seq = seqs.take()
+        txn.put_order(seq, pack_order(expires, exact is None and found.slot == lookup, found.slot))
+    else:
+        seq, exact = old.seq, old.exact  # like a dict, an overwrite keeps the first key object
+        if old.expires != expires:
+            txn.put_order(seq, pack_order(expires, exact is None and found.slot == lookup, found.slot))
+    txn.put_record(found.slot, pack_record(seq, ctime, mtime, expires, kind, lookup, exact, payload), lookup)
+    if atime > mtime:
+        txn.put_atime(seq, atime)
+    else:
+        txn.delete_atime(seq)
+    return seq
 
 
 def remove(txn: Txn, found: Found, base: bytes) -> Record:

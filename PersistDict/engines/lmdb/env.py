@@ -36,6 +36,7 @@ from .permissions import warn_if_others_can_write
 from .readers import reap_dead_readers
 from . import tables as _lmdb_tables
 from .txn import TABLES, Txn
+from .users import UsersLock
 
 T = TypeVar("T")
 
@@ -240,6 +241,7 @@ class Storage(Transactions, MetaPageFeed):
         # (see tables.py): reads look at these cases only when it is not empty
         self.txn_holders = []
         self._tables_lock = threading.RLock()
+        self.swapping = False  # while compaction replaces the data file: keep the users lock (users.py)
         self._open_env()
 
     # -- opening, closing, fork ---------------------------------------------
@@ -258,6 +260,16 @@ class Storage(Transactions, MetaPageFeed):
                     f"(the store was initialised: {MARKER_FILE} exists)") from None
             if data_size == 0:
                 raise CorruptedDatabaseError(errno.EIO, f"database {path!r} is corrupted: its data file is empty")
+        if not self.swapping:  # before mapping the file: a compaction or restore replacing it finishes first
+            try:
+                self.users_lock = UsersLock(path)
+            except OSError as exc:
+                raise translate_error(exc, path) from exc
+            try:
+                self.users_lock.share()
+            except BaseException:
+                self.users_lock.close()
+                raise
         old_umask = os.umask(0o077)
         try:
             # readahead: LMDB's default. Without it, a process whose store is not in the page cache
@@ -279,7 +291,11 @@ class Storage(Transactions, MetaPageFeed):
                     raise
                 self.env = open_()
         except lmdb.Error as exc:
+            self._release_users_lock()
             raise translate_error(exc, path) from exc
+        except BaseException:
+            self._release_users_lock()
+            raise
         finally:
             os.umask(old_umask)
         try:
@@ -301,14 +317,17 @@ class Storage(Transactions, MetaPageFeed):
             self._writes_unchecked = 0
         except lmdb.Error as exc:
             self.env.close()
+            self._release_users_lock()
             raise translate_error(exc, path) from exc
         except BaseException:
             self.env.close()
+            self._release_users_lock()
             raise
         self._meta_map: mmap.mmap | None = None
         self._map_meta_pages()
         self.generation = _fork_generation[0]
-        self._drop_change_log_rows_from_the_future()  # one read of the ring's rows per open
+        if not self.swapping:  # compaction drops them from the new file before it is swapped in
+            self._drop_change_log_rows_from_the_future()  # one read of the ring's rows per open
 
     def _drop_change_log_rows_from_the_future(self) -> None:
         """Change-log rows for txn ids not reached yet come from a store whose ids went back (a
@@ -337,10 +356,10 @@ class Storage(Transactions, MetaPageFeed):
 
     def _env_info(self) -> dict[str, int]:
         """env.info(), never concurrent with a map resize (LMDB then answers EINVAL)."""
-        env = self._checked_env()
+        self._checked_env()
         self._gate.enter()
         try:
-            return env.info()  # type: ignore[return-value]
+            return self.env.info()  # type: ignore[return-value]  # past the gate: see begin_read
         finally:
             self._gate.leave()
 
@@ -355,8 +374,14 @@ class Storage(Transactions, MetaPageFeed):
             # Inherited from the parent and never used here: closing it would abort
             # the parent's transactions (shared reader slots). Keep it, untouched.
             _inherited_envs.append(self.env)
+            self._release_users_lock()  # our fd only: the parent's lock is the same open file description
             return
         self.env.close()
+        self._release_users_lock()
+
+    def _release_users_lock(self) -> None:
+        if not self.swapping:
+            self.users_lock.close()
 
     def _drop_spare_txn(self) -> None:
         """Free py-lmdb's spare read transaction and its reader slot, before fork(); no transaction
@@ -411,10 +436,10 @@ class Storage(Transactions, MetaPageFeed):
 
     def sync(self) -> None:
         """Flush written data to disk (for the 'fast' durability mode)."""
-        env = self._checked_env()
+        self._checked_env()
         self._gate.enter()
         try:
-            env.sync(True)
+            self.env.sync(True)  # past the gate: see begin_read
         except lmdb.Error as exc:
             raise translate_error(exc, self.path) from exc
         finally:

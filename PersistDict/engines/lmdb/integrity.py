@@ -29,6 +29,7 @@ from ...exceptions import CorruptedRecordError
 from ..base import REPORTED_EXAMPLES, CheckReport
 
 _REPORTED = REPORTED_EXAMPLES
+PROGRESS_EVERY = 1000
 
 
 def check_database(
@@ -39,8 +40,10 @@ def check_database(
     repair: bool,
     drop_unreadable: bool,
     format_row: bytes,
+    progress: Callable[[int, int], Any] | None = None,
 ) -> CheckReport:
-    """``format_row``: the meta row ``format`` this instance would write (the repair of a damaged one)."""
+    """``format_row``: the meta row ``format`` this instance would write (the repair of a damaged one).
+    ``progress(records read, records)``, every ``PROGRESS_EVERY`` records and at the end."""
     report = CheckReport()
     fixes: list[Callable[[Txn], None]] = []
     damaged_fixes: list[Callable[[Txn], None]] = []  # run first: the other fixes read these tables
@@ -68,7 +71,10 @@ def check_database(
         chained: set[bytes] = set()  # lookups of the records in collision chains
         corrupted_drops: list[Callable[[Txn], None]] = []  # in slot order
         broken_chains: set[bytes] = set()  # bases of collision chains with a gap or a key twice
-        for slot, data in txn.iter_records():
+        total = txn.count()
+        for done, (slot, data) in enumerate(txn.iter_records(), 1):
+            if progress is not None and done % PROGRESS_EVERY == 0:
+                progress(done, max(done, total))
             try:
                 record = unpack_record(data)
             except CorruptedRecordError:
@@ -153,6 +159,8 @@ def check_database(
 
         storage.write(work)
         report.repaired = len(fixes) - report.dropped
+    if progress is not None:
+        progress(report.entries, report.entries)
     return report
 
 

@@ -76,7 +76,10 @@ class LmdbReads:
                 raise translate_error(exc, storage.path) from exc
             data = _REAPED
         except lmdb.Error as exc:
-            raise translate_error(exc, storage.path) from exc
+            if env is not storage.env:  # a compaction swapped the environment since it was read: again
+                data = _REAPED
+            else:
+                raise translate_error(exc, storage.path) from exc
         finally:  # whatever happened: a leaked count would block every resize
             if txn is not None:
                 txn.abort()
@@ -140,7 +143,9 @@ class LmdbReads:
                 return self.expires(lookup)
             raise translate_error(exc, storage.path) from exc
         except lmdb.Error as exc:
-            raise translate_error(exc, storage.path) from exc
+            if env is storage.env:
+                raise translate_error(exc, storage.path) from exc
+            return self.expires(lookup)  # a compaction swapped the environment since it was read: again
         finally:
             if txn is not None:
                 txn.abort()

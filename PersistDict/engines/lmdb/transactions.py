@@ -81,14 +81,20 @@ class Transactions:
         active = getattr(self._local, "txn", None)
         if active is not None:
             return active
-        env = self.env if self.generation == _fork_generation[0] else self._checked_env()
+        if self.generation != _fork_generation[0]:
+            self._checked_env()
         if self._dbs is None:
-            return self._begin_read_opening_tables(env, buffers)
+            return self._begin_read_opening_tables(buffers)
         gate = self._gate
         gate.enter()
+        # read once past the gate: a compaction (copies.py) replaces both while the gate holds us back
+        env, dbs = self.env, self._dbs
+        if dbs is None:
+            gate.leave()
+            return self.begin_read(buffers)
         try:
             raw = env.begin(None, None, False, True) if buffers else env.begin()
-            return Txn(raw, self._dbs, False, buffers)
+            return Txn(raw, dbs, False, buffers)
         except lmdb.MapResizedError:
             gate.leave()
             self._wait_or_adopt_resize()
@@ -105,7 +111,7 @@ class Transactions:
             gate.leave()
             raise
 
-    def _begin_read_opening_tables(self, env: lmdb.Environment, buffers: bool) -> Txn:
+    def _begin_read_opening_tables(self, buffers: bool) -> Txn:
         """begin_read before this process's first write: the read opens the tables itself (see
         tables.py), holding _tables_lock until it ends (LMDB: one such transaction at a time)."""
         # The gate first, then the lock, as a first write takes them (_begin_write, then
@@ -113,6 +119,7 @@ class Transactions:
         # against a first write waiting for a read that waited at the gate.
         gate = self._gate
         gate.enter()
+        env = self.env  # past the gate: see begin_read
         lock = self._tables_lock
         lock.acquire()
         if self._dbs is not None:  # opened for good meanwhile
@@ -221,12 +228,13 @@ class Transactions:
                     self._gate.leave()
 
     def _begin_write(self) -> Txn:
-        env = self._checked_env()
+        self._checked_env()
         self._refuse_if_deleted()
         gate = self._gate
         while True:
             gate.enter()
             gate.write_begins.append(None)
+            env = self.env  # past the gate: a compaction (copies.py) replaces it while the gate holds us back
             try:
                 raw = env.begin(None, None, True, True)
                 if self._dbs is not None or not self._keep_tables_open(raw):
