@@ -261,6 +261,13 @@ class Engine(Protocol):
         """Cross-check every entry; with ``repair`` fix structure, with ``drop`` delete entries that
         fail their checksum or ``can_decode``. ``keys``: the key codec (``decode``), to name keys."""
 
+    def setting(self, name: bytes) -> bytes | None:
+        """A store-wide setting row (``encryption``: the key record), outside the entries; None if absent."""
+
+    def put_setting(self, name: bytes, value: bytes, expected: bytes | None) -> bool:
+        """Store ``value`` as the setting ``name`` if it is still ``expected`` (None: absent), atomically;
+        whether it did. Kept by ``clear()``. Never called inside ``transaction()``."""
+
     def format(self, wanted: bytes) -> bytes | None:
         """The stored format record; ``wanted`` is stored first if none is and the store is empty."""
 

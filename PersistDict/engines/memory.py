@@ -443,6 +443,17 @@ class MemoryEngine:
                     report.dropped += 1
         return report
 
+    def setting(self, name: bytes) -> bytes | None:
+        with self._lock:
+            return self.meta.get(name)
+
+    def put_setting(self, name: bytes, value: bytes, expected: bytes | None) -> bool:
+        with self._lock:
+            if self.meta.get(name) != expected:
+                return False
+            self.meta[name] = value
+            return True
+
     def format(self, wanted: bytes) -> bytes | None:
         with self._lock:
             stored = self.meta.get(b"format")

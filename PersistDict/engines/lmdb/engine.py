@@ -214,6 +214,19 @@ class LmdbEngine(LmdbReads):
               format_row: bytes) -> CheckReport:
         return check_database(self.storage, keys, self.slots, can_decode, repair, drop, format_row)
 
+    def setting(self, name: bytes) -> bytes | None:
+        with self.storage.reading() as txn:
+            return txn.meta(name)
+
+    def put_setting(self, name: bytes, value: bytes, expected: bytes | None) -> bool:
+        def work(txn: Txn) -> bool:
+            if txn.meta(name) != expected:
+                return False
+            txn.put_meta(name, value)
+            return True
+
+        return self.storage.write(work)
+
     def format(self, wanted: bytes) -> bytes | None:
         """The stored format record; ``wanted`` is stored first if there is none and the store is
         empty (then None). A store that holds entries but no record stays without one."""
