@@ -202,7 +202,7 @@ class SealedEngine:
 
     # -- housekeeping ---------------------------------------------------------------------------------
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
               format_row: bytes) -> CheckReport:
         sealed = self
 
@@ -211,12 +211,11 @@ class SealedEngine:
             def decode(lookup: bytes, exact: bytes | None) -> Any:
                 return keys.decode(lookup, sealed._exact(lookup, exact))
 
-        def can_open(kind: int, payload: Any) -> bool:
-            # the engine passes no lookup here: check() verifies a value is sealed with a data key the
-            # store holds; its binding to its entry is verified on every read
+        def can_open(kind: int, payload: Any, lookup: bytes) -> bool:
             try:
-                return sealed.sealer.generation(payload) in sealed.sealer.bundle.data_keys
-            except TamperedRecordError:
+                plain = sealed._value(lookup, kind, payload)
+            except (TamperedRecordError, EncryptionError):
                 return False
+            return can_decode(kind, plain, lookup)
 
         return self.engine.check(OpenedKeys, can_open, repair, drop, format_row)  # type: ignore[no-any-return]

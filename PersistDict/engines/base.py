@@ -256,10 +256,10 @@ class Engine(Protocol):
     def unclaim(self, name: bytes, holder: bytes) -> bool:
         """Free the named mutex if ``holder`` still has it; whether it did."""
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
               format_row: bytes) -> CheckReport:
         """Cross-check every entry; with ``repair`` fix structure, with ``drop`` delete entries that
-        fail their checksum or ``can_decode``. ``keys``: the key codec (``decode``), to name keys."""
+        fail their checksum or ``can_decode(kind, payload, lookup)``. ``keys``: the key codec (``decode``), to name keys."""
 
     def setting(self, name: bytes) -> bytes | None:
         """A store-wide setting row (``encryption``: the key record), outside the entries; None if absent."""

@@ -423,13 +423,13 @@ class MemoryEngine:
             del self.claims[name]
             return True
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
               format_row: bytes) -> CheckReport:
         report = CheckReport()
         with self._writing():
             for record in list(self.records.values()):
                 report.entries += 1
-                if can_decode(record.kind, record.payload):
+                if can_decode(record.kind, record.payload, record.lookup):
                     continue
                 report.undecodable_records += 1
                 if len(report.undecodable) < REPORTED_EXAMPLES:
