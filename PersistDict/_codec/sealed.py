@@ -191,7 +191,7 @@ class SealedEngine:
 
     def replace_sealed(self, item: Item, expected: Record, now: float) -> bool:
         """Rotation: store ``item`` (already sealed) if the entry is still ``expected`` (as stored)."""
-        return self.engine.replace(item, expected, now, expected.expires, Bounds(None, None))[0]  # type: ignore[no-any-return]
+        return self.engine.replace(item, expected, now, expected.expires, Bounds(None, None), keep_key=False)[0]  # type: ignore[no-any-return]
 
     def remove(self, lookup: bytes, now: float, expected: Record | None = None) -> tuple[Record | None, Commit]:
         # the removed record as stored: the mapping reads only its id (a value is opened before, by find)

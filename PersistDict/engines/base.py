@@ -208,11 +208,12 @@ class Engine(Protocol):
         """``setdefault``: ((kind, payload) of the live entry found, or None if ``item`` was
         stored), atomically. ``refuse``: raised instead of storing (the default did not encode)."""
 
-    def replace(self, item: Item, expected: StoredEntry | None, now: float, expires: float, bounds: Bounds
-                ) -> tuple[bool, Commit]:
+    def replace(self, item: Item, expected: StoredEntry | None, now: float, expires: float, bounds: Bounds,
+                keep_key: bool = True) -> tuple[bool, Commit]:
         """Write ``item`` (expiring at ``expires``) only if the live entry is still ``expected``
         (as ``find`` returned it; None: only if absent or expired), then evict as ``put``; whether
-        it wrote (``incr``, ``compare_and_set``)."""
+        it wrote (``incr``, ``compare_and_set``). An overwrite keeps the entry's exact key unless
+        not ``keep_key`` (an encrypted store's key rotation re-seals it)."""
 
     def remove(self, lookup: bytes, now: float, expected: StoredEntry | None = None
                ) -> tuple[StoredEntry | None, Commit]:

@@ -245,7 +245,7 @@ class MemoryEngine:
         return sum(sizes.values())
 
     def _store(self, lookup: bytes, exact: bytes | None, kind: int, payload: bytes, now: float,
-               expires: float) -> int:
+               expires: float, keep_key: bool = True) -> int:
         """Insert or overwrite one entry (an expired one is replaced by a new entry); its id."""
         old = self.records.get(lookup)
         if old is not None and old.expires and old.expires <= now:
@@ -258,8 +258,8 @@ class MemoryEngine:
             self._put_record(Record(seq, now, now, expires, kind, lookup, exact, payload))
             return seq
         # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
-        self._put_record(Record(old.seq, old.ctime, written_after(old.mtime, now), expires, kind, lookup, old.exact,
-                                payload))
+        self._put_record(Record(old.seq, old.ctime, written_after(old.mtime, now), expires, kind, lookup,
+                                old.exact if keep_key or exact is None else exact, payload))
         return old.seq
 
     def _evict(self, bounds: Bounds, protected: set[int]) -> list[bytes]:
@@ -306,13 +306,13 @@ class MemoryEngine:
             return (record.kind, record.payload), out[0]
         return None, out[0]._replace(evicted=evicted)
 
-    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds
-                ) -> tuple[bool, Commit]:
+    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds,
+                keep_key: bool = True) -> tuple[bool, Commit]:
         evicted: list[bytes] | None = None
         with self._writing() as out:
             record = self.find(item.lookup, now)
             if record is None if expected is None else record is not None and _same_version(record, expected):
-                evicted = self._evict(bounds, {self._store(*item, now, expires)})
+                evicted = self._evict(bounds, {self._store(*item, now, expires, keep_key)})
         return (False, out[0]) if evicted is None else (True, out[0]._replace(evicted=evicted))
 
     def remove(self, lookup: bytes, now: float, expected: Record | None = None) -> tuple[Record | None, Commit]:

@@ -117,8 +117,8 @@ class LmdbEngine(LmdbReads):
             return None, commit._replace(evicted=outcome)
         return outcome, commit
 
-    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds
-                ) -> tuple[bool, Commit]:
+    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds,
+                keep_key: bool = True) -> tuple[bool, Commit]:
         lookup, exact, kind, payload = item
         base = self.slots.slot(lookup)
 
@@ -127,7 +127,8 @@ class LmdbEngine(LmdbReads):
             current = record if record is not None and live(record.expires, now) else None
             if not (current is None if expected is None else current is not None and same_version(current, expected)):
                 return None
-            seq, _ = entries.put(txn, entries.SeqAllocator(txn), lookup, exact, base, kind, payload, now, expires)
+            seq, _ = entries.put(txn, entries.SeqAllocator(txn), lookup, exact, base, kind, payload, now, expires,
+                                 keep_key)
             return self._evict(txn, bounds, {seq})
 
         bounded = bounds.max_items is not None or bounds.max_bytes is not None
