@@ -18,7 +18,7 @@ writer sealed with an older generation in the instant before step 1 is still rea
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._codec.crypto import KEY_RECORD, Bundle, KeyRecord, KeySource, Sealer, fingerprint, key_source, new_record, wrap
 from .._codec.sealed import SealedEngine
@@ -31,9 +31,10 @@ from .state import StoreState, typechecked
 class Encryption(StoreState):
     """Opening an encrypted store and ``rotate_encryption_key``."""
 
-    _key_source: KeySource | None = None
-    _key_raw: bytes | None = None  # the key record as last read
-    _sealer: Sealer | None = None
+    if TYPE_CHECKING:  # set by _open_encrypted, on encrypted stores only
+        _key_source: KeySource | None
+        _key_raw: bytes | None  # the key record as last read
+        _sealer: Sealer | None
 
     def _open_encrypted(self, source: KeySource) -> None:
         """Check the key against the store's key record (creating it in a new store), then put the
