@@ -283,3 +283,11 @@ def test_repr_and_settings_never_show_the_key(tmp_path: Path) -> None:
     assert KEY.hex() not in repr(d) and KEY.hex() not in repr(d._settings)
     assert repr(KEY) not in repr(d._settings)
     d.close()
+
+
+def test_an_engine_operation_the_sealing_layer_does_not_know_is_refused(store: PersistDict) -> None:
+    """An engine operation that could hand out hashes or sealed bytes (a prefix scan, say) is refused
+    with EncryptionError instead of being passed through; the known ones pass."""
+    with pytest.raises(EncryptionError, match="not available on an encrypted store"):
+        store._engine.keys_with_prefix  # noqa: B018
+    assert store._engine.count() == 0

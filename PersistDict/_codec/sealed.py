@@ -22,6 +22,14 @@ from .keys import KeyCodec
 from .record import Record
 
 
+# engine operations that take and return no key and no value (times, counts, housekeeping)
+_PASSED = frozenset({
+    "expires", "count", "counts", "times", "retime", "clear", "transaction", "write_atimes", "sweep",
+    "take_lease", "release_lease", "claim", "unclaim", "format", "setting", "put_setting", "info", "sync",
+    "close", "path", "durability", "storage",
+})
+
+
 class _Opened(Record):
     """A record with its key and value opened; ``sealed`` is the record as stored, which the
     engine compares with when it is passed back as ``expected``."""
@@ -49,8 +57,13 @@ class SealedEngine:
         self._refresh = refresh
         self._refresh_lock = threading.Lock()
 
-    def __getattr__(self, name: str) -> Any:  # what carries no key or value: passed through
-        return getattr(self.engine, name)
+    def __getattr__(self, name: str) -> Any:
+        # what carries no key or value is passed through; anything else (an operation added to the
+        # engines later, a lookup by key prefix...) is refused rather than handed hashes or sealed bytes
+        if name in _PASSED:
+            return getattr(self.engine, name)
+        raise EncryptionError(f"{name!r} is not available on an encrypted store (keys are stored as keyed hashes "
+                              "and sealed; see the README, Encryption)")
 
     # -- opening ------------------------------------------------------------------------------------
 
