@@ -56,8 +56,8 @@ def files_hold(directory: Path, needle: bytes) -> list[str]:
 
 def test_no_key_or_value_anywhere_in_the_files(tmp_path: Path) -> None:
     """Canaries in keys (str, bytes, tuples, long keys) and values are in no file of the directory, after
-    writes, overwrites, TTLs, deletes (the change log), popitem, a transaction and an access-time flush;
-    nor is the master key."""
+    writes, overwrites, TTLs, deletes (the change log), popitem, a transaction, an access-time flush,
+    get_or_set, incr and memoize; nor is the master key or a data key."""
     path = tmp_path / "db"
     d = open_store(path)
     canaries = [f"CANARY{i:03d}" for i in range(12)]
@@ -74,6 +74,14 @@ def test_no_key_or_value_anywhere_in_the_files(tmp_path: Path) -> None:
     _ = d[canaries[0]], d[canaries[0]]
     d.flush_atimes()
     del d[canaries[8]]
+    assert d.get_or_set("CANARY-computed", lambda: "CANARY-answer") == "CANARY-answer"
+    assert d.incr("CANARY-counter") == 1
+
+    @d.memoize()
+    def ask(prompt: str) -> str:
+        return prompt + " CANARY-memoized"
+
+    assert ask("CANARY-prompt") == ask("CANARY-prompt")
     assert d[(canaries[2], 7)] == {"nested": canaries[3]}
     secrets = [KEY, KEY.hex().encode(), d._sealer.bundle.index_key, *d._sealer.bundle.data_keys.values()]
     d.close()

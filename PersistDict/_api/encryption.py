@@ -50,11 +50,12 @@ class Encryption(StoreState):
             record, _ = new_record(master)
             engine.put_setting(KEY_RECORD, record.encode(), None)  # another process may have won: read it
             raw = engine.setting(KEY_RECORD)
+            assert raw is not None  # put_setting never deletes it
         self._key_raw = raw
         record = KeyRecord.decode(raw, self.path)
         self._sealer = sealer = Sealer(record.store_id, record.open(master, self.path))
         self._keys.use_index(sealer.lookup)
-        self._engine = sealed = SealedEngine(engine, self._keys, sealer, self._refresh_key)
+        self._engine = sealed = SealedEngine(engine, self._keys, sealer, self._refresh_key)  # type: ignore[assignment]
         self._engine_get = sealed.get
 
     def _refresh_key(self, force: bool) -> Sealer:
@@ -143,7 +144,7 @@ class Encryption(StoreState):
                         continue
                     assert opened is not None
                     item = Item(lookup, sealer.seal_key(opened.exact), record.kind,  # type: ignore[arg-type]
-                                sealer.seal_value(lookup, record.kind, opened.payload))
+                                sealer.seal_value(lookup, record.kind, bytes(opened.payload)))
                     moved += engine.replace_sealed(item, record, now)
         return moved  # the front cache needs nothing: values did not change, and each commit names its lookups
 

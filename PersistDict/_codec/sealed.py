@@ -149,9 +149,9 @@ class SealedEngine:
         return decode_many([exact for _, exact, _, _ in self._items(now, values=False)])
 
     def items(self, now: float) -> list[tuple[bytes, bytes | None, int, Any]]:
-        return self._items(now, values=True)
+        return self._items(now, values=True)  # type: ignore[return-value]
 
-    def _items(self, now: float, values: bool) -> list[tuple[bytes, bytes | None, int, Any]]:
+    def _items(self, now: float, values: bool) -> list[tuple[bytes, bytes, int, Any]]:
         return [(lookup, self._exact(lookup, exact), kind, self._value(lookup, kind, payload) if values else b"")
                 for lookup, exact, kind, payload in self.engine.items(now)]
 
@@ -198,9 +198,9 @@ class SealedEngine:
             found = (found[0], self._value(item.lookup, found[0], found[1]))
         return found, commit
 
-    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds
-                ) -> tuple[bool, Commit]:
-        return self.engine.replace(self._seal([item])[0], self._stored(expected), now, expires, bounds)  # type: ignore[no-any-return]
+    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds,
+                keep_key: bool = True) -> tuple[bool, Commit]:
+        return self.engine.replace(self._seal([item])[0], self._stored(expected), now, expires, bounds, keep_key)  # type: ignore[no-any-return]
 
     def replace_sealed(self, item: Item, expected: Record, now: float) -> bool:
         """Rotation: store ``item`` (already sealed) if the entry is still ``expected`` (as stored)."""
