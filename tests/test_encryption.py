@@ -138,6 +138,8 @@ def test_a_value_moved_to_another_key_fails_authentication(store: PersistDict) -
         list(store.keys())
     with pytest.raises(TamperedRecordError):
         dict(store.items())
+    report = store.check()
+    assert report.undecodable_records == 1 and report.entries == 2
     readable = store.readable_items()
     assert readable.items == {"bob:salary": 999}
     assert len(readable.damaged) == 1 and isinstance(readable.damaged[0].error, CorruptedRecordError)
@@ -299,3 +301,13 @@ def test_an_engine_operation_the_sealing_layer_does_not_know_is_refused(store: P
     with pytest.raises(EncryptionError, match="not available on an encrypted store"):
         store._engine.keys_with_prefix  # noqa: B018
     assert store._engine.count() == 0
+
+
+def test_rotation_on_a_plain_store_is_refused(tmp_path: Path) -> None:
+    """rotate_encryption_key on a store opened without encryption_key raises EncryptionError, changes nothing."""
+    d = PersistDict(tmp_path / "db", background_thread="disabled")
+    d["a"] = 1
+    with pytest.raises(EncryptionError, match="not encrypted"):
+        d.rotate_encryption_key(KEY)
+    assert dict(d) == {"a": 1}
+    d.close()
