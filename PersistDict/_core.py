@@ -26,6 +26,7 @@ from .engines.registry import open_engine, store_path  # first: the engines' for
 from ._accesses import SHARD_MASK
 from ._api import lifecycle
 from ._api.aio import AsyncMethods
+from ._api.encryption import Encryption
 from ._api.housekeeping import Housekeeping
 from ._api.options import compare_formats, encode_format, format_record, settings_of, stored_format
 from ._api.reads import BulkReads, Metadata
@@ -36,6 +37,7 @@ from ._api.memoize import Memoize
 from ._api.operations import Operations
 from ._api.toolkit import Toolkit
 from ._api.writes import Writes
+from ._codec import crypto
 from ._codec.keys import KeyCodec, canonical_key_serializer, canonical_key_unserializer
 from ._codec.record import KIND_SERIALIZED, Record
 from ._codec.values import ValueCodec, undecodable
@@ -52,7 +54,7 @@ CLOSE_WAIT_SECONDS = 5.0  # how long close() waits for its writes (see close)
 
 
 class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], Locks, AsyncMethods[K, V],
-                  Housekeeping, Operations, MutableMapping[K, V]):
+                  Housekeeping, Operations, Encryption, MutableMapping[K, V]):
     """A dict on disk, shared by every thread and process on the host.
 
     See the README for the guarantees. Every public method is thread-safe.
@@ -83,6 +85,8 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
         max_items: int | None = None,
         max_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
+        encryption_key: Any = None,
+        allow_pickling_key: bool = False,
     ) -> None:
         path = store_path(database_path)
         self._settings: dict[str, Any] = settings_of(
@@ -91,11 +95,13 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
             durability=durability, cache_max_entries=cache_max_entries, cache_max_bytes=cache_max_bytes,
             maintenance_interval=maintenance_interval, atime_flush_interval=atime_flush_interval,
             map_size=map_size, max_items=max_items, max_bytes=max_bytes, clock=clock)
+        key_source = None if encryption_key is None else crypto.key_source(encryption_key, allow_pickling_key)
+        self._settings.update(encryption_key=key_source, allow_pickling_key=allow_pickling_key)
         self.path = path
         self._clock = clock
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._keys = KeyCodec(key_serializer, key_unserializer, key_size_limit)
+        self._keys = KeyCodec(key_serializer, key_unserializer, key_size_limit, hashed=key_source is not None)
         self._plain_cache_keys = self._keys.canonical
         self._values = values = ValueCodec(value_serializer, value_unserializer)
         # bound once: the read path calls them without an attribute lookup on the codec
@@ -117,6 +123,8 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
         self._released = False  # the engine, once: by close() or by the writes it left to a thread
         try:
             self._check_format()
+            if key_source is not None:
+                self._open_encrypted(key_source)  # the key check: a wrong key stops here, nothing changed
         except BaseException:
             self._closed = True
             engine.close()

@@ -8,6 +8,8 @@ A missing key is always a plain ``KeyError(key)``.
 
 from __future__ import annotations
 
+import pickle
+
 
 class PersistDictError(Exception):
     """Root of every error raised on purpose by PersistDict."""
@@ -92,3 +94,19 @@ class InsecureDatabaseWarning(UserWarning):
     """The database directory or data file may be written by another user (group/others write
     permission, or another owner than this process's user or root): with pickle or dill values,
     that user can run code in this process."""
+
+
+class EncryptionError(PersistDictError, ValueError):
+    """Encryption is misconfigured (a missing key source, a damaged key record, a rotation in the way)."""
+
+
+class WrongEncryptionKeyError(EncryptionError):
+    """The encryption key is not one of the store's keys (its key check failed); nothing was changed."""
+
+
+class KeyNotPicklableError(EncryptionError, pickle.PicklingError):
+    """Pickling would write an encryption key in clear (a key given as bytes), or its source cannot be pickled."""
+
+
+class TamperedRecordError(CorruptedRecordError):
+    """An encrypted record failed authentication: altered, or moved from another entry or store."""

@@ -11,7 +11,7 @@ from typing import Any, Generic, cast, overload
 from .._frontcache import coherence
 from .._frontcache.cache import CachedEntry
 from .._readable import ReadableItems, readable_items
-from ..exceptions import CodecError, CorruptedRecordError, KeyEncodingError
+from ..exceptions import CodecError, CorruptedRecordError, EncryptionError, KeyEncodingError
 from .state import K, V, StoreState, corrupted, typechecked
 
 @dataclass(frozen=True)
@@ -132,6 +132,9 @@ class BulkReads(StoreState, Generic[K, V]):
     def _prefix_lookup(self, prefix: Any) -> bytes:
         """The lookup encodings of the keys starting with ``prefix`` start with these bytes."""
         codec = self._keys
+        if codec.hashed:
+            raise EncryptionError("keys(prefix=...) is not available on an encrypted store: its keys are stored as "
+                                  "keyed hashes, which keep no order (see the README, Encryption)")
         if isinstance(prefix, str):
             body, tags = str.__str__(prefix).encode("utf-8", "surrogatepass"), b"sc"
         elif isinstance(prefix, bytes):

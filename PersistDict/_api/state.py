@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 def corrupted(key: Any, exc: CorruptedRecordError) -> CorruptedRecordError:
     """The engine's CorruptedRecordError (which names no key), naming ``key``."""
-    return CorruptedRecordError(f"entry for key {key_text(key)} is corrupted: {exc}")
+    return type(exc)(f"entry for key {key_text(key)} is corrupted: {exc}")  # TamperedRecordError stays one
 
 
 class StoreState(SettingsAttributes):

@@ -162,8 +162,13 @@ class KeyCodec:
         key_serializer: KeySerializer | None,
         key_unserializer: KeyUnserializer | None,
         key_size_limit: int,
+        hashed: bool = False,
     ) -> None:
-        self.canonical = key_serializer is canonical_key_serializer
+        self._canon = key_serializer is canonical_key_serializer  # the encoding keys get
+        # whether a str key's lookup is b"s" + its UTF-8 (the read path inlines it): not when hashed
+        self.canonical = self._canon and not hashed
+        self.hashed = hashed
+        self.index: Callable[[bytes], bytes] | None = None  # hashed: the keyed hash of lookups (encryption)
         self.serializer = key_serializer
         self.unserializer = key_unserializer
         self.key_size_limit = min(key_size_limit, LMDB_MAX_KEY_SIZE)
@@ -171,11 +176,13 @@ class KeyCodec:
     @property
     def description(self) -> str:
         """What is recorded in the database about the key encoding."""
-        if self.canonical:
-            return "canonical-v1"
-        if self.serializer is None:
-            return "raw"
-        return "custom:" + _callable_name(self.serializer)
+        if self._canon:
+            plain = "canonical-v1"
+        elif self.serializer is None:
+            plain = "raw"
+        else:
+            plain = "custom:" + _callable_name(self.serializer)
+        return f"hmac-sha256({plain})" if self.hashed else plain
 
     def lookup(self, key: Any) -> bytes:
         """The lookup encoding alone (what reads need)."""
@@ -183,9 +190,26 @@ class KeyCodec:
             return b"s" + key.encode("utf-8", "surrogatepass")
         return self.encode(key)[0]
 
+    def use_index(self, index: Callable[[bytes], bytes]) -> None:
+        """Hash lookups with ``index`` from now on (an encrypted store: see _codec/crypto.py).
+        An instance attribute, so that an unencrypted store's ``encode`` stays one frame."""
+        self.index = index
+        plain_encode = KeyCodec.encode.__get__(self)
+
+        def encode(key: Any) -> tuple[bytes, bytes | None]:
+            """(the keyed hash of the lookup encoding, the exact encoding, always: it is stored sealed)."""
+            lookup, exact = plain_encode(key)
+            return index(lookup), lookup if exact is None else exact
+
+        self.encode = encode  # type: ignore[method-assign]
+
+    def plain_lookup(self, exact: bytes) -> bytes:
+        """The lookup encoding (before hashing) of the key whose exact encoding is ``exact``."""
+        return _encode(_decode(exact, 0, len(exact)), False) if self._canon else exact
+
     def encode(self, key: Any) -> tuple[bytes, bytes | None]:
         """Return (lookup encoding, exact encoding or None when identical)."""
-        if self.canonical:
+        if self._canon:
             if type(key) is str:  # the common case, kept short
                 return b"s" + key.encode("utf-8", "surrogatepass"), None
             lookup = _encode(key, False)
@@ -213,7 +237,7 @@ class KeyCodec:
 
     def decode(self, lookup: bytes, exact: bytes | None) -> Any:
         data = exact if exact is not None else lookup
-        if self.canonical:
+        if self._canon:
             return _decode(data, 0, len(data))
         body = data[1:]
         raw: str | bytes = body.decode("utf-8", "surrogatepass") if data[:1] == b"c" else bytes(body)
@@ -223,7 +247,7 @@ class KeyCodec:
 
     def decode_many(self, encodings: list[bytes]) -> list[Any]:
         """Decode exact encodings (as stored in slots), with a fast path for str keys."""
-        if self.canonical:
+        if self._canon:
             return [
                 data[1:].decode("utf-8", "surrogatepass") if data[0] == 0x73 else _decode(data, 0, len(data))
                 for data in encodings
@@ -233,7 +257,7 @@ class KeyCodec:
     def decode_str_keys(self, encodings: list[bytes]) -> list[str] | None:
         """Decode exact encodings in one C-level pass if they are all str keys without NUL
         (the common case; about 2.5x faster than one by one), else None."""
-        if not self.canonical or not encodings:
+        if not self._canon or not encodings:
             return None
         joined = b"\x00".join(encodings)
         separators = len(encodings) - 1  # every NUL must be a separator followed by the str tag

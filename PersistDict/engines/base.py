@@ -224,11 +224,12 @@ class Engine(Protocol):
         """``setdefault``: ((kind, payload) of the live entry found, or None if ``item`` was
         stored), atomically. ``refuse``: raised instead of storing (the default did not encode)."""
 
-    def replace(self, item: Item, expected: StoredEntry | None, now: float, expires: float, bounds: Bounds
-                ) -> tuple[bool, Commit]:
+    def replace(self, item: Item, expected: StoredEntry | None, now: float, expires: float, bounds: Bounds,
+                keep_key: bool = True) -> tuple[bool, Commit]:
         """Write ``item`` (expiring at ``expires``) only if the live entry is still ``expected``
         (as ``find`` returned it; None: only if absent or expired), then evict as ``put``; whether
-        it wrote (``incr``, ``compare_and_set``)."""
+        it wrote (``incr``, ``compare_and_set``). An overwrite keeps the entry's exact key unless
+        not ``keep_key`` (an encrypted store's key rotation re-seals it)."""
 
     def remove(self, lookup: bytes, now: float, expected: StoredEntry | None = None
                ) -> tuple[StoredEntry | None, Commit]:
@@ -272,11 +273,18 @@ class Engine(Protocol):
     def unclaim(self, name: bytes, holder: bytes) -> bool:
         """Free the named mutex if ``holder`` still has it; whether it did."""
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
               format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         """Cross-check every entry; with ``repair`` fix structure, with ``drop`` delete entries that
-        fail their checksum or ``can_decode``. ``keys``: the key codec (``decode``), to name keys.
-        ``progress(entries checked, entries)`` now and then, and at the end."""
+        fail their checksum or ``can_decode(kind, payload, lookup)``. ``keys``: the key codec
+        (``decode``), to name keys. ``progress(entries checked, entries)`` now and then, and at the end."""
+
+    def setting(self, name: bytes) -> bytes | None:
+        """A store-wide setting row (``encryption``: the key record), outside the entries; None if absent."""
+
+    def put_setting(self, name: bytes, value: bytes, expected: bytes | None) -> bool:
+        """Store ``value`` as the setting ``name`` if it is still ``expected`` (None: absent), atomically;
+        whether it did. Kept by ``clear()``. Never called inside ``transaction()``."""
 
     def format(self, wanted: bytes) -> bytes | None:
         """The stored format record; ``wanted`` is stored first if none is and the store is empty."""

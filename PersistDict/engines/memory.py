@@ -286,7 +286,7 @@ class MemoryEngine:
         return sum(sizes.values())
 
     def _store(self, lookup: bytes, exact: bytes | None, kind: int, payload: bytes, now: float,
-               expires: float) -> int:
+               expires: float, keep_key: bool = True) -> int:
         """Insert or overwrite one entry (an expired one is replaced by a new entry); its id."""
         old = self.records.get(lookup)
         if old is not None and old.expires and old.expires <= now:
@@ -299,8 +299,8 @@ class MemoryEngine:
             self._put_record(Record(seq, now, now, expires, kind, lookup, exact, payload))
             return seq
         # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
-        self._put_record(Record(old.seq, old.ctime, written_after(old.mtime, now), expires, kind, lookup, old.exact,
-                                payload))
+        self._put_record(Record(old.seq, old.ctime, written_after(old.mtime, now), expires, kind, lookup,
+                                old.exact if keep_key or exact is None else exact, payload))
         return old.seq
 
     def _evict(self, bounds: Bounds, protected: set[int]) -> list[bytes]:
@@ -347,13 +347,13 @@ class MemoryEngine:
             return (record.kind, record.payload), out[0]
         return None, out[0]._replace(evicted=evicted)
 
-    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds
-                ) -> tuple[bool, Commit]:
+    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds,
+                keep_key: bool = True) -> tuple[bool, Commit]:
         evicted: list[bytes] | None = None
         with self._writing() as out:
             record = self.find(item.lookup, now)
             if record is None if expected is None else record is not None and _same_version(record, expected):
-                evicted = self._evict(bounds, {self._store(*item, now, expires)})
+                evicted = self._evict(bounds, {self._store(*item, now, expires, keep_key)})
         return (False, out[0]) if evicted is None else (True, out[0]._replace(evicted=evicted))
 
     def remove(self, lookup: bytes, now: float, expected: Record | None = None) -> tuple[Record | None, Commit]:
@@ -464,7 +464,7 @@ class MemoryEngine:
             del self.claims[name]
             return True
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
               format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         report = CheckReport()
         with self._writing():
@@ -473,7 +473,7 @@ class MemoryEngine:
                 report.entries += 1
                 if progress is not None:
                     progress(report.entries, len(records))
-                if can_decode(record.kind, record.payload):
+                if can_decode(record.kind, record.payload, record.lookup):
                     continue
                 report.undecodable_records += 1
                 if len(report.undecodable) < REPORTED_EXAMPLES:
@@ -488,6 +488,17 @@ class MemoryEngine:
         if progress is not None:
             progress(report.entries, report.entries)
         return report
+
+    def setting(self, name: bytes) -> bytes | None:
+        with self._lock:
+            return self.meta.get(name)
+
+    def put_setting(self, name: bytes, value: bytes, expected: bytes | None) -> bool:
+        with self._lock:
+            if self.meta.get(name) != expected:
+                return False
+            self.meta[name] = value
+            return True
 
     def format(self, wanted: bytes) -> bytes | None:
         with self._lock:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from PersistDict import PersistDict
 
 
-ENGINES = ["lmdb", "memory"]  # every engine the package ships
+# every engine the package ships, and each again under encryption (its keys and values sealed above it)
+ENGINES = ["lmdb", "memory", "lmdb+encrypted", "memory+encrypted"]
+KEY_VARIABLE = "PERSISTDICT_CONFORMANCE_KEY"  # the encrypted stores' key: a provider, so that they pickle
+os.environ.setdefault(KEY_VARIABLE, "5e" * 32)
 
 
 class Stores:
     """Opens stores of one engine for a test; each open() is a new, empty store. All are closed at teardown."""
 
     def __init__(self, engine: str, directory: Path) -> None:
-        self.engine = engine
-        self.persists = engine != "memory"  # whether close() then reopen() keeps the contents
+        self.engine, _, variant = engine.partition("+")
+        self.encrypted = variant == "encrypted"
+        self.persists = self.engine != "memory"  # whether close() then reopen() keeps the contents
         self._directory = directory
         self._opened: list[PersistDict] = []
 
@@ -33,6 +38,8 @@ class Stores:
 
     def _open(self, location: Any, options: dict[str, Any]) -> PersistDict:
         options.setdefault("background_thread", "disabled")
+        if self.encrypted:
+            options.setdefault("encryption_key", KEY_VARIABLE)
         store = PersistDict(location, **options)
         self._opened.append(store)
         return store

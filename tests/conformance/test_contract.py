@@ -23,7 +23,7 @@ def mapping(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[MutableMa
     if request.param == "dict":
         yield {}
         return
-    engine = request.param.split("-")[0]
+    engine = request.param.split("-")[0]  # lmdb, memory, lmdb+encrypted...
     stores = Stores(engine, tmp_path)
     yield stores.open(**VARIANTS[request.param[len(engine):]])
     stores.close_all()

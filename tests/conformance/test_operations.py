@@ -18,7 +18,7 @@ from PersistDict import (
     serializers,
 )
 
-from ._engines import Stores
+from ._engines import KEY_VARIABLE, Stores
 
 
 def filled(stores: Stores, clock: list[float], **options: Any) -> PersistDict:
@@ -152,7 +152,8 @@ def test_backup_copy_opens_as_a_store(stores: Stores, tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     d.backup(tmp_path / "copy", progress=lambda done, total: seen.append((done, total)))
     assert seen and seen[-1][0] == seen[-1][1] and all(a <= b for a, b in seen)
-    copy = PersistDict(tmp_path / "copy", clock=lambda: clock[0], background_thread="disabled")
+    key = {"encryption_key": KEY_VARIABLE} if stores.encrypted else {}  # an encrypted store's copy: same key
+    copy = PersistDict(tmp_path / "copy", clock=lambda: clock[0], background_thread="disabled", **key)
     try:
         assert list(copy.items()) == list(d.items())
         assert exported(copy)[1:] == exported(d)[1:]

@@ -10,11 +10,35 @@ from typing import Any
 
 import pytest
 
-from PersistDict import KeyEncodingError
+from PersistDict import EncryptionError, KeyEncodingError
 
 from ._engines import Stores
 from _clock import Clock
 from _reads import counted_entry_reads
+
+
+@pytest.fixture(params=["lmdb", "memory"])
+def stores(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """The plain engines only: an encrypted store refuses prefix lookups (the last test)."""
+    factory = Stores(request.param, tmp_path)
+    yield factory
+    factory.close_all()
+
+
+def test_an_encrypted_store_refuses_a_prefix_lookup(tmp_path: Any) -> None:
+    """keys(prefix=...) and akeys(prefix=...) on an encrypted store: EncryptionError saying why."""
+    for engine in ("lmdb+encrypted", "memory+encrypted"):
+        factory = Stores(engine, tmp_path / engine)
+        try:
+            db = factory.open()
+            db["emb:a"] = 1
+            with pytest.raises(EncryptionError, match="keyed hashes"):
+                db.keys(prefix="emb:")
+            with pytest.raises(EncryptionError):
+                asyncio.run(db.akeys(prefix="emb:").__anext__())
+            assert list(db) == ["emb:a"]
+        finally:
+            factory.close_all()
 
 
 class Color(str, enum.Enum):

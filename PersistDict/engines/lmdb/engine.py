@@ -117,8 +117,8 @@ class LmdbEngine(LmdbReads):
             return None, commit._replace(evicted=outcome)
         return outcome, commit
 
-    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds
-                ) -> tuple[bool, Commit]:
+    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds,
+                keep_key: bool = True) -> tuple[bool, Commit]:
         lookup, exact, kind, payload = item
         base = self.slots.slot(lookup)
 
@@ -127,7 +127,8 @@ class LmdbEngine(LmdbReads):
             current = record if record is not None and live(record.expires, now) else None
             if not (current is None if expected is None else current is not None and same_version(current, expected)):
                 return None
-            seq, _ = entries.put(txn, entries.SeqAllocator(txn), lookup, exact, base, kind, payload, now, expires)
+            seq, _ = entries.put(txn, entries.SeqAllocator(txn), lookup, exact, base, kind, payload, now, expires,
+                                 keep_key)
             return self._evict(txn, bounds, {seq})
 
         bounded = bounds.max_items is not None or bounds.max_bytes is not None
@@ -210,9 +211,22 @@ class LmdbEngine(LmdbReads):
     def unclaim(self, name: bytes, holder: bytes) -> bool:
         return unclaim(self.storage, name, holder)
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
               format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         return check_database(self.storage, keys, self.slots, can_decode, repair, drop, format_row, progress)
+
+    def setting(self, name: bytes) -> bytes | None:
+        with self.storage.reading() as txn:
+            return txn.meta(name)
+
+    def put_setting(self, name: bytes, value: bytes, expected: bytes | None) -> bool:
+        def work(txn: Txn) -> bool:
+            if txn.meta(name) != expected:
+                return False
+            txn.put_meta(name, value)
+            return True
+
+        return self.storage.write(work)
 
     def format(self, wanted: bytes) -> bytes | None:
         """The stored format record; ``wanted`` is stored first if there is none and the store is

@@ -137,8 +137,10 @@ def put(
     payload: bytes,
     now: float,
     expires: float,
+    keep_key: bool = True,
 ) -> tuple[int, bool]:
-    """Insert or overwrite; an overwrite keeps ctime and order. Returns (seq, inserted).
+    """Insert or overwrite; an overwrite keeps ctime and order, and the exact key unless not ``keep_key``
+    (an encrypted store's rotation re-seals it). Returns (seq, inserted).
 
     An entry past its TTL, or whose record is corrupted, is replaced by a new entry.
     """
@@ -160,8 +162,10 @@ def put(
         seq, ctime, mtime = seqs.take(), now, now
         txn.put_order(seq, pack_order(expires, exact is None and slot == lookup, slot))
     else:  # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
-        seq, ctime, old_mtime, old_expires, exact = fields
+        seq, ctime, old_mtime, old_expires, old_exact = fields
         mtime = written_after(old_mtime, now)
+        if keep_key or (exact is None) != (old_exact is None):
+            exact = old_exact
         if old_expires != expires:
             txn.put_order(seq, pack_order(expires, exact is None and slot == lookup, slot))
     txn.put_record(slot, pack_record(seq, ctime, mtime, expires, kind, lookup, exact, payload), lookup)

@@ -36,7 +36,7 @@ def check_database(
     storage: Storage,
     keys: KeyCodec,
     slots: Slots,
-    can_decode: Callable[[int, Any], bool],
+    can_decode: Callable[[int, Any, bytes], bool],
     repair: bool,
     drop_unreadable: bool,
     format_row: bytes,
@@ -101,7 +101,7 @@ def check_database(
                     moved = True
             if hashed:
                 chained.add(record.lookup)
-            if not can_decode(record.kind, record.payload):
+            if not can_decode(record.kind, record.payload, record.lookup):
                 report.undecodable_records += 1
                 if len(report.undecodable) < _REPORTED:
                     report.undecodable.append(_key_repr(keys, record.lookup, record.exact))
