@@ -42,14 +42,16 @@ def key_record(d: PersistDict) -> dict[str, Any]:
 
 @pytest.mark.parametrize("location", ["lmdb", "memory"])
 def test_rotation_reseals_everything_and_retires_the_old_key(tmp_path: Path, location: str) -> None:
-    """Every entry (TTL and order kept) is re-sealed with the new generation in batches; the store then
-    opens only with the new key; rotating to the current key is refused."""
+    """Every entry (TTL and order kept) is re-sealed with the new generation in batches, with progress;
+    the store then opens only with the new key; rotating to the current key is refused."""
     d = open_store(tmp_path / "db" if location == "lmdb" else ":memory:", OLD)
     data = {f"k{i}": [i] * i for i in range(100)}
     d.update(data)
     d.set("ttl", "v", ttl=3600)
     expires = d._engine.engine.find(d._keys.lookup("ttl"), 0.0).expires
-    assert d.rotate_encryption_key(NEW, batch=7) == 101
+    seen: list[tuple[int, int]] = []
+    assert d.rotate_encryption_key(NEW, batch=7, progress=lambda done, total: seen.append((done, total))) == 101
+    assert len(seen) == 15 and seen[-1] == (101, 101) and seen == sorted(seen)
     assert generations(d) == {2}
     assert dict(d) == {**data, "ttl": "v"} and list(d)[-1] == "ttl"
     assert d._engine.engine.find(d._keys.lookup("ttl"), 0.0).expires == expires

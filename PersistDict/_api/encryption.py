@@ -18,6 +18,7 @@ writer sealed with an older generation in the instant before step 1 is still rea
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._codec.crypto import KEY_RECORD, Bundle, KeyRecord, KeySource, Sealer, fingerprint, key_source, new_record, wrap
@@ -77,12 +78,14 @@ class Encryption(StoreState):
         return self._sealer
 
     @typechecked
-    def rotate_encryption_key(self, new_key: Any, batch: int = 256) -> int:
+    def rotate_encryption_key(self, new_key: Any, batch: int = 256, *,
+                              progress: Callable[[int, int], Any] | None = None) -> int:
         """Re-seal every entry with a new data key and wrap the store's keys under ``new_key`` (bytes,
         an environment variable's name or a callable, as ``encryption_key``); returns how many entries
         were re-sealed. ``batch`` entries per transaction: other processes keep reading and writing.
         Crash-safe: after a kill the store opens with the old or the new key, and calling this again
-        (with either key open) resumes. Afterwards only ``new_key`` opens the store."""
+        (with either key open) resumes. Afterwards only ``new_key`` opens the store.
+        ``progress(done, total)``: entries looked at, after each batch."""
         check_number("batch", batch, "a positive count of entries")
         engine = self._check_open()
         if not isinstance(engine, SealedEngine):
@@ -90,7 +93,7 @@ class Encryption(StoreState):
         source = key_source(new_key, self._settings["allow_pickling_key"])
         new_master = source.get()
         self._begin_rotation(engine, new_master)
-        moved = self._reseal_all(engine, int(batch))
+        moved = self._reseal_all(engine, int(batch), progress)
         self._finish_rotation(engine, new_master)
         self._key_source = source
         self._settings["encryption_key"] = source
@@ -122,7 +125,7 @@ class Encryption(StoreState):
                 engine.sealer = self._refresh_key(True)
                 return
 
-    def _reseal_all(self, engine: SealedEngine, batch: int) -> int:
+    def _reseal_all(self, engine: SealedEngine, batch: int, progress: Callable[[int, int], Any] | None) -> int:
         """Step 2: re-seal every live entry sealed with an older generation, ``batch`` per transaction."""
         sealer = engine.sealer = self._refresh_key(True)
         lookups = [sealer.lookup(self._keys.plain_lookup(sealer.open_key(sealed)))
@@ -146,6 +149,8 @@ class Encryption(StoreState):
                     item = Item(lookup, sealer.seal_key(opened.exact), record.kind,  # type: ignore[arg-type]
                                 sealer.seal_value(lookup, record.kind, bytes(opened.payload)))
                     moved += engine.replace_sealed(item, record, now)
+            if progress is not None:
+                progress(min(start + batch, len(lookups)), len(lookups))
         return moved  # the front cache needs nothing: values did not change, and each commit names its lookups
 
     def _finish_rotation(self, engine: SealedEngine, new_master: bytes) -> None:
