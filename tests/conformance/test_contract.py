@@ -24,7 +24,7 @@ def mapping(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[MutableMa
         yield {}
         return
     engine = request.param.split("-")[0]
-    stores = Stores(engine, tmp_path)
+    stores = Stores(engine, tmp_path, request.getfixturevalue("redis_url") if engine == "redis" else None)
     yield stores.open(**VARIANTS[request.param[len(engine):]])
     stores.close_all()
 
