@@ -53,7 +53,11 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(10)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:  # a replica may wait for its primary
+                self.process.kill()
+                self.process.wait(10)
             self.process = None
 
     def kill(self) -> None:

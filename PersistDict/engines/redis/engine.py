@@ -21,7 +21,7 @@ import redis
 
 from ..._accesses import PendingAccesses
 from ..._codec.record import Record, record_length
-from ...exceptions import AlreadyCalledError
+from ...exceptions import AlreadyCalledError, DatabasePermissionError
 from ..base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Item, live
 from . import scripts
 from .errors import server_name, translate_error
@@ -50,6 +50,7 @@ def _pack(record: Record) -> bytes:
 class RedisEngine(RedisTransactions):
     """One namespace of a Redis server."""
 
+    read_only = False  # opened on a read-only replica
     _bounds_text = ""  # the bounds a refused write names (set with its pending accesses)
 
     def __init__(self, url: str, namespace: str | None = None, client: Any = None, strict: bool = False) -> None:
@@ -74,7 +75,11 @@ class RedisEngine(RedisTransactions):
         self.accesses = PendingAccesses()
         self._writer = threading.RLock()  # held by this process's transaction() for its block
         self.init_transactions()
-        self.command("HSETNX", self.table("E"), b"", 0)  # the clock; also proves the server answers
+        try:  # the clock; also proves the server answers
+            if not self.command("HEXISTS", self.table("E"), b""):
+                self.command("HSETNX", self.table("E"), b"", 0)
+        except DatabasePermissionError:  # a read-only replica: reads only (access times are not stored)
+            self.read_only = True
         self.feed = RedisFeed(self, strict)
         _live.add(self)
 
@@ -339,7 +344,13 @@ class RedisEngine(RedisTransactions):
     # -- housekeeping --------------------------------------------------------------------------
 
     def write_atimes(self, batch: list[tuple[int, float]]) -> tuple[int, Commit]:
-        result = self._write("write_atimes", [len(batch), *(value for pair in batch for value in pair)])
+        if not self.read_only:
+            try:
+                result = self._write("write_atimes", [len(batch), *(value for pair in batch for value in pair)])
+            except DatabasePermissionError:  # a read-only replica: its readers' access times are not stored
+                self.read_only = True
+        if self.read_only:
+            return 0, Commit(self.feed.clock[0], False, True, [])
         return int(result[4]), result[1]
 
     def sweep(self, now: float, idle_cutoff: float | None, start_after: int, deadline: float,
@@ -396,7 +407,10 @@ class RedisEngine(RedisTransactions):
         return report
 
     def format(self, wanted: bytes) -> bytes | None:
-        return self.run_script("format", [self.table("E"), self.table("M")], [wanted])  # type: ignore[no-any-return]
+        try:
+            return self.run_script("format", [self.table("E"), self.table("M")], [wanted])  # type: ignore[no-any-return]
+        except DatabasePermissionError:  # a read-only replica: what the primary stored
+            return self.command("HGET", self.table("M"), b"format")  # type: ignore[no-any-return]
 
     def info(self) -> dict[str, int]:
         used = self.command("HGET", self._tables()[4], b"bytes")
