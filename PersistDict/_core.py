@@ -87,6 +87,9 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
         clock: Callable[[], float] = time.time,
         encryption_key: Any = None,
         allow_pickling_key: bool = False,
+        namespace: str | None = None,
+        client: Any = None,
+        strict_reads: bool = False,
     ) -> None:
         path = store_path(database_path)
         self._settings: dict[str, Any] = settings_of(
@@ -97,6 +100,8 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
             map_size=map_size, max_items=max_items, max_bytes=max_bytes, clock=clock)
         key_source = None if encryption_key is None else crypto.key_source(encryption_key, allow_pickling_key)
         self._settings.update(encryption_key=key_source, allow_pickling_key=allow_pickling_key)
+        if namespace is not None or strict_reads:  # the Redis engine's (a client does not travel: see __reduce__)
+            self._settings.update(namespace=namespace, strict_reads=strict_reads)
         self.path = path
         self._clock = clock
         self.max_items = max_items
@@ -115,7 +120,8 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
         self._hits = self._misses = 0
         self.counters = dict.fromkeys(("sets", "deletes", "expired", "evicted", "integrity_alerts"), 0)
         self._closed = True
-        self._engine = engine = open_engine(path, durability, map_size, self._keys.key_size_limit)
+        self._engine = engine = open_engine(path, durability, map_size, self._keys.key_size_limit, namespace,
+                                            client, strict_reads)
         self._engine_get = engine.get  # bound once: the cold read path
         self._feed = engine.feed  # the commit clock and changed keys: the front cache's coherence
         self._touched = engine.accesses  # id -> atime not yet written: reads note here, no lock

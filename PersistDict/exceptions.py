@@ -43,6 +43,10 @@ class StorageFullError(StorageError):
     """The disk (or the file size limit) is full; free space and retry."""
 
 
+class ServerUnavailableError(StorageError, ConnectionError):
+    """The store's server (Redis) cannot be reached: refused, timed out or lost; retry when it is back."""
+
+
 class CorruptedDatabaseError(StorageError):
     """The database files are damaged (truncated, overwritten, not LMDB)."""
 

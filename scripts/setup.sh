@@ -28,6 +28,16 @@ if ! command -v "$compiler" >/dev/null 2>&1 || ! "$VENV"/bin/python -c \
         echo "setup: no C compiler or Python headers: installing without the compiled parsers" >&2
     fi
 fi
+# The Redis engine's tests start their own redis-server (Debian's package); everything else runs without it.
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null 2>&1 ||
+          { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                redis-server >/dev/null; }; } || echo "setup: could not install redis-server" >&2
+    else
+        echo "setup: no redis-server: the Redis engine's tests will fail (apt-get install redis-server)" >&2
+    fi
+fi
 "$VENV"/bin/python -m pip install --quiet --upgrade pip
 "$VENV"/bin/python -m pip install --quiet -e '.[test]'
 "$VENV"/bin/python -c 'from PersistDict._codec import record as _records; print("setup: compiled record parsers:", "on" if _records.SPEEDUPS else "off (pure Python)")'

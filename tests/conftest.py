@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from PersistDict import PersistDict
+from _redis import RedisServer
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -66,3 +67,12 @@ def opened() -> Iterator[Callable[..., PersistDict]]:
     yield open_
     for d in instances:
         d.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a redis-server this test session started (stopped after it); fails if redis-server is missing."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()

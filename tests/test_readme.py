@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,13 +20,17 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index: int, tmp_path: Path) -> None:
-    """README example number ``index`` runs to completion in a fresh interpreter."""
+def test_readme_example_runs(index: int, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """README example number ``index`` runs to completion in a fresh interpreter (a Redis example
+    against the test session's server, named by PERSISTDICT_REDIS_URL)."""
     code = BLOCKS[index].replace("/path/to/", f"{tmp_path}/")
     script = tmp_path / "example.py"
     script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + code)
+    env = dict(os.environ)
+    if "PERSISTDICT_REDIS_URL" in code:
+        env["PERSISTDICT_REDIS_URL"] = request.getfixturevalue("redis_url")
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, env=env)
     assert result.returncode == 0, f"example {index} failed:\n{code}\n{result.stderr}"
 
 

@@ -15,7 +15,8 @@ from ._engines import ENGINES, Stores
 @pytest.fixture(params=ENGINES)
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
     """The engine factory: opens fresh stores on the engine this run of the test is for."""
-    factory = Stores(request.param, tmp_path)
+    url = request.getfixturevalue("redis_url") if request.param.startswith("redis") else None
+    factory = Stores(request.param, tmp_path, url)
     yield factory
     factory.close_all()
 

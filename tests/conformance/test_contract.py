@@ -23,8 +23,9 @@ def mapping(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[MutableMa
     if request.param == "dict":
         yield {}
         return
-    engine = request.param.split("-")[0]  # lmdb, memory, lmdb+encrypted...
-    stores = Stores(engine, tmp_path)
+    engine = request.param.split("-")[0]  # lmdb, memory, redis, lmdb+encrypted...
+    url = request.getfixturevalue("redis_url") if engine.startswith("redis") else None
+    stores = Stores(engine, tmp_path, url)
     yield stores.open(**VARIANTS[request.param[len(engine):]])
     stores.close_all()
 
