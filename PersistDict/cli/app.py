@@ -159,12 +159,7 @@ def info(ctx: click.Context, store: str, as_json_: bool) -> None:
       persistdict info ./cache
     """
     with _store(ctx, store) as d:
-        facts = d.info()
-    if as_json_:
-        _echo_json(facts)
-        return
-    for name, value in facts.items():
-        click.echo(f"{name}: {value}")
+        _echo_figures(d.info(), as_json_)
 
 
 @cli.command()
@@ -179,7 +174,11 @@ def stats(ctx: click.Context, store: str, as_json_: bool) -> None:
       persistdict stats ./cache --json
     """
     with _store(ctx, store) as d:
-        figures = d.stats()
+        _echo_figures(d.stats(), as_json_)
+
+
+def _echo_figures(figures: dict[str, Any], as_json_: bool) -> None:
+    """``name: value`` lines, or one JSON object."""
     if as_json_:
         _echo_json(figures)
         return

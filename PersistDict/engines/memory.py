@@ -285,6 +285,13 @@ class MemoryEngine:
         sizes = {item.lookup: record_length(item.lookup, item.exact, item.payload) for item in items}
         return sum(sizes.values())
 
+    def _new_entry(self, lookup: bytes) -> int:
+        """A new entry's id, last in insertion order."""
+        seq = self._next_id
+        self._next_id += 1
+        self._set(self.order, seq, lookup)
+        return seq
+
     def _store(self, lookup: bytes, exact: bytes | None, kind: int, payload: bytes, now: float,
                expires: float, keep_key: bool = True) -> int:
         """Insert or overwrite one entry (an expired one is replaced by a new entry); its id."""
@@ -293,9 +300,7 @@ class MemoryEngine:
             self._remove(old)
             old = None
         if old is None:
-            seq = self._next_id
-            self._next_id += 1
-            self._set(self.order, seq, lookup)
+            seq = self._new_entry(lookup)
             self._put_record(Record(seq, now, now, expires, kind, lookup, exact, payload))
             return seq
         # like a dict, an overwrite keeps the first key object (1 stays 1 after d[True] = ...)
@@ -531,9 +536,7 @@ class MemoryEngine:
                     self._remove(old)
                     old = None
                 if old is None:
-                    seq = self._next_id
-                    self._next_id += 1
-                    self._set(self.order, seq, lookup)
+                    seq = self._new_entry(lookup)
                 else:
                     seq, exact = old.seq, old.exact  # an overwrite keeps the first key object
                 self._put_record(Record(seq, ctime, mtime, expires, kind, lookup, exact, payload))
