@@ -112,8 +112,12 @@ class _RefusingExecutor(concurrent.futures.ThreadPoolExecutor):
         raise AssertionError("the loop's default executor was used")
 
 
-def test_async_methods_are_native_not_the_default_executor(cache: PersistDictCache) -> None:
+def test_async_methods_are_native_not_the_default_executor(tmp_path: Path) -> None:
     """aupdate goes through the store's group commit and a hot alookup answers inline: no executor."""
+    # no maintenance thread: its first pass commits, which would send the next read to the engine
+    store = PersistDict(tmp_path / "quiet", value_serializer=None, value_unserializer=None,
+                        background_thread="disabled")
+    cache = PersistDictCache(store)
     generations = [Generation(text="hot")]
     cache.update("warm", "llm", generations)
     for _ in range(2):  # the front cache admits a key on its second miss
@@ -128,6 +132,7 @@ def test_async_methods_are_native_not_the_default_executor(cache: PersistDictCac
     assert asyncio.run(main()) == generations
     assert cache.lookup("new", "llm") == [Generation(text="n")]
     assert PersistDictCache.alookup is not BaseCache.alookup and PersistDictCache.aupdate is not BaseCache.aupdate
+    store.close()
 
 
 def test_cached_values_are_langchain_json(tmp_path: Path) -> None:
