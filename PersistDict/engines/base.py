@@ -113,6 +113,17 @@ class CheckReport:
     def __getitem__(self, name: str) -> Any:  # report["ok"] reads like a dict too
         return getattr(self, name)
 
+    def note_undecodable(self, keys: Any, lookup: bytes, exact: bytes | None) -> None:
+        """Count a record the value codec cannot decode, naming its key (``keys``: the key codec)
+        among the first REPORTED_EXAMPLES."""
+        self.undecodable_records += 1
+        if len(self.undecodable) < REPORTED_EXAMPLES:
+            try:
+                text = repr(keys.decode(lookup, exact))
+            except Exception:  # noqa: BLE001 - a key the codec cannot decode: still reported
+                text = "<undecodable key>"
+            self.undecodable.append(text if len(text) <= 80 else text[:77] + "...")
+
 
 class ChangeFeed(Protocol):
     """The commit clock and the changed keys, as the front cache's coherence rule reads them

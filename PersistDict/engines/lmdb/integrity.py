@@ -102,9 +102,7 @@ def check_database(
             if hashed:
                 chained.add(record.lookup)
             if not can_decode(record.kind, record.payload, record.lookup):
-                report.undecodable_records += 1
-                if len(report.undecodable) < _REPORTED:
-                    report.undecodable.append(_key_repr(keys, record.lookup, record.exact))
+                report.note_undecodable(keys, record.lookup, record.exact)
                 if drop_unreadable:
                     fixes.append(_dropper(slot, record.seq, slots.hash_bytes))
                     report.dropped += 1
@@ -172,14 +170,6 @@ def _in_place(slots: Slots, slot: bytes, lookup: bytes, txn: Txn) -> bool:
         return False
     index = probe_index(slot, base)
     return index == 0 or txn.record(probe_slot(base, index - 1)) is not None  # no gap before it
-
-
-def _key_repr(keys: KeyCodec, lookup: bytes, exact: bytes | None) -> str:
-    try:
-        text = repr(keys.decode(lookup, exact))
-    except Exception:
-        text = "<undecodable key>"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # Repairs run in a later write transaction than the scan that found the
