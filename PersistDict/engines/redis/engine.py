@@ -27,24 +27,13 @@ from . import opscripts, scripts
 from .errors import server_name, translate_error
 from .feed import CHANGES_KEPT, RedisFeed
 from .operations import RedisOperations
+from .records import pack_record as _pack, unpack_record as _record
 from .txn import TABLES as _TABLES, RedisTransactions
 
 _HEADER = scripts.HEADER
 _HEADER_SIZE = _HEADER.size
 SWEEP_BATCH = 500  # entries one sweep script removes at most (a script blocks the server while it runs)
 _BUSY_WAIT = (0.0005, 0.02)  # first and longest sleep while another client's transaction() holds the namespace
-
-
-def _record(lookup: bytes, raw: bytes) -> Record:
-    seq, ctime, mtime, expires, kind, xlen = _HEADER.unpack_from(raw)
-    exact = raw[_HEADER_SIZE:_HEADER_SIZE + xlen] or None
-    return Record(int(seq), ctime, mtime, expires, kind, lookup, exact, raw[_HEADER_SIZE + xlen:])
-
-
-def _pack(record: Record) -> bytes:
-    exact = record.exact or b""
-    return _HEADER.pack(record.seq, record.ctime, record.mtime, record.expires, record.kind, len(exact)) + exact + \
-        bytes(record.payload)
 
 
 class RedisEngine(RedisTransactions, RedisOperations):

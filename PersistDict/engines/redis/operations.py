@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._codec.record import Record
 from ..base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Loaded
+from .records import unpack_record
 
 if TYPE_CHECKING:
     from ..._accesses import PendingAccesses
@@ -104,14 +105,12 @@ class RedisOperations:
     # -- operations ----------------------------------------------------------------------------
 
     def entries_after(self, start_after: int, limit: int, now: float) -> list[tuple[Record, float]]:
-        from .engine import _record
-
         tables = self._tables()
         flat = self.run_script("entries_after", tables[:3], [start_after, limit, repr(now)])
         pending = self.accesses
         out = []
         for at in range(0, len(flat), 3):
-            record = _record(flat[at], flat[at + 1])
+            record = unpack_record(flat[at], flat[at + 1])
             stored = float(flat[at + 2]) if flat[at + 2] else 0.0
             out.append((record, max(record.mtime, stored, pending.get(record.seq, 0.0))))
         return out
