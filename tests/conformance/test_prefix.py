@@ -65,6 +65,15 @@ def test_bytes_prefix_gives_bytes_keys(stores: Stores) -> None:
     assert db.keys(prefix=b"k") == [b"k\x00", b"k\xff"]
 
 
+def test_prefix_of_0xff_bytes_ends_at_the_right_place(stores: Stores) -> None:
+    """A prefix ending in (or made of) 0xff bytes: its range's end is not the prefix plus one byte."""
+    db = stores.open()
+    db.update({b"\xff": 1, b"\xff\xff": 2, b"\xff\x00": 3, b"\xfe": 4, b"a\xff": 5, b"a\xff\x01": 6, b"b": 7})
+    assert db.keys(prefix=b"\xff") == [b"\xff", b"\xff\x00", b"\xff\xff"]
+    assert db.keys(prefix=b"\xff\xff") == [b"\xff\xff"]
+    assert db.keys(prefix=b"a\xff") == [b"a\xff", b"a\xff\x01"]
+
+
 def test_prefix_gives_str_subclass_keys_as_themselves(stores: Stores) -> None:
     """A str enum key is matched by its value and comes back as the enum member, in a list."""
     db = stores.open()
