@@ -2,7 +2,8 @@
 shared by every process of every host that opens the same URL and namespace.
 
 Reads are single commands (one ``HMGET`` for a cold get: the entry and the clock it is current
-at); writes are the Lua scripts of scripts.py (each atomic); ``transaction()`` is txn.py's. The
+at); writes are the Lua scripts of scripts.py (each atomic); ``transaction()`` is txn.py's; prefix
+lookups, settings, check and the operations (export, import, backup) are operations.py's. The
 change feed (feed.py) tells the front cache what other hosts wrote. Errors are translated at
 ``command``/``run_script`` (errors.py). redis-py is imported only here, when a ``redis://`` path
 is opened.
