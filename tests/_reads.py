@@ -15,9 +15,27 @@ from PersistDict.engines.memory import MemoryEngine
 def counted_entry_reads(db: PersistDict) -> Iterator[list[int]]:
     """Counts, in ``count[0]``, the entries the engine reads while listing keys by prefix: LMDB's
     records stepped over by its range scans (Txn.iter_records_under), the memory engine's records
-    looked up. Nothing else reads LMDB's records table during a prefix lookup."""
+    looked up, the records Redis's prefix script reads (it reports how many: HGETs on the server).
+    Nothing else reads LMDB's records table during a prefix lookup."""
     count = [0]
     engine = db._engine
+    if type(engine).__name__ == "RedisEngine":  # not imported: redis-py is an optional extra
+        from PersistDict.engines.redis.operations import PREFIXED_SCRIPT
+
+        real_run = engine.run_script
+
+        def counting_run(name: str, keys: Any, args: Any) -> Any:
+            result = real_run(name, keys, args)
+            if name == PREFIXED_SCRIPT:
+                count[0] += int(result[1])
+            return result
+
+        engine.run_script = counting_run
+        try:
+            yield count
+        finally:
+            del engine.run_script  # the class's method again
+        return
     if isinstance(engine, MemoryEngine):
         class CountingRecords(dict):  # type: ignore[type-arg]
             def __getitem__(self, key: Any) -> Any:

@@ -40,11 +40,14 @@ def key_record(d: PersistDict) -> dict[str, Any]:
     return json.loads(d._engine.setting(b"encryption"))
 
 
-@pytest.mark.parametrize("location", ["lmdb", "memory"])
-def test_rotation_reseals_everything_and_retires_the_old_key(tmp_path: Path, location: str) -> None:
+@pytest.mark.parametrize("location", ["lmdb", "memory", "redis"])
+def test_rotation_reseals_everything_and_retires_the_old_key(tmp_path: Path, location: str,
+                                                             request: pytest.FixtureRequest) -> None:
     """Every entry (TTL and order kept) is re-sealed with the new generation in batches, with progress;
     the store then opens only with the new key; rotating to the current key is refused."""
-    d = open_store(tmp_path / "db" if location == "lmdb" else ":memory:", OLD)
+    where: dict[str, Any] = {"lmdb": {"location": tmp_path / "db"}, "memory": {"location": ":memory:"}}.get(
+        location) or {"location": request.getfixturevalue("redis_url"), "namespace": f"rotation-{tmp_path.name}"}
+    d = open_store(key=OLD, **where)
     data = {f"k{i}": [i] * i for i in range(100)}
     d.update(data)
     d.set("ttl", "v", ttl=3600)
@@ -62,10 +65,10 @@ def test_rotation_reseals_everything_and_retires_the_old_key(tmp_path: Path, loc
     d["after"] = 1
     assert generations(d) == {2}
     d.close()
-    if location == "lmdb":
+    if location != "memory":
         with pytest.raises(WrongEncryptionKeyError):
-            open_store(tmp_path / "db", OLD)
-        d = open_store(tmp_path / "db", NEW)
+            open_store(key=OLD, **where)
+        d = open_store(key=NEW, **where)
         assert d["k5"] == [5] * 5 and d["after"] == 1
         d.close()
 

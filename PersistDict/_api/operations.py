@@ -14,7 +14,7 @@ from typing import IO, Any
 from . import jsonlines, lifecycle
 from .options import encode_format, stored_format
 from ..engines.base import Bounds, Item, Loaded, StoredEntry
-from ..engines.registry import MEMORY, restore_store, store_path
+from ..engines.registry import MEMORY, is_redis, restore_store, store_path
 from ..exceptions import CodecMismatchError, DestinationNotEmptyError, ExportFormatError, TransactionError
 from .state import StoreState, typechecked
 
@@ -22,6 +22,7 @@ Progress = Callable[[int, int], Any] | None
 TextFile = Any  # a text file (io.TextIOBase, typing.IO[str]...): checked by _opened, not by the type
 BATCH = 500  # entries read or written per engine call
 BATCH_BYTES = 8 << 20  # ... or fewer, once their payloads reach this
+SERVER_OPTIONS = ("namespace", "strict_reads")  # a Redis store's: not options of the copy on disk
 
 
 class Operations(StoreState):
@@ -55,7 +56,8 @@ class Operations(StoreState):
                                                          "give a new or empty directory")
         total = len(self)
         done = 0
-        with type(self)(target, **self._settings) as copy:  # type: ignore[call-arg,attr-defined]
+        settings = {name: value for name, value in self._settings.items() if name not in SERVER_OPTIONS}
+        with type(self)(target, **settings) as copy:  # type: ignore[call-arg,attr-defined]
             for batch in self._stored_batches():
                 copy._load([Loaded(Item(record.lookup, record.exact, record.kind, bytes(record.payload)),
                                    record.ctime, record.mtime, atime, record.expires) for record, atime in batch])
@@ -75,6 +77,9 @@ class Operations(StoreState):
         target = store_path(path)
         if target == MEMORY:
             raise ValueError("cannot restore into ':memory:': open the backup itself, or restore it into a directory")
+        if is_redis(target):  # the URL is not repeated: it may carry a password
+            raise ValueError("cannot restore into a Redis store: restore() replaces a store's files; to fill a "
+                             "Redis namespace, export() the backup and import_from() that file")
         source = os.path.abspath(os.fspath(backup))
         if source == target:
             raise ValueError(f"restore of {source!r} into itself")
@@ -88,7 +93,7 @@ class Operations(StoreState):
         engine = self._check_open()
         stored, _ = stored_format(engine.format(encode_format(self._format())))
         record = stored or self._format()
-        return {"path": self.path, "engine": "memory" if self.path == MEMORY else "lmdb",
+        return {"path": self.path, "engine": _engine_name(self.path),
                 "format": record.get("format"), "keys": record.get("keys"),
                 "key_size_limit": record.get("key_size_limit"), "values": record.get("values"),
                 "opened_with_values": self._values.description, "entries": len(self), **engine.info()}
@@ -244,6 +249,10 @@ class Operations(StoreState):
             self.counters["evicted"] += len(commit.evicted)
         self._after_commit([loaded.item.lookup for loaded in batch] + commit.evicted, commit)
         return len(batch)
+
+
+def _engine_name(path: str) -> str:
+    return "memory" if path == MEMORY else "redis" if is_redis(path) else "lmdb"
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 shared by every process of every host that opens the same URL and namespace.
 
 Reads are single commands (one ``HMGET`` for a cold get: the entry and the clock it is current
-at); writes are the Lua scripts of scripts.py (each atomic); ``transaction()`` is txn.py's. The
+at); writes are the Lua scripts of scripts.py (each atomic); ``transaction()`` is txn.py's; prefix
+lookups, settings, check and the operations (export, import, backup) are operations.py's. The
 change feed (feed.py) tells the front cache what other hosts wrote. Errors are translated at
 ``command``/``run_script`` (errors.py). redis-py is imported only here, when a ``redis://`` path
 is opened.
@@ -22,32 +23,21 @@ import redis
 from ..._accesses import PendingAccesses
 from ..._codec.record import Record, record_length
 from ...exceptions import AlreadyCalledError, DatabasePermissionError
-from ..base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Item, live
-from . import scripts
+from ..base import Bounds, Commit, Item, live
+from . import opscripts, scripts
 from .errors import server_name, translate_error
 from .feed import CHANGES_KEPT, RedisFeed
-from .txn import RedisTransactions
+from .operations import RedisOperations
+from .records import pack_record as _pack, unpack_record as _record
+from .txn import TABLES as _TABLES, RedisTransactions
 
 _HEADER = scripts.HEADER
 _HEADER_SIZE = _HEADER.size
 SWEEP_BATCH = 500  # entries one sweep script removes at most (a script blocks the server while it runs)
 _BUSY_WAIT = (0.0005, 0.02)  # first and longest sleep while another client's transaction() holds the namespace
-_TABLES = ("E", "O", "A", "X", "M")
 
 
-def _record(lookup: bytes, raw: bytes) -> Record:
-    seq, ctime, mtime, expires, kind, xlen = _HEADER.unpack_from(raw)
-    exact = raw[_HEADER_SIZE:_HEADER_SIZE + xlen] or None
-    return Record(int(seq), ctime, mtime, expires, kind, lookup, exact, raw[_HEADER_SIZE + xlen:])
-
-
-def _pack(record: Record) -> bytes:
-    exact = record.exact or b""
-    return _HEADER.pack(record.seq, record.ctime, record.mtime, record.expires, record.kind, len(exact)) + exact + \
-        bytes(record.payload)
-
-
-class RedisEngine(RedisTransactions):
+class RedisEngine(RedisTransactions, RedisOperations):
     """One namespace of a Redis server."""
 
     read_only = False  # opened on a read-only replica
@@ -97,7 +87,8 @@ class RedisEngine(RedisTransactions):
     def run_script(self, name: str, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
         script = self._scripts.get(name)
         if script is None:
-            script = self._scripts[name] = self.client.register_script(getattr(scripts, name.upper()))
+            source = getattr(scripts, name.upper(), None) or getattr(opscripts, name.upper())
+            script = self._scripts[name] = self.client.register_script(source)
         try:
             return script(keys=keys, args=args)
         except redis.RedisError as exc:
@@ -155,7 +146,7 @@ class RedisEngine(RedisTransactions):
 
     def _tables(self) -> list[bytes]:
         block = self.block()
-        return list(map(self.table, _TABLES)) if block is None else block.keys[:5]
+        return list(map(self.table, _TABLES)) if block is None else block.keys
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -316,11 +307,11 @@ class RedisEngine(RedisTransactions):
             return (record.kind, record.payload), result[1]
         return None, result[1]
 
-    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds
-                ) -> tuple[bool, Commit]:
+    def replace(self, item: Item, expected: Record | None, now: float, expires: float, bounds: Bounds,
+                keep_key: bool = True) -> tuple[bool, Commit]:
         result = self._write("replace", [repr(now), repr(expires), *self._limits(bounds),
                                          b"" if expected is None else _pack(expected), 0 if expected is None else 1,
-                                         *self._pending(bounds), item.lookup, item.exact or b"", item.kind,
+                                         1 if keep_key else 0, *self._pending(bounds), item.lookup, item.exact or b"", item.kind,
                                          item.payload])
         return result[4] == b"1", result[1]
 
@@ -383,28 +374,6 @@ class RedisEngine(RedisTransactions):
 
     def unclaim(self, name: bytes, holder: bytes) -> bool:
         return bool(self.run_script("unclaim", [self.prefix + b"mutex:" + name], [holder.hex()]))
-
-    def check(self, keys: Any, can_decode: Callable[[int, Any], bool], repair: bool, drop: bool,
-              format_row: bytes) -> CheckReport:
-        report = CheckReport()
-        records = self._ordered(float("-inf"))  # expired ones too: every stored entry
-        report.entries = len(records)
-        for record in records:
-            if can_decode(record.kind, record.payload):
-                continue
-            report.undecodable_records += 1
-            if len(report.undecodable) < REPORTED_EXAMPLES:
-                try:
-                    text = repr(keys.decode(record.lookup, record.exact))
-                except Exception:  # noqa: BLE001 - a key the codec cannot decode: still reported
-                    text = "<undecodable key>"
-                report.undecodable.append(text if len(text) <= 80 else text[:77] + "...")
-            if drop and self.remove(record.lookup, float("-inf"), record)[1].wrote:
-                report.dropped += 1
-        records_count, rows = self.counts()
-        if records_count != rows:
-            report.orphan_order_rows = abs(records_count - rows)
-        return report
 
     def format(self, wanted: bytes) -> bytes | None:
         try:

@@ -9,11 +9,12 @@ A namespace's keys (all under one hash tag, so a Cluster keeps them in one slot)
 - ``O`` sorted set: lookup by id (insertion order); ``A``: lookup by last access (max of mtime and
   the stored access time: eviction and the idle sweep); ``X``: lookup by expiry (entries with a TTL).
 - ``M`` hash: ``next`` (the last id given), ``bytes`` (the records' bytes, for ``max_bytes``),
-  ``format``, ``called``.
+  ``format``, ``called``, and the settings (``s:<name>``, opscripts.py).
+- ``K`` sorted set: every lookup at score 0, so ordered by bytes: prefix lookups (``BYLEX``).
 - ``LOG`` stream: one entry per commit, id ``<clock>-1``, the lookups it changed (capped).
 - ``TXN``: the token of the ``transaction()`` holding the namespace (writers wait for it).
 
-Every write script starts with ``PROLOGUE`` (keys and arguments: ``E O A X M LOG-or-CHANGED TXN``,
+Every write script starts with ``PROLOGUE`` (keys and arguments: ``E O A X M K LOG-or-CHANGED TXN``,
 then ``token, tracked, channel, keep``) and ends with ``finish``: a write that changed something
 bumps the clock, logs what it changed and publishes the new clock on the namespace's channel;
 inside ``transaction()`` (``tracked`` = 0) it works on the block's copies and adds what it changed
@@ -31,7 +32,7 @@ HEADER = struct.Struct("<ddddBI")  # id, ctime, mtime, expires, kind, len(exact)
 RECORD_OVERHEAD = HEADER_SIZE + 4  # record_length(): the LMDB record's header and checksum
 
 PROLOGUE = """
-local E, O, A, X, M, LOG, TXN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local E, O, A, X, M, K, LOG, TXN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local token, tracked, channel, keep = ARGV[1], ARGV[2] == '1', ARGV[3], tonumber(ARGV[4])
 local holder = redis.call('GET', TXN)
 if holder and holder ~= token then return {'BUSY'} end
@@ -58,11 +59,12 @@ local function written_after(mtime, now)  -- engines/base.py's written_after
 end
 local function remove(lookup, rec)
   redis.call('HDEL', E, lookup); redis.call('ZREM', O, lookup)
-  redis.call('ZREM', A, lookup); redis.call('ZREM', X, lookup)
+  redis.call('ZREM', A, lookup); redis.call('ZREM', X, lookup); redis.call('ZREM', K, lookup)
   bytes = bytes - size(lookup, rec); note(lookup)
 end
 local function count() return redis.call('HLEN', E) - 1 end
-local function store(lookup, exact, kind, payload, now, expires)
+-- keep_key false: an overwrite takes the item's exact key (an encrypted store's key rotation)
+local function store(lookup, exact, kind, payload, now, expires, keep_key)
   local old = redis.call('HGET', E, lookup)
   local seq, ctime, mtime = nil, now, now
   if old then
@@ -71,13 +73,14 @@ local function store(lookup, exact, kind, payload, now, expires)
       remove(lookup, old)
     else  -- an overwrite keeps the id, ctime, position and first exact key (like a dict)
       seq, ctime, mtime = oseq, octime, written_after(omtime, now)
-      exact = string.sub(old, 38, 37 + xlen)
+      if keep_key ~= false or exact == '' then exact = string.sub(old, 38, 37 + xlen) end
       bytes = bytes - size(lookup, old)
     end
   end
   if not seq then
     seq = redis.call('HINCRBY', M, 'next', 1)
     redis.call('ZADD', O, seq, lookup)
+    redis.call('ZADD', K, 0, lookup)  -- the lookups in byte order, for prefix lookups (BYLEX)
   end
   local rec = struct.pack(HDR, seq, ctime, mtime, expires, kind, #exact) .. exact .. payload
   redis.call('HSET', E, lookup, rec)
@@ -87,13 +90,13 @@ local function store(lookup, exact, kind, payload, now, expires)
   return seq
 end
 -- what the entries of a write take once written (an overwrite of a live entry keeps its exact key)
-local function needs(entries, now)
+local function needs(entries, now, keep_key)
   local n, b, seen = 0, 0, {}
   for _, item in ipairs(entries) do
     local lookup, exact, payload = item[1], item[2], item[4]
     if not seen[lookup] then n = n + 1 end
     local old = redis.call('HGET', E, lookup)
-    if old and live(old, now) then
+    if old and live(old, now) and (keep_key ~= false or exact == '') then
       local _, _, _, _, _, xlen = header(old); exact = string.sub(old, 38, 37 + xlen)
     end
     if seen[lookup] then b = b - seen[lookup] end
@@ -194,20 +197,20 @@ return finish(evict(maxi, maxb, {[item[1]] = true}))
 """
 
 # ARGV 5..: now, expires, max_items, max_bytes, expected record ('' with has_expected 0: only if
-# absent or expired), has_expected, pending accesses, the item
+# absent or expired), has_expected, keep_key (0: take the item's exact key), pending accesses, the item
 REPLACE = PROLOGUE + """
 local now, expires, maxi, maxb = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local expected, has_expected = ARGV[9], ARGV[10] == '1'
-local at = note_accesses(11)
+local expected, has_expected, keep_key = ARGV[9], ARGV[10] == '1', ARGV[11] == '1'
+local at = note_accesses(12)
 local item = items_at(at, 1)[1]
 local old = redis.call('HGET', E, item[1])
 if old and not live(old, now) then old = false end
 if has_expected then
   if old ~= expected then return finish(nil, '0') end
 elseif old then return finish(nil, '0') end
-local n, b = needs({item}, now)
+local n, b = needs({item}, now, keep_key)
 if not fits(maxi, maxb, n, b) then return {'BOUNDS', n, b} end
-store(item[1], item[2], item[3], item[4], now, expires)
+store(item[1], item[2], item[3], item[4], now, expires, keep_key)
 return finish(evict(maxi, maxb, {[item[1]] = true}), '1')
 """
 
@@ -251,7 +254,7 @@ return finish(nil, '1')
 CLEAR = PROLOGUE + """
 local clock = redis.call('HGET', E, '')
 if redis.call('HLEN', E) > 1 or redis.call('HEXISTS', M, 'called') == 1 then wrote = true end
-redis.call('DEL', E, O, A, X)
+redis.call('DEL', E, O, A, X, K)
 redis.call('HSET', E, '', clock)
 redis.call('HDEL', M, 'called')
 bytes, everything = 0, true
@@ -334,52 +337,56 @@ if current and string.sub(current, 1, #ARGV[1] + 1) == ARGV[1] .. '#' then redis
 return 0
 """
 
-# transaction(): KEYS: TXN, then the source tables (E O A X M), then the copies. ARGV: token.
-# BEGIN takes the namespace (if free) and copies its tables for the block; SAVEPOINT copies a
-# block's tables for a nested one.
+# transaction(): KEYS: TXN, then the n source tables (E O A X M K), then their n copies. ARGV:
+# token, whether to take the namespace. BEGIN takes the namespace (if free) and copies its tables
+# for the block; with ARGV[2] 0 it copies a block's tables for a nested one.
 BEGIN = """
 local holder = redis.call('GET', KEYS[1])
 if ARGV[2] == '1' then
   if holder then return 0 end
   redis.call('SET', KEYS[1], ARGV[1], 'PX', 60000)
 elseif holder ~= ARGV[1] then return -1 end
-for i = 2, 6 do
-  redis.call('DEL', KEYS[i + 5])
+local n = (#KEYS - 1) / 2
+for i = 2, n + 1 do
+  redis.call('DEL', KEYS[i + n])
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('COPY', KEYS[i], KEYS[i + 5]); redis.call('PEXPIRE', KEYS[i + 5], 3600000)
+    redis.call('COPY', KEYS[i], KEYS[i + n]); redis.call('PEXPIRE', KEYS[i + n], 3600000)
   end
 end
 return 1
 """
 
-# a nested block's tables replace its parent's (KEYS: the block's E O A X M, then the parent's)
+# a nested block's tables replace its parent's (KEYS: the block's n tables, then the parent's)
 RELEASE = """
-for i = 1, 5 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('RENAME', KEYS[i], KEYS[i + 5])
-  else redis.call('DEL', KEYS[i + 5]) end
+local n = #KEYS / 2
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('RENAME', KEYS[i], KEYS[i + n])
+  else redis.call('DEL', KEYS[i + n]) end
 end
 return 1
 """
 
-# the block's tables replace the namespace's, in one step; KEYS: TXN, the block's E O A X M, the
-# namespace's E O A X M, LOG, the block's set of changed lookups. ARGV: token, channel, keep.
+# the block's tables replace the namespace's, in one step; KEYS: TXN, the block's n tables (E
+# first), the namespace's n tables, LOG, the block's set of changed lookups. ARGV: token, channel, keep.
 COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
-for i = 2, 6 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('RENAME', KEYS[i], KEYS[i + 5])
-  else redis.call('DEL', KEYS[i + 5]) end
+local n = (#KEYS - 3) / 2
+local E, LOG, CHANGED = KEYS[n + 2], KEYS[2 * n + 2], KEYS[2 * n + 3]
+for i = 2, n + 1 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('RENAME', KEYS[i], KEYS[i + n])
+  else redis.call('DEL', KEYS[i + n]) end
 end
 redis.call('DEL', KEYS[1])
-local changed = redis.call('SMEMBERS', KEYS[13])
-redis.call('DEL', KEYS[13])
-if #changed == 0 then return {tonumber(redis.call('HGET', KEYS[7], '')), 0} end
-local clock = redis.call('HINCRBY', KEYS[7], '', 1)
+local changed = redis.call('SMEMBERS', CHANGED)
+redis.call('DEL', CHANGED)
+if #changed == 0 then return {tonumber(redis.call('HGET', E, '')), 0} end
+local clock = redis.call('HINCRBY', E, '', 1)
 local parts, everything = {}, false
 for _, lookup in ipairs(changed) do
   if lookup == '' then everything = true end
   parts[#parts + 1] = struct.pack('<I4', #lookup) .. lookup
 end
-redis.call('XADD', KEYS[12], 'MAXLEN', ARGV[3], clock .. '-1', everything and 'all' or 'k', table.concat(parts))
+redis.call('XADD', LOG, 'MAXLEN', ARGV[3], clock .. '-1', everything and 'all' or 'k', table.concat(parts))
 redis.call('PUBLISH', ARGV[2], clock)
 return {clock, 1}
 """

@@ -1,7 +1,7 @@
 """``transaction()`` on Redis: a namespace-wide lock plus copies of the namespace's tables.
 
 How: the block takes the namespace's ``TXN`` key (SET NX with a random token, 60 s, renewed by
-each write of the block) and copies the five tables (``COPY``, on the server). Every write of
+each write of the block) and copies the six tables (``COPY``, on the server). Every write of
 the block runs the ordinary write script on the copies, so the block reads its own writes and
 nobody else sees them; every other writer, on any host, finds ``TXN`` held and waits (as LMDB's
 writers wait for its write lock), while readers go on reading the last commit. The commit is one
@@ -27,14 +27,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...exceptions import TransactionError
 
-_TABLES = ("E", "O", "A", "X", "M")
+# the namespace's tables, each a Redis key: E entries (and the clock), O insertion order, A access
+# times, X expiries, M meta rows, K the lookups sorted by bytes (prefix lookups). A block copies
+# them all; the scripts of scripts.py take them as KEYS in this order.
+TABLES = ("E", "O", "A", "X", "M", "K")
 
 
 class Block(NamedTuple):
     """One level of this thread's transaction(): its copies of the tables."""
 
     token: bytes
-    keys: list[bytes]  # its E O A X M
+    keys: list[bytes]  # its copies of TABLES
     changed: bytes  # the set of lookups the whole transaction changed
 
 
@@ -70,8 +73,8 @@ class RedisTransactions:
             token = stack[0].token if stack else uuid.uuid4().hex.encode()
             level = len(stack) + 1
             base = self.prefix + b"t:" + token + b":"
-            block = Block(token, [base + b"%d:" % level + name.encode() for name in _TABLES], base + b"changed")
-            sources = stack[-1].keys if stack else [self.table(name) for name in _TABLES]
+            block = Block(token, [base + b"%d:" % level + name.encode() for name in TABLES], base + b"changed")
+            sources = stack[-1].keys if stack else [self.table(name) for name in TABLES]
             if outer:
                 self._begin(block, sources)
             else:
@@ -94,7 +97,7 @@ class RedisTransactions:
                 stack.pop()
                 if outer:
                     result = self.run_script(
-                        "commit", [self.table("TXN"), *block.keys, *map(self.table, _TABLES), self.table("LOG"),
+                        "commit", [self.table("TXN"), *block.keys, *map(self.table, TABLES), self.table("LOG"),
                                    block.changed], [token, self.channel, CHANGES_KEPT])
                     if int(result[0]) < 0:
                         raise TransactionError(
