@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..._codec.record import Record
-from ..base import REPORTED_EXAMPLES, Bounds, CheckReport, Commit, Loaded
+from ..base import Bounds, CheckReport, Commit, Loaded
 from .records import unpack_record
 
 if TYPE_CHECKING:
@@ -86,13 +86,7 @@ class RedisOperations:
                 progress(report.entries, total)
             if can_decode(record.kind, record.payload, record.lookup):
                 continue
-            report.undecodable_records += 1
-            if len(report.undecodable) < REPORTED_EXAMPLES:
-                try:
-                    text = repr(keys.decode(record.lookup, record.exact))
-                except Exception:  # noqa: BLE001 - a key the codec cannot decode: still reported
-                    text = "<undecodable key>"
-                report.undecodable.append(text if len(text) <= 80 else text[:77] + "...")
+            report.note_undecodable(keys, record.lookup, record.exact)
             if drop and self.remove(record.lookup, float("-inf"), record)[1].wrote:
                 report.dropped += 1
         if progress is not None:
