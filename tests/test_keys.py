@@ -57,14 +57,24 @@ def test_equal_keys_built_differently_encode_equal() -> None:
     assert codec.encode(first) == codec.encode(second)
 
 
-@pytest.mark.parametrize("key", SAMPLE_KEYS, ids=repr)
+def stable_id(value: Any) -> str:
+    """A test id that is the same in every process: a set's repr follows PYTHONHASHSEED (pytest-xdist's
+    workers must collect the same ids), so sets are shown sorted by repr."""
+    if isinstance(value, (set, frozenset)):
+        return type(value).__name__ + "({" + ", ".join(sorted(map(stable_id, value))) + "})"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(stable_id, value)) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+@pytest.mark.parametrize("key", SAMPLE_KEYS, ids=stable_id)
 def test_canonical_roundtrip(key: Any) -> None:
     """Every supported key type decodes back to an equal key of the same type."""
     back = canonical_key_unserializer(canonical_key_serializer(key))
     assert back == key and type(back) is type(key)
 
 
-@pytest.mark.parametrize("key", SAMPLE_KEYS, ids=repr)
+@pytest.mark.parametrize("key", SAMPLE_KEYS, ids=stable_id)
 def test_every_key_type_through_the_store(db: PersistDict, key: Any) -> None:
     """Each key type is written, found by ``in``, read cold and hot (front cache), listed and deleted;
     a str with a lone surrogate takes the read path's fallback encoding."""
@@ -235,7 +245,7 @@ PINNED_COMPLEX_ENCODINGS: list[tuple[Any, tuple[bytes, bytes | None]]] = [
 ]
 
 
-@pytest.mark.parametrize(("key", "encoding"), PINNED_COMPLEX_ENCODINGS, ids=repr)
+@pytest.mark.parametrize(("key", "encoding"), PINNED_COMPLEX_ENCODINGS, ids=stable_id)
 def test_complex_keys_encode_to_the_pinned_bytes(key: Any, encoding: tuple[bytes, bytes | None]) -> None:
     """Complex keys (alone, in tuples and frozensets) encode to the bytes 1.0.0 wrote, on every Python."""
     assert KeyCodec(canonical_key_serializer, canonical_key_unserializer, 511).encode(key) == encoding
