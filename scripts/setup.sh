@@ -34,6 +34,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
         { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null 2>&1 ||
           { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
                 redis-server >/dev/null; }; } || echo "setup: could not install redis-server" >&2
+        # the tests run their own servers: stop the system one if the package started it
+        service redis-server stop >/dev/null 2>&1 || true
     else
         echo "setup: no redis-server: the Redis engine's tests will fail (apt-get install redis-server)" >&2
     fi
