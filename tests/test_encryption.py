@@ -311,3 +311,21 @@ def test_rotation_on_a_plain_store_is_refused(tmp_path: Path) -> None:
         d.rotate_encryption_key(KEY)
     assert dict(d) == {"a": 1}
     d.close()
+
+
+def test_a_key_record_of_a_newer_version_says_so(tmp_path: Path) -> None:
+    """A key record written by a newer version is refused naming its version, not reported as damaged."""
+    import json
+
+    path = tmp_path / "db"
+    d = open_store(path)
+    d["a"] = 1
+    engine = raw_engine(d)
+    raw = engine.setting(b"encryption")
+    record = json.loads(raw)
+    record["version"] = 99
+    assert engine.put_setting(b"encryption", json.dumps(record).encode(), raw)
+    d.close()
+    with pytest.raises(EncryptionError, match="has version 99") as info:
+        open_store(path)
+    assert "damaged" not in str(info.value)

@@ -220,13 +220,15 @@ class KeyRecord:
     def decode(cls, raw: bytes, path: str) -> KeyRecord:
         try:
             data = json.loads(raw)
-            if data["version"] != RECORD_VERSION:
-                raise EncryptionError(f"database {path!r}: its encryption record has version {data['version']}, "
-                                      f"this version reads {RECORD_VERSION}")
-            return cls(bytes.fromhex(data["store"]), data["rotating_to"], dict(data["wraps"]))
+            version = data["version"]
+            if version == RECORD_VERSION:
+                return cls(bytes.fromhex(data["store"]), data["rotating_to"], dict(data["wraps"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise EncryptionError(f"database {path!r}: its encryption record (meta row 'encryption') is "
                                   "damaged; nothing can be decrypted without it") from exc
+        # outside the try: EncryptionError is a ValueError, which would be reported as damage
+        raise EncryptionError(f"database {path!r}: its encryption record has version {version!r}, "
+                              f"this version of PersistDict reads {RECORD_VERSION}")
 
     def open(self, master: bytes, path: str) -> Bundle:
         """The bundle, unwrapped with ``master``; WrongEncryptionKeyError if it is not one of the store's keys."""
