@@ -53,7 +53,12 @@ def _table_pages(env: lmdb.Environment, raw: lmdb.Transaction) -> int:
 def _copy(env: lmdb.Environment, raw: lmdb.Transaction, target: str, compact: bool, progress: Progress,
           total: int) -> int:
     """Write ``raw``'s snapshot of ``env`` to the new file ``target`` (synced); its size."""
-    read_end, write_end = os.pipe()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    try:
+        read_end, write_end = os.pipe()  # after the open: a refused target leaks no pipe
+    except BaseException:
+        os.close(fd)
+        raise
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -69,7 +74,6 @@ def _copy(env: lmdb.Environment, raw: lmdb.Transaction, target: str, compact: bo
 
     thread = threading.Thread(target=run, name="PersistDict copy", daemon=True)
     done = 0
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     try:
         thread.start()
         try:

@@ -234,3 +234,22 @@ def test_restore_refuses_what_is_not_a_store(tmp_path: Path) -> None:
     with pytest.raises(NotADatabaseDirectoryError, match="not a PersistDict store"):
         PersistDict.restore(tmp_path / "empty", tmp_path / "store")
     assert not (tmp_path / "store" / "data.mdb").exists()
+
+
+def test_a_copy_refused_by_its_target_leaks_no_descriptor(tmp_path: Path) -> None:
+    """A copy whose target file cannot be created (here: it exists) raises and leaves no pipe open."""
+    from PersistDict.engines.lmdb import copies
+
+    d = opened(tmp_path / "store")
+    d["a"] = 1
+    target = tmp_path / "taken"
+    target.write_bytes(b"")
+    storage = d._engine.storage
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            with storage.reading() as txn, pytest.raises(FileExistsError):
+                copies._copy(storage.env, txn.raw, str(target), True, None, 0)
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        d.close()
