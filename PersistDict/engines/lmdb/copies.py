@@ -245,42 +245,54 @@ def _open_backup(source: str) -> lmdb.Environment:
         return lmdb.open(source, subdir=True, readonly=True, max_dbs=len(TABLES) + 1, map_size=1 << 20, lock=False)
 
 
+def _open_source(source: str) -> lmdb.Environment:
+    """The store or backup at ``source``, opened read-only and checked to be a PersistDict store."""
+    try:
+        env = _open_backup(source)
+    except lmdb.Error as exc:
+        raise translate_error(exc, source) from exc
+    try:
+        with env.begin() as raw:
+            if raw.get(b"meta") is None or raw.get(b"records") is None:
+                raise NotADatabaseDirectoryError(errno.EINVAL, f"{source!r} is an LMDB store, not a PersistDict one")
+    except BaseException:
+        env.close()
+        raise
+    return env
+
+
 def restore(source: str, path: str, overwrite: bool, progress: Progress) -> None:
     """Put the store or backup at ``source`` in place of the store at ``path``."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise NotADatabaseDirectoryError(errno.ENOTDIR, f"database path {path!r} exists and is not a directory")
-    os.makedirs(path, mode=DIR_MODE, exist_ok=True)
-    lock = UsersLock(path)
-    work = os.path.join(path, _RESTORING)
+    env = _open_source(source)  # first: a source that is no store leaves nothing created at ``path``
     try:
-        if not lock.try_exclusive():
-            raise in_use_error(path, "restore into")
-        if not overwrite and _holds_entries(path):
-            raise DestinationNotEmptyError(f"database {path!r} is not empty: pass overwrite=True "
-                                                         "(--overwrite) to replace it")
+        os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+        lock = UsersLock(path)
+        work = os.path.join(path, _RESTORING)
         try:
-            env = _open_backup(source)
-        except lmdb.Error as exc:
-            raise translate_error(exc, source) from exc
-        try:
+            if not lock.try_exclusive():
+                raise in_use_error(path, "restore into")
+            if not overwrite and _holds_entries(path):
+                raise DestinationNotEmptyError(f"database {path!r} is not empty: pass overwrite=True "
+                                               "(--overwrite) to replace it")
             with env.begin() as raw:
-                if raw.get(b"meta") is None or raw.get(b"records") is None:
-                    raise NotADatabaseDirectoryError(errno.EINVAL, f"{source!r} is an LMDB store, not a PersistDict one")
                 total = _table_pages(env, raw) * env.stat()["psize"]
                 shutil.rmtree(work, ignore_errors=True)
                 os.makedirs(work, mode=DIR_MODE)
                 _copy(env, raw, os.path.join(work, DATA_FILE), True, progress, total)
-        finally:
             env.close()
-        _settle(work, backup=True)
-        os.replace(os.path.join(work, DATA_FILE), os.path.join(path, DATA_FILE))
-        _mark(path)
-        _sync_directory(path)
-    except lmdb.Error as exc:
-        raise translate_error(exc, path) from exc
+            _settle(work, backup=True)
+            os.replace(os.path.join(work, DATA_FILE), os.path.join(path, DATA_FILE))
+            _mark(path)
+            _sync_directory(path)
+        except lmdb.Error as exc:
+            raise translate_error(exc, path) from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            lock.close()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        lock.close()
+        env.close()  # closing twice is a no-op in py-lmdb
 
 
 def _holds_entries(path: str) -> bool:
