@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from PersistDict import EncryptionError, PersistDict, WrongEncryptionKeyError
+from PersistDict import EncryptionError, PersistDict, TransactionError, WrongEncryptionKeyError
 
 OLD = bytes(range(32))
 NEW = bytes(range(100, 132))
@@ -168,3 +168,18 @@ def test_sigkill_during_rotation_leaves_a_store_both_keys_open_and_rotation_resu
         open_store(path, OLD)
     with open_store(path, NEW) as done:
         assert dict(done) == data
+
+
+@pytest.mark.parametrize("location", ["lmdb", "memory"])
+def test_rotation_inside_a_transaction_is_refused(tmp_path: Path, location: str) -> None:
+    """rotate_encryption_key() inside transaction() raises TransactionError and changes nothing: the block
+    could roll the key record back under an instance that already took the new key."""
+    d = open_store(tmp_path / "db" if location == "lmdb" else ":memory:", key=OLD)
+    d["a"] = 1
+    record = key_record(d)
+    with pytest.raises(TransactionError, match="inside transaction"), d.transaction():
+        d.rotate_encryption_key(NEW)
+    assert key_record(d) == record
+    d["b"] = 2  # the instance still writes with its key
+    assert dict(d) == {"a": 1, "b": 2}
+    d.close()

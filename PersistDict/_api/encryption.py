@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .._codec.crypto import KEY_RECORD, Bundle, KeyRecord, KeySource, Sealer, fingerprint, key_source, new_record, wrap
 from .._codec.sealed import SealedEngine
 from ..engines.base import Item
-from ..exceptions import EncryptionError, TamperedRecordError, WrongEncryptionKeyError
+from ..exceptions import EncryptionError, TamperedRecordError, TransactionError, WrongEncryptionKeyError
 from .options import check_number
 from .state import StoreState, typechecked
 
@@ -90,6 +90,8 @@ class Encryption(StoreState):
         engine = self._check_open()
         if not isinstance(engine, SealedEngine):
             raise EncryptionError("rotate_encryption_key(): this store is not encrypted (open it with encryption_key=)")
+        if self._feed.in_transaction():  # its commits must be its own: a rolled-back rotation would strand this instance
+            raise TransactionError("rotate_encryption_key() inside transaction(): leave the block first")
         source = key_source(new_key, self._settings["allow_pickling_key"])
         new_master = source.get()
         self._begin_rotation(engine, new_master)
