@@ -59,7 +59,7 @@ class Encryption(StoreState):
         self._engine = sealed = SealedEngine(engine, self._keys, sealer, self._refresh_key)  # type: ignore[assignment]
         self._engine_get = sealed.get
 
-    def _refresh_key(self, force: bool) -> Sealer:
+    def _refresh_key(self) -> Sealer:
         """The sealer for the key record as stored now (re-read; unwrapped again only if it changed)."""
         sealer = self._sealer
         assert sealer is not None and self._key_source is not None
@@ -99,14 +99,14 @@ class Encryption(StoreState):
         self._finish_rotation(engine, new_master)
         self._key_source = source
         self._settings["encryption_key"] = source
-        engine.sealer = self._refresh_key(True)
+        engine.sealer = self._refresh_key()
         self._log("encryption key rotated: {} entries re-sealed", moved)
         return moved
 
     def _begin_rotation(self, engine: SealedEngine, new_master: bytes) -> None:
         while True:
             raw = engine.setting(KEY_RECORD)
-            sealer = self._refresh_key(True)
+            sealer = self._refresh_key()
             record = KeyRecord.decode(raw, self.path)  # type: ignore[arg-type]
             new_print = fingerprint(new_master, record.store_id)
             if record.target is not None:
@@ -124,12 +124,12 @@ class Encryption(StoreState):
             wraps = {old_print: wrap(self._key_source.get(), record.store_id, grown),
                      new_print: wrap(new_master, record.store_id, grown)}
             if engine.put_setting(KEY_RECORD, KeyRecord(record.store_id, new_print, wraps).encode(), raw):
-                engine.sealer = self._refresh_key(True)
+                engine.sealer = self._refresh_key()
                 return
 
     def _reseal_all(self, engine: SealedEngine, batch: int, progress: Callable[[int, int], Any] | None) -> int:
         """Step 2: re-seal every live entry sealed with an older generation, ``batch`` per transaction."""
-        sealer = engine.sealer = self._refresh_key(True)
+        sealer = engine.sealer = self._refresh_key()
         lookups = [sealer.lookup(self._keys.plain_lookup(sealer.open_key(sealed)))
                    for sealed in engine.sealed_keys(self._clock())]
         moved = 0

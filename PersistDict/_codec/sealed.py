@@ -45,11 +45,11 @@ def _with_sealed(record: Record, opened: Record) -> _Opened:
 
 
 class SealedEngine:
-    """Wraps ``engine``; ``sealer()`` gives the current :class:`Sealer`, ``refresh(force)`` re-reads the
-    store's key record (another process may have rotated the key) and returns the new one."""
+    """Wraps ``engine``; ``sealer`` is the current :class:`Sealer`, ``refresh()`` re-reads the store's
+    key record (another process may have rotated the key) and returns the sealer for it."""
 
     def __init__(self, engine: Any, keys: KeyCodec, sealer: Sealer,
-                 refresh: Callable[[bool], Sealer]) -> None:
+                 refresh: Callable[[], Sealer]) -> None:
         self.engine = engine
         self.feed = engine.feed
         self.accesses = engine.accesses
@@ -76,7 +76,7 @@ class SealedEngine:
         except UnknownGeneration:
             pass
         with self._refresh_lock:
-            self.sealer = self._refresh(True)
+            self.sealer = self._refresh()
         try:
             return action(self.sealer)
         except UnknownGeneration as exc:
@@ -118,7 +118,7 @@ class SealedEngine:
         """The sealer to write with: the key record is read first (one meta read), so that a writer
         never goes on sealing with a data key a rotation retired."""
         with self._refresh_lock:
-            self.sealer = self._refresh(False)
+            self.sealer = self._refresh()
         return self.sealer
 
     # -- reads ----------------------------------------------------------------------------------------
