@@ -329,3 +329,20 @@ def test_a_key_record_of_a_newer_version_says_so(tmp_path: Path) -> None:
     with pytest.raises(EncryptionError, match="has version 99") as info:
         open_store(path)
     assert "damaged" not in str(info.value)
+
+
+def test_without_cryptography_the_error_names_the_extra_and_creates_nothing(tmp_path: Path) -> None:
+    """With the cryptography package missing, encryption_key= raises an ImportError naming the extra
+    to install, before any file is created."""
+    script = (
+        "import sys\n"
+        "sys.modules['cryptography'] = None  # as if it were not installed\n"
+        "from PersistDict import PersistDict\n"
+        "try:\n"
+        f"    PersistDict({str(tmp_path / 'db')!r}, encryption_key=bytes(32))\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert "PersistDict[crypto]" in out
+    assert not (tmp_path / "db").exists()

@@ -42,11 +42,17 @@ OVERHEAD = HEADER_SIZE + NONCE_SIZE + 16  # what sealing adds to a payload (leng
 _WRAP_CONTEXT = b"PersistDict key bundle v1"
 
 
-def _aesgcm(key: bytes) -> Any:
+def _require_cryptography() -> None:
+    """Checked when a key is given, before the store is opened: nothing is created without it."""
     try:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        import cryptography.hazmat.primitives.ciphers.aead  # noqa: F401
     except ImportError as exc:
         raise ImportError("encryption_key= needs the 'cryptography' package: pip install 'PersistDict[crypto]'") from exc
+
+
+def _aesgcm(key: bytes) -> Any:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     return AESGCM(key)
 
 
@@ -148,6 +154,7 @@ class CallableKey(KeySource):
 
 def key_source(spec: Any, allow_pickling_key: bool = False) -> KeySource:
     """``encryption_key=`` as given: bytes, the name of an environment variable, or a callable."""
+    _require_cryptography()
     if isinstance(spec, KeySource):
         return spec
     if isinstance(spec, (bytes, bytearray, memoryview)):
