@@ -392,6 +392,7 @@ class MemoryEngine(MemoryHousekeeping):
 
     def clear(self) -> Commit:
         with self._writing() as out:
+            self._sorted = None  # the next prefixed() sorts again: deleting from it one by one is quadratic
             for record in list(self.records.values()):
                 self._remove(record)
             self._delete(self.meta, b"called")

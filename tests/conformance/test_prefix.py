@@ -139,6 +139,11 @@ def test_prefix_after_deletes_overwrites_and_clear(stores: Stores) -> None:
     assert db.keys(prefix="d:") == []
     db["d:9"] = 9
     assert db.keys(prefix="d:") == ["d:9"]
+    with pytest.raises(RuntimeError), db.transaction():  # a clear() rolled back gives its keys back
+        db.clear()
+        assert db.keys(prefix="d:") == []
+        raise RuntimeError("roll back")
+    assert db.keys(prefix="d:") == ["d:9"]
 
 
 def test_prefix_with_raw_keys_and_refused_codecs(stores: Stores) -> None:
