@@ -1,7 +1,8 @@
 """Read-modify-write helpers above the engine: counters (``incr``/``decr``), versions
-(``version``/``compare_and_set``) and tracked values (``track_changes``). Each reads the entry, runs the codec outside any write, then
-writes with the engine's ``replace``: one write that stores only if the entry is still the version
-read, so it is atomic across threads and processes on every engine."""
+(``version``/``compare_and_set``) and tracked values (``track_changes``). Each reads the entry,
+runs the codec outside any write, then writes with the engine's ``replace``: one write that
+stores only if the entry is still the version read, so it is atomic across threads and processes
+on every engine."""
 
 from __future__ import annotations
 
@@ -135,7 +136,6 @@ class Toolkit(StoreState, Generic[K, V]):
             return False
         now = self._clock()
         return self._replace(key, lookup, exact, kind, payload, record, 0.0 if ttl is None else now + ttl)
-
 
     @contextmanager
     def track_changes(self, key: K, default: V = MISSING) -> Iterator[V]:
