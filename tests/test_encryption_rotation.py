@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from PersistDict import EncryptionError, PersistDict, TransactionError, WrongEncryptionKeyError
+from PersistDict import EncryptionError, PersistDict, TamperedRecordError, TransactionError, WrongEncryptionKeyError
 
 OLD = bytes(range(32))
 NEW = bytes(range(100, 132))
@@ -182,4 +182,29 @@ def test_rotation_inside_a_transaction_is_refused(tmp_path: Path, location: str)
     assert key_record(d) == record
     d["b"] = 2  # the instance still writes with its key
     assert dict(d) == {"a": 1, "b": 2}
+    d.close()
+
+
+def test_rotation_skips_an_entry_whose_sealed_key_is_damaged(tmp_path: Path) -> None:
+    """One entry with a damaged sealed key does not stop the rotation: the others are re-sealed, the
+    rotation finishes (only the new key opens the store) and the damaged entry is left as it was."""
+    from PersistDict.engines.base import Bounds, Item
+
+    d = open_store(tmp_path / "db", key=OLD)
+    d.update({"a": 1, "b": 2, "c": 3})
+    engine = d._engine.engine
+    lookup = d._keys.lookup("b")
+    record = engine.find(lookup, 0.0)
+    exact = bytes(record.exact)
+    damaged = exact[:-1] + bytes([exact[-1] ^ 1])
+    engine.remove(lookup, 0.0)
+    engine.put([Item(lookup, damaged, record.kind, bytes(record.payload))], 0.0, 0.0, Bounds(None, None))
+    assert d.rotate_encryption_key(NEW) == 2
+    assert key_record(d)["rotating_to"] is None
+    assert d["a"] == 1 and d["c"] == 3
+    d.close()
+    d = open_store(tmp_path / "db", key=NEW)
+    assert d["a"] == 1 and d["b"] == 2  # a value is bound to its lookup, not to the damaged sealed key
+    with pytest.raises(TamperedRecordError):
+        list(d)
     d.close()
