@@ -120,6 +120,9 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
         self._hits = self._misses = 0
         self.counters = dict.fromkeys(("sets", "deletes", "expired", "evicted", "integrity_alerts"), 0)
         self._closed = True
+        # a missing or malformed key (an unset variable, a callable's wrong bytes) is refused before
+        # the store is opened, so a failed open creates no store
+        master = None if key_source is None else key_source.get()
         self._engine = engine = open_engine(path, durability, map_size, self._keys.key_size_limit, namespace,
                                             client, strict_reads)
         self._engine_get = engine.get  # bound once: the cold read path
@@ -129,8 +132,8 @@ class PersistDict(BulkReads[K, V], Writes[K, V], Toolkit[K, V], Memoize[K, V], L
         self._released = False  # the engine, once: by close() or by the writes it left to a thread
         try:
             self._check_format()
-            if key_source is not None:
-                self._open_encrypted(key_source)  # the key check: a wrong key stops here, nothing changed
+            if key_source is not None and master is not None:
+                self._open_encrypted(key_source, master)  # the key check: a wrong key stops here, nothing changed
         except BaseException:
             self._closed = True
             engine.close()

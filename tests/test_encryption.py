@@ -213,11 +213,13 @@ def test_wrong_key_refused_at_open_nothing_changed(tmp_path: Path) -> None:
         open_store(tmp_path / "plain")
 
 
-@pytest.mark.parametrize("bad", [b"short", 32, "", lambda: b"short"])
-def test_bad_keys_are_refused_clearly(tmp_path: Path, bad: Any) -> None:
-    """A key of the wrong size or type is refused before anything is created."""
-    with pytest.raises((TypeError, ValueError)):
+@pytest.mark.parametrize(("bad", "error"), [(b"short", EncryptionError), (32, TypeError), ("", EncryptionError),
+                                            (lambda: b"short", EncryptionError)])
+def test_bad_keys_are_refused_clearly(tmp_path: Path, bad: Any, error: type[Exception]) -> None:
+    """A key of the wrong type raises TypeError, a malformed one EncryptionError (a ValueError): no store is created."""
+    with pytest.raises(error):
         open_store(tmp_path / "db", bad)
+    assert not (tmp_path / "db").exists()
 
 
 # -- key sources and pickling -------------------------------------------------------------------------
@@ -256,7 +258,7 @@ def test_env_key_pickles_without_the_secret_and_workers_read(tmp_path: Path, mon
 
 
 def test_missing_env_variable_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unset or malformed variable raises EncryptionError naming the variable, not its content."""
+    """An unset or malformed variable raises EncryptionError naming the variable, not its content; no store is created."""
     monkeypatch.delenv(ENV_NAME, raising=False)
     with pytest.raises(EncryptionError, match=ENV_NAME):
         open_store(tmp_path / "db", ENV_NAME)
@@ -264,6 +266,7 @@ def test_missing_env_variable_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(EncryptionError, match="64 hex digits or base64") as info:
         open_store(tmp_path / "db", ENV_NAME)
     assert "not-a-key" not in str(info.value)
+    assert not (tmp_path / "db").exists()
 
 
 def key_from_vault() -> bytes:

@@ -37,12 +37,11 @@ class Encryption(StoreState):
         _key_raw: bytes | None  # the key record as last read
         _sealer: Sealer | None
 
-    def _open_encrypted(self, source: KeySource) -> None:
-        """Check the key against the store's key record (creating it in a new store), then put the
-        sealing engine between the mapping and the engine."""
+    def _open_encrypted(self, source: KeySource, master: bytes) -> None:
+        """Check the key (``master``, from ``source``) against the store's key record (creating it in
+        a new store), then put the sealing engine between the mapping and the engine."""
         engine = self._engine
         self._key_source = source
-        master = source.get()
         raw = engine.setting(KEY_RECORD)
         if raw is None:
             if engine.count():

@@ -70,7 +70,7 @@ def _checked(key: Any, where: str) -> bytes:
         raise TypeError(f"{where} must give bytes, not {type(key).__name__}")
     key = bytes(key)
     if len(key) != KEY_SIZE:
-        raise ValueError(f"{where} must be exactly {KEY_SIZE} bytes (AES-256), not {len(key)}")
+        raise EncryptionError(f"{where} must be exactly {KEY_SIZE} bytes (AES-256), not {len(key)}")
     return key
 
 
@@ -109,7 +109,7 @@ class EnvKey(KeySource):
 
     def __init__(self, name: str) -> None:
         if not name:
-            raise ValueError("encryption_key: the name of an environment variable cannot be empty")
+            raise EncryptionError("encryption_key: the name of an environment variable cannot be empty")
         self.name = name
 
     def get(self) -> bytes:
