@@ -165,7 +165,7 @@ def test_a_record_replayed_from_another_store_fails(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["flip", "truncate", "kind", "key"])
 def test_a_damaged_sealed_record_is_refused(store: PersistDict, damage: str) -> None:
     """A flipped ciphertext byte, a truncated value, a changed kind byte or a sealed key of another entry:
-    each a clear TamperedRecordError naming the key."""
+    each a clear TamperedRecordError naming the key, reported by check() and dropped on request."""
     store["k"] = "secret"
     store["other"] = "x"
     engine = raw_engine(store)
@@ -188,6 +188,10 @@ def test_a_damaged_sealed_record_is_refused(store: PersistDict, damage: str) -> 
     else:
         with pytest.raises(TamperedRecordError, match="'k'"):
             store["k"]
+    report = store.check()  # the damage is found, whichever part of the record it is in
+    assert not report.ok and report.undecodable_records == 1
+    assert store.check(drop_unreadable=True).dropped == 1
+    assert list(store) == ["other"] and store.check().ok
 
 
 # -- the key check ------------------------------------------------------------------------------------

@@ -50,7 +50,9 @@ class Housekeeping(StoreState):
         decode are reported, and deleted only with ``drop_unreadable=True``.
         ``progress(done, total)``: entries checked.
         """
-        report = self._check_open().check(self._keys, self._values.can_decode, repair, drop_unreadable,
+        values = self._values
+        report = self._check_open().check(self._keys, lambda record: values.can_decode(record.kind, record.payload),
+                                          repair, drop_unreadable,
                                           encode_format(self._format()), progress)
         if repair or drop_unreadable:
             with self._lock:

@@ -228,7 +228,7 @@ class SealedEngine:
 
     # -- housekeeping ---------------------------------------------------------------------------------
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[Record], bool], repair: bool, drop: bool,
               format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         sealed = self
 
@@ -237,11 +237,12 @@ class SealedEngine:
             def decode(lookup: bytes, exact: bytes | None) -> Any:
                 return keys.decode(lookup, sealed._exact(lookup, exact))
 
-        def can_open(kind: int, payload: Any, lookup: bytes) -> bool:
+        def can_open(record: Record) -> bool:  # its key too: keys() and iteration open every key
             try:
-                plain = sealed._value(lookup, kind, payload)
+                sealed._exact(record.lookup, record.exact)
+                plain = sealed._value(record.lookup, record.kind, record.payload)
             except (TamperedRecordError, EncryptionError):
                 return False
-            return can_decode(kind, plain, lookup)
+            return can_decode(record._replace(payload=plain))
 
         return self.engine.check(OpenedKeys, can_open, repair, drop, format_row, progress)  # type: ignore[no-any-return]

@@ -91,8 +91,8 @@ class ValueCodec:
         """A front-cache entry's bytes: the kind, then the payload."""
         return self.decode(cached[0], memoryview(cached)[1:])
 
-    def can_decode(self, kind: int, payload: Any, lookup: bytes = b"") -> bool:
-        """Whether the entry (of ``lookup``: an encrypted store opens with it) decodes."""
+    def can_decode(self, kind: int, payload: Any) -> bool:
+        """Whether a stored value decodes."""
         try:
             self.decode(kind, payload)
         except Exception:

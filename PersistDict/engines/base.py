@@ -284,10 +284,11 @@ class Engine(Protocol):
     def unclaim(self, name: bytes, holder: bytes) -> bool:
         """Free the named mutex if ``holder`` still has it; whether it did."""
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[Record], bool], repair: bool, drop: bool,
               format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         """Cross-check every entry; with ``repair`` fix structure, with ``drop`` delete entries that
-        fail their checksum or ``can_decode(kind, payload, lookup)``. ``keys``: the key codec
+        fail their checksum or ``can_decode(record)`` (whether its value, and on an encrypted
+        store its sealed key, can be read). ``keys``: the key codec
         (``decode``), to name keys. ``progress(entries checked, entries)`` now and then, and at the end."""
 
     def setting(self, name: bytes) -> bytes | None:

@@ -80,7 +80,7 @@ class MemoryHousekeeping:
             del self.claims[name]
             return True
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[Record], bool], repair: bool, drop: bool,
               format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         report = CheckReport()
         with self._writing():
@@ -89,7 +89,7 @@ class MemoryHousekeeping:
                 report.entries += 1
                 if progress is not None:
                     progress(report.entries, len(records))
-                if can_decode(record.kind, record.payload, record.lookup):
+                if can_decode(record):
                     continue
                 report.note_undecodable(keys, record.lookup, record.exact)
                 if drop:

@@ -211,7 +211,7 @@ class LmdbEngine(LmdbReads):
     def unclaim(self, name: bytes, holder: bytes) -> bool:
         return unclaim(self.storage, name, holder)
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[Record], bool], repair: bool, drop: bool,
               format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         return check_database(self.storage, keys, self.slots, can_decode, repair, drop, format_row, progress)
 

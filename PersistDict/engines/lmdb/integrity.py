@@ -21,7 +21,7 @@ from .entries import TTL_FLAG
 from ..._codec.keys import KeyCodec
 from .slots import Slots, is_hashed_slot, probe_index, probe_slot
 from .housekeeping import LEASE, parse_lease
-from ..._codec.record import unpack_record, with_header
+from ..._codec.record import Record, unpack_record, with_header
 from .rows import atime_of, change_row, check_meta, damaged, seq_of
 from .env import Storage
 from .txn import Txn, change_log_slot
@@ -36,7 +36,7 @@ def check_database(
     storage: Storage,
     keys: KeyCodec,
     slots: Slots,
-    can_decode: Callable[[int, Any, bytes], bool],
+    can_decode: Callable[[Record], bool],
     repair: bool,
     drop_unreadable: bool,
     format_row: bytes,
@@ -101,7 +101,7 @@ def check_database(
                     moved = True
             if hashed:
                 chained.add(record.lookup)
-            if not can_decode(record.kind, record.payload, record.lookup):
+            if not can_decode(record):
                 report.note_undecodable(keys, record.lookup, record.exact)
                 if drop_unreadable:
                     fixes.append(_dropper(slot, record.seq, slots.hash_bytes))

@@ -75,7 +75,7 @@ class RedisOperations:
 
     # -- check ---------------------------------------------------------------------------------
 
-    def check(self, keys: Any, can_decode: Callable[[int, Any, bytes], bool], repair: bool, drop: bool,
+    def check(self, keys: Any, can_decode: Callable[[Record], bool], repair: bool, drop: bool,
               format_row: bytes, progress: Callable[[int, int], Any] | None = None) -> CheckReport:
         report = CheckReport()
         records = self._ordered(float("-inf"))  # expired ones too: every stored entry
@@ -84,7 +84,7 @@ class RedisOperations:
             report.entries += 1
             if progress is not None and (report.entries % 500 == 0 or report.entries == total):
                 progress(report.entries, total)
-            if can_decode(record.kind, record.payload, record.lookup):
+            if can_decode(record):
                 continue
             report.note_undecodable(keys, record.lookup, record.exact)
             if drop and self.remove(record.lookup, float("-inf"), record)[1].wrote:
