@@ -15,7 +15,7 @@ from typing import Any
 import _operations as ops
 import pytest
 
-from PersistDict import PersistDict
+from PersistDict import PersistDict, serializers
 
 SCRIPT = shutil.which("persistdict", path=os.path.dirname(sys.executable))
 COMMANDS = ["info", "ls", "get", "rm", "expire", "check", "stats", "backup", "restore", "export", "import", "compact"]
@@ -273,3 +273,20 @@ def test_the_readme_shell_session_runs(tmp_path: Path) -> None:
     assert "{'name': 'Ada'}" in result.stdout and '{"$bytes": "AA=="}' in result.stdout
     assert "exit code 3" in result.stdout
     assert result.stderr.splitlines() == ["persistdict: error: no key 'missing' in " + repr(f"{tmp_path}/cache")]
+
+
+def test_the_recorded_value_codec_is_rebuilt_or_refused(tmp_path: Path) -> None:
+    """get reads stores written with orjson, msgpack or a compressed codec without --values; a
+    codec it cannot rebuild (signed: it needs a secret) is a one-line error, not a wrong guess."""
+    for name, codec in [("orjson", serializers.orjson_codec), ("msgpack", serializers.msgpack_codec),
+                        ("zstd", serializers.compressed(serializers.json_codec, algorithm="zstd")),
+                        ("lzma", serializers.compressed(serializers.pickle_codec, algorithm="lzma"))]:
+        with PersistDict(tmp_path / name, value_serializer=codec.dumps, value_unserializer=codec.loads,
+                         background_thread="disabled") as d:
+            d["k"] = {"answer": [1, 2]}
+        assert json.loads(cli("get", tmp_path / name, "k", "--json").stdout) == {"answer": [1, 2]}, name
+    signed = serializers.signed(serializers.pickle_codec, b"s" * 32)
+    with PersistDict(tmp_path / "signed", value_serializer=signed.dumps, value_unserializer=signed.loads,
+                     background_thread="disabled") as d:
+        d["k"] = 1
+    one_line_error(cli("get", tmp_path / "signed", "k"), 1, "cannot rebuild", "--values")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import sys
 import warnings
@@ -42,6 +43,8 @@ _RECORDED: dict[str, tuple[Any, Any]] = {
     "dill": (serializers.dill_codec.dumps, serializers.dill_codec.loads),
     "json": (serializers.json_codec.dumps, serializers.json_codec.loads),
     "json.dumps": (json.dumps, json.loads),
+    "orjson": (serializers.orjson_codec.dumps, serializers.orjson_codec.loads),
+    "msgpack": (serializers.msgpack_codec.dumps, serializers.msgpack_codec.loads),
     "raw": (None, None),
 }
 
@@ -52,6 +55,28 @@ class Failure(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+_COMPRESSED = re.compile(r"(zlib|lzma|zstd)\((\w+)\)")  # serializers.compressed()'s name for itself
+
+
+def _recorded_codec(name: Any) -> tuple[Any, Any]:
+    """The value codec whose name the format record holds (None: a store without one, pickle's),
+    rebuilt; a codec the command line cannot rebuild (a custom one, signed or encrypted: they need
+    a secret) is a Failure rather than a wrong guess."""
+    if not name:
+        return _CODECS["pickle"]
+    if name in _RECORDED:
+        return _RECORDED[name]
+    found = _COMPRESSED.fullmatch(str(name))
+    inner = found and {"pickle": serializers.pickle_codec, "json": serializers.json_codec,
+                       "dill": serializers.dill_codec, "orjson": serializers.orjson_codec,
+                       "msgpack": serializers.msgpack_codec}.get(found.group(2))
+    if found and inner is not None:
+        codec = serializers.compressed(inner, algorithm=found.group(1))
+        return codec.dumps, codec.loads
+    raise Failure(f"the store's values were written with the codec {name!r}, which the command line cannot "
+                  "rebuild: give --values (pickle, dill, json or raw) if one of them reads it", EXIT_ERROR)
 
 
 # -- opening a store ------------------------------------------------------------------------------
@@ -68,7 +93,7 @@ def _open(path: str, values: str, create: bool = False, **options: Any) -> Persi
             warnings.simplefilter("ignore")  # a codec mismatch is what this look is for
             probe = PersistDict(path, caching=False, **options)
             try:
-                codec = _RECORDED.get(str(probe.info()["values"]), _CODECS["pickle"])
+                codec = _recorded_codec(probe.info()["values"])
             finally:
                 probe.close()
     dumps, loads = codec
