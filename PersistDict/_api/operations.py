@@ -243,7 +243,10 @@ class Operations(StoreState):
 
     def _load(self, batch: list[Loaded]) -> int:
         engine = self._check_open()
-        commit = engine.load(batch, self._clock(), Bounds(self.max_items, self.max_bytes))
+        bounds = Bounds(self.max_items, self.max_bytes)
+        if bounds.max_items is not None or bounds.max_bytes is not None:
+            self._hand_over_hits()  # eviction picks by access time: this process's reads count
+        commit = engine.load(batch, self._clock(), bounds)
         self.counters["sets"] += len(batch)
         if commit.evicted:
             self.counters["evicted"] += len(commit.evicted)

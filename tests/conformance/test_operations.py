@@ -127,6 +127,28 @@ def test_import_into_a_store_with_entries(stores: Stores) -> None:
     assert d.metadata("b").ctime.timestamp() == 2_000_000.0
 
 
+def test_import_into_a_bounded_store_evicts_by_this_process_s_reads_too(stores: Stores) -> None:
+    """An import that makes a bounded store evict weighs the front-cache hits not yet written
+    down: the entry read most recently stays, the least recently used one goes."""
+    clock = [1_000_000.0]
+    source = stores.open(clock=lambda: clock[0])
+    source["new"] = "imported"
+    buffer = io.StringIO()
+    source.export(buffer)
+    d = stores.open(max_items=3, clock=lambda: clock[0])
+    d["a"] = 1
+    clock[0] += 1
+    assert d["a"] == 1 and d["a"] == 1  # the second read caches it
+    for key in ("b", "c"):
+        clock[0] += 1
+        d[key] = key
+    clock[0] += 100
+    assert d["a"] == 1  # a front-cache hit, only noted in this process so far
+    buffer.seek(0)
+    assert d.import_from(buffer) == 1
+    assert sorted(d) == ["a", "c", "new"]
+
+
 def test_import_of_stored_values_needs_the_same_codec(stores: Stores) -> None:
     """Values carried in the store's own encoding are refused by a store with another value codec; plain ones are not."""
     source = stores.open()
