@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from . import jsonlines, lifecycle
 from .options import encode_format, stored_format
+from .._redact import describe
 from ..engines.base import Bounds, Item, Loaded, StoredEntry
 from ..engines.registry import MEMORY, is_redis, restore_store, store_path
 from ..exceptions import CodecMismatchError, DestinationNotEmptyError, ExportFormatError, TransactionError
@@ -224,7 +225,7 @@ class Operations(StoreState):
                 try:
                     key = self._keys.decode(key, None)
                 except Exception as exc:  # noqa: BLE001 - a damaged line
-                    raise ExportFormatError(f"{where}: a $key this key codec cannot decode ({exc})") from None
+                    raise ExportFormatError(f"{where}: a $key this key codec cannot decode ({describe(exc)})") from None
             if value_form == "stored":
                 if not same_values:
                     raise CodecMismatchError(f"{where}: a value stored with codec {head.get('values')!r}; this "
@@ -234,7 +235,9 @@ class Operations(StoreState):
                 try:
                     kind, payload = self._encode_value(value)
                 except Exception as exc:
-                    raise ExportFormatError(f"{where}: this store's value codec cannot take the value ({exc})") from exc
+                    # described, never chained: a codec's own exception can quote the value
+                    raise ExportFormatError(f"{where}: this store's value codec cannot take the value "
+                                            f"({describe(exc)})") from None
             lookup, exact = self._keys.encode(key)
             if expires and expires <= now:
                 yield total, None

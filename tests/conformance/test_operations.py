@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,23 @@ def test_restore_refuses_memory(stores: Stores, tmp_path: Path) -> None:
     d.backup(tmp_path / "b")
     with pytest.raises(ValueError, match="':memory:'"):
         PersistDict.restore(tmp_path / "b", ":memory:")
+
+
+def _refusing_dumps(value: Any) -> bytes:
+    """A value codec that refuses everything, quoting the value in its exception (as codecs do)."""
+    raise ValueError(f"cannot encode {value!r}")
+
+
+def test_an_import_error_never_shows_the_value(stores: Stores) -> None:
+    """A value the store's codec refuses: ExportFormatError naming the line, without the value's
+    text and without chaining the codec's exception (which quotes it)."""
+    source = stores.open()
+    source["k"] = "SECRET-CANARY"
+    buffer = io.StringIO()
+    source.export(buffer)
+    d = stores.open(value_serializer=_refusing_dumps, value_unserializer=pickle.loads)
+    buffer.seek(0)
+    with pytest.raises(ExportFormatError, match="line 2") as caught:
+        d.import_from(buffer)
+    assert "SECRET-CANARY" not in str(caught.value) and caught.value.__cause__ is None
+    assert caught.value.__suppress_context__ and len(d) == 0
