@@ -22,7 +22,10 @@ def server_name(url: str | None, client: Any) -> str:
         if parts.scheme == "unix":
             return f"unix://{parts.path}"
         host = parts.hostname or "localhost"
-        port = parts.port or 6379
+        try:
+            port: Any = parts.port or 6379
+        except ValueError:  # not a number: named as given (the netloc's credentials stay out)
+            port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
         database = parts.path.strip("/") or "0"
         return f"{parts.scheme}://{host}:{port}/{database}"
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None) or {}

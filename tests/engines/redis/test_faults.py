@@ -87,6 +87,16 @@ def test_errors_name_the_server_and_never_the_password() -> None:
     assert "hunter2" not in repr(caught.value.__context__ or "") or caught.value.__suppress_context__
 
 
+def test_a_url_with_a_bad_port_is_a_valueerror_without_the_password() -> None:
+    """A port that is not a number: ValueError naming the URL without its user or password, and
+    nothing of urllib's own error chained (it would carry the whole URL)."""
+    with pytest.raises(ValueError, match="not a Redis URL") as caught:
+        PersistDict("redis://alice:hunter2@localhost:notaport/0", namespace="n")
+    text = str(caught.value)
+    assert "redis://localhost:notaport/0" in text and "hunter2" not in text and "alice" not in text
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
 def test_a_read_only_replica_and_an_out_of_memory_server_raise_clear_errors(server: RedisServer,
                                                                            tmp_path: Path) -> None:
     """Writing to a read-only replica raises DatabasePermissionError; writing to a server at its
