@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,13 @@ def test_a_pickled_memory_store_opens_empty() -> None:
     assert len(other) == 0 and len(d) == 1
     d.close()
     other.close()
+
+
+def test_a_sweep_pass_drops_the_mutexes_whose_time_ran_out(engine: Any) -> None:
+    """A claim past its end is dropped by a sweep pass (its holder's unclaim then finds nothing, as
+    after a takeover); a claim still running stays its holder's."""
+    assert engine.claim(b"old", b"h1", 100.0, 110.0)
+    assert engine.claim(b"live", b"h2", 100.0, 500.0)
+    engine.sweep(200.0, None, 0, float("inf"), time.monotonic, lambda exc: None)
+    assert not engine.unclaim(b"old", b"h1")
+    assert engine.unclaim(b"live", b"h2")

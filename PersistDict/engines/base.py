@@ -268,7 +268,8 @@ class Engine(Protocol):
               monotonic: Callable[[], float], alert: Callable[[Exception], None]) -> tuple[int, int | None]:
         """Remove entries past their expiry or not accessed since ``idle_cutoff``, in short writes,
         until ``deadline`` (on ``monotonic``): (removed, id to resume after or None when done).
-        A damaged entry is skipped and passed to ``alert``."""
+        A damaged entry is skipped and passed to ``alert``. A pass (``start_after`` 0) also drops
+        the named mutexes whose time ran out (their holders died, or lost them)."""
 
     def take_lease(self, holder: str, now: float, seconds: float, days: float | None) -> bool:
         """Claim the store-wide maintenance lease (one sweeper at a time)."""

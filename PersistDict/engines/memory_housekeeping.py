@@ -47,6 +47,10 @@ class MemoryHousekeeping:
     def sweep(self, now: float, idle_cutoff: float | None, start_after: int, deadline: float,
               monotonic: Callable[[], float], alert: Callable[[Exception], None]) -> tuple[int, int | None]:
         removed = 0
+        with self._lock:  # the named locks whose holders' time ran out (a dead holder leaves its claim)
+            for name, (_, until) in list(self.claims.items()):
+                if until <= now:
+                    del self.claims[name]
         with self._writing():
             for seq, lookup in list(self.order.items()):
                 if seq <= start_after:

@@ -23,7 +23,7 @@ from .bounds import enforce_bounds, least_bytes
 from .env import Storage
 from .housekeeping import release_lease, sweep, try_take_lease
 from .integrity import check_database
-from .mutex import claim, unclaim
+from .mutex import claim, drop_expired, unclaim
 from .reads import LmdbReads
 from .slots import Slots, read_as
 from .txn import Txn
@@ -196,6 +196,8 @@ class LmdbEngine(LmdbReads):
 
     def sweep(self, now: float, idle_cutoff: float | None, start_after: int, deadline: float,
               monotonic: Callable[[], float], alert: Callable[[Exception], None]) -> tuple[int, int | None]:
+        if not start_after:  # once per pass: the named locks whose holders' time ran out
+            drop_expired(self.storage, now)
         return sweep(self.storage, self.slots.hash_bytes, now, idle_cutoff, self.accesses, start_after,
                      deadline, monotonic, alert)
 

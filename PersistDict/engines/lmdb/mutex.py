@@ -44,6 +44,26 @@ def claim(storage: Storage, name: bytes, holder: bytes, now: float, until: float
     return storage.write(work)
 
 
+def drop_expired(storage: Storage, now: float) -> int:
+    """Delete the claim rows whose time ran out (maintenance): a holder that died leaves its row,
+    and the locks of get_or_set and memoize are named per key, so the rows would pile up. A holder
+    whose time ran out has lost its claim anyway (its release() returns False either way)."""
+    with storage.reading() as txn:  # no writer lock when nothing ran out
+        stale = [row for row in txn.meta_names_under(PREFIX) if _holder(txn, row, now) is None]
+    if not stale:
+        return 0
+
+    def work(txn: Txn) -> int:
+        dropped = 0
+        for row in stale:
+            if txn.meta(row) is not None and _holder(txn, row, now) is None:  # not taken again meanwhile
+                txn.delete_meta(row)
+                dropped += 1
+        return dropped
+
+    return storage.write(work)
+
+
 def unclaim(storage: Storage, name: bytes, holder: bytes) -> bool:
     """Free the mutex ``name`` if ``holder`` still holds it (expired included); whether it did."""
     row = PREFIX + name

@@ -255,6 +255,17 @@ class Txn:
     def delete_meta(self, name: bytes) -> None:
         self.wrote |= self.raw.delete(name, b"", self._meta)
 
+    def meta_names_under(self, prefix: bytes) -> list[bytes]:
+        """The names of the meta rows that start with ``prefix``, in order."""
+        names = []
+        with self.raw.cursor(self._meta) as cursor:
+            if cursor.set_range(prefix):
+                for name in cursor.iternext(keys=True, values=False):
+                    if not bytes(name).startswith(prefix):
+                        break
+                    names.append(bytes(name))
+        return names
+
     # changes: txn id -> the lookups its commit changed (see log_changes)
     def logged_changes(self, txn_id: int) -> list[bytes] | None:
         """The lookups commit ``txn_id`` changed (see ``log_changes``); None if it is not logged."""
