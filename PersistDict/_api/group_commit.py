@@ -101,8 +101,7 @@ class GroupCommitter:
             error = ClosedError(f"PersistDict {store.path!r} is closed")
             return [(False, error)] * len(batch)
         engine = store._engine
-        if store.max_items is not None or store.max_bytes is not None:
-            store._hand_over_hits()  # eviction picks by access time
+        store._write_bounds()  # hands this process's reads to the engine first when bounded (eviction)
         for _ in range(GROWTH_RETRIES):
             outcomes: list[tuple[bool, Any]] = []
             try:

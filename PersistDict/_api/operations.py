@@ -14,7 +14,7 @@ from typing import IO, Any
 from . import jsonlines, lifecycle
 from .options import encode_format, stored_format
 from .._redact import describe
-from ..engines.base import Bounds, Item, Loaded, StoredEntry
+from ..engines.base import Item, Loaded, StoredEntry
 from ..engines.registry import MEMORY, is_redis, restore_store, store_path
 from ..exceptions import CodecMismatchError, DestinationNotEmptyError, ExportFormatError, TransactionError
 from .state import StoreState, typechecked
@@ -246,10 +246,7 @@ class Operations(StoreState):
 
     def _load(self, batch: list[Loaded]) -> int:
         engine = self._check_open()
-        bounds = Bounds(self.max_items, self.max_bytes)
-        if bounds.max_items is not None or bounds.max_bytes is not None:
-            self._hand_over_hits()  # eviction picks by access time: this process's reads count
-        commit = engine.load(batch, self._clock(), bounds)
+        commit = engine.load(batch, self._clock(), self._write_bounds())
         self.counters["sets"] += len(batch)
         if commit.evicted:
             self.counters["evicted"] += len(commit.evicted)

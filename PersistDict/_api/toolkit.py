@@ -18,9 +18,6 @@ from ..exceptions import ConflictError, CorruptedRecordError
 from .options import ttl_seconds
 from .state import MISSING, K, V, StoreState, corrupted, typechecked
 
-if TYPE_CHECKING:
-    from ..engines.base import Bounds
-
 Number = int | float
 
 
@@ -47,9 +44,6 @@ class Toolkit(StoreState, Generic[K, V]):
     if TYPE_CHECKING:
         _keys: Any
 
-        @property
-        def _bounds(self) -> Bounds: ...
-
         def _note_evictions(self, evicted: list[bytes]) -> None: ...
 
     def _replace(self, key: Any, lookup: bytes, exact: bytes | None, kind: int, payload: bytes,
@@ -57,9 +51,7 @@ class Toolkit(StoreState, Generic[K, V]):
         """Write the encoded value if the entry of ``key`` is still ``expected`` (None: absent), in one
         engine write; ``expires`` None: keep ``expected``'s expiry. Whether it wrote."""
         engine = self._check_open()
-        bounds = self._bounds
-        if bounds.max_items is not None or bounds.max_bytes is not None:
-            self._hand_over_hits()  # eviction picks by access time
+        bounds = self._write_bounds()
         if expires is None:
             expires = 0.0 if expected is None else expected.expires
         try:

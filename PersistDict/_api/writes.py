@@ -42,6 +42,14 @@ class Writes(StoreState, Generic[K, V]):
     def _bounds(self) -> Bounds:
         return Bounds(self.max_items, self.max_bytes)
 
+    def _write_bounds(self) -> Bounds:
+        """The bounds to hand an engine write; when there are any, this process's front-cache hits
+        are handed to the engine first, since eviction picks by access time."""
+        bounds = self._bounds
+        if bounds.max_items is not None or bounds.max_bytes is not None:
+            self._hand_over_hits()
+        return bounds
+
     def _check_fits(self, first_key: Any, items: list[Item]) -> None:
         """Refuse, before any transaction, a write that max_items/max_bytes cannot hold even in an
         otherwise empty store (eviction never removes what the write itself stores)."""
